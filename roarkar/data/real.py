@@ -1,0 +1,183 @@
+"""Real-dataset layouts (ImageNet ImageFolder, Places365, COWC list files) -> sample lists + pixels.
+
+Each layout is turned into, per split, a list of ``(image path, label)`` plus the class names; the
+pixels are decoded with PIL, resized so the shorter side is ``resize`` and centre-cropped to
+``image_size`` (the usual evaluation preprocessing), then stored in shards by ``prepare``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+ROOT_ENV = {"imagefolder": "IMAGENET_ROOT", "places365": "PLACES365_ROOT", "cowc": "COWC_ROOT"}
+
+
+@dataclass
+class Listing:
+    """What a real layout holds: per split ``[(path, label)]`` and the class names."""
+
+    samples: dict[str, list[tuple[Path, int]]]
+    class_names: list[str]
+
+
+def resolve_root(cfg: Mapping[str, Any], kind: str) -> Path:
+    """``dataset.root`` as a Path; unset -> ValueError saying which env var / key to set."""
+    root = cfg.get("root")
+    if root in (None, "", "???"):
+        env = ROOT_ENV.get(kind)
+        how = f"set the environment variable {env} or " if env else ""
+        raise ValueError(
+            f"dataset.root is not set for dataset {cfg.get('name')!r} (kind {kind!r}): "
+            f"{how}pass dataset.root=/path/to/data"
+        )
+    return Path(str(root)).expanduser()
+
+
+def _need_dir(path: Path, key: str, expected: str) -> None:
+    if not path.is_dir():
+        raise FileNotFoundError(f"{key}={path} does not exist (expected {expected})")
+
+
+def _need_file(path: Path, key: str, expected: str) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}={path} does not exist (expected {expected})")
+
+
+def _read_list(path: Path, key: str, base: Path, num_classes: int | None) -> list[tuple[Path, int]]:
+    """Lines ``relative/path label`` -> [(base/path, label)], with errors naming file and line."""
+    out = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(maxsplit=1)
+        try:
+            rel, label = parts[0], int(parts[1])
+        except (IndexError, ValueError) as e:
+            raise ValueError(
+                f"{key}={path} line {lineno}: expected 'relative/path label', got {line!r}"
+            ) from e
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            raise ValueError(
+                f"{key}={path} line {lineno}: label {label} outside 0..{(num_classes or 1) - 1}"
+            )
+        out.append((base / rel.lstrip("/"), label))
+    return out
+
+
+def list_imagefolder(root: Path, cfg: Mapping[str, Any]) -> Listing:
+    """ImageNet as ``root/{train,val}/<class>/*.jpg``; classes sorted by folder name (from train)."""
+    _need_dir(root, "dataset.root", "an ImageFolder tree with train/ and val/")
+    split_dirs = {s: root / str(cfg.get(f"{s}_dir") or s) for s in ("train", "val")}
+    for s, d in split_dirs.items():
+        _need_dir(d, f"dataset.{s}_dir", f"a folder of class folders under dataset.root={root}")
+    classes = sorted(p.name for p in split_dirs["train"].iterdir() if p.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"dataset.root={root}: {split_dirs['train']} has no class folders")
+    index = {c: i for i, c in enumerate(classes)}
+    samples: dict[str, list[tuple[Path, int]]] = {}
+    for s, d in split_dirs.items():
+        found = []
+        for cdir in sorted(p for p in d.iterdir() if p.is_dir()):
+            if cdir.name not in index:
+                raise ValueError(
+                    f"dataset.root={root}: class folder {cdir} is not in {split_dirs['train']}"
+                )
+            for f in sorted(cdir.iterdir()):
+                if f.suffix.lower() in IMAGE_EXTENSIONS:
+                    found.append((f, index[cdir.name]))
+        samples[s] = found
+    return Listing(samples, classes)
+
+
+def list_places365(root: Path, cfg: Mapping[str, Any]) -> Listing:
+    """Places365 standard layout: list files, ``data_256/`` and ``val_256/`` under ``root``."""
+    _need_dir(
+        root,
+        "dataset.root",
+        "the Places365 folder with places365_train_standard.txt, data_256/, val_256/",
+    )
+    cats = root / str(cfg.get("categories") or "categories_places365.txt")
+    _need_file(cats, "dataset.categories", "lines '/a/abbey 0'")
+    names: dict[int, str] = {}
+    for lineno, line in enumerate(cats.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                name, idx = line.split()
+                names[int(idx)] = name.strip("/")
+            except ValueError as e:
+                raise ValueError(
+                    f"dataset.categories={cats} line {lineno}: expected '/a/abbey 0', got {line!r}"
+                ) from e
+    if sorted(names) != list(range(len(names))):
+        raise ValueError(f"dataset.categories={cats}: class indices are not 0..{len(names) - 1}")
+    class_names = [names[i] for i in range(len(names))]
+    samples = {}
+    for s, list_key, list_default, dir_key, dir_default in (
+        ("train", "train_list", "places365_train_standard.txt", "train_dir", "data_256"),
+        ("val", "val_list", "places365_val.txt", "val_dir", "val_256"),
+    ):
+        lst = root / str(cfg.get(list_key) or list_default)
+        _need_file(lst, f"dataset.{list_key}", "lines 'relative/path.jpg label'")
+        base = root / str(cfg.get(dir_key) or dir_default)
+        _need_dir(base, f"dataset.{dir_key}", f"the images listed in {lst.name}")
+        samples[s] = _read_list(lst, f"dataset.{list_key}", base, len(class_names))
+    return Listing(samples, class_names)
+
+
+def list_cowc(root: Path, cfg: Mapping[str, Any]) -> Listing:
+    """COWC-style list files ``relative/path.png label`` per split, paths relative to ``root``."""
+    _need_dir(root, "dataset.root", "a folder with the COWC patches and train/val list files")
+    num_classes = cfg.get("num_classes")
+    samples = {}
+    for s in ("train", "val"):
+        key = f"{s}_list"
+        lst = root / str(cfg.get(key) or f"{s}.txt")
+        _need_file(lst, f"dataset.{key}", "lines 'relative/path.png label'")
+        samples[s] = _read_list(
+            lst, f"dataset.{key}", root, None if num_classes is None else int(num_classes)
+        )
+    labels = [lab for s in samples.values() for _, lab in s]
+    n = int(num_classes) if num_classes is not None else (max(labels) + 1 if labels else 0)
+    names = cfg.get("class_names")
+    return Listing(samples, [str(c) for c in names] if names else [str(i) for i in range(n)])
+
+
+LAYOUTS = {"imagefolder": list_imagefolder, "places365": list_places365, "cowc": list_cowc}
+
+
+def list_real(kind: str, cfg: Mapping[str, Any]) -> Listing:
+    """The sample listing of a real dataset of ``kind`` described by ``cfg`` (checks paths first)."""
+    if kind not in LAYOUTS:
+        raise ValueError(f"unknown real dataset kind {kind!r}: expected one of {sorted(LAYOUTS)}")
+    listing = LAYOUTS[kind](resolve_root(cfg, kind), cfg)
+    for s, items in listing.samples.items():
+        if not items:
+            raise FileNotFoundError(f"dataset.root={cfg.get('root')}: no {s} images found")
+    return listing
+
+
+def load_image(path: Path, image_size: int, resize: int | None) -> np.ndarray:
+    """Decode ``path`` as RGB, resize the shorter side to ``resize`` and centre-crop -> uint8 [3,S,S]."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} listed in the dataset does not exist")
+    resize = int(resize or image_size)
+    if resize < image_size:
+        raise ValueError(f"dataset.resize={resize} must be >= dataset.image_size={image_size}")
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = resize / min(w, h)
+        nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
+        im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
+        left, top = (nw - image_size) // 2, (nh - image_size) // 2
+        im = im.crop((left, top, left + image_size, top + image_size))
+        arr = np.asarray(im, dtype=np.uint8)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))

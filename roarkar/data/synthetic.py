@@ -1,0 +1,461 @@
+"""Embedded synthetic datasets with ground-truth relevance maps (no downloads, deterministic).
+
+Three generators stand in for the paper's datasets so a whole study runs on a CPU:
+
+- ``synth_objects`` (ImageNet-like): one object on a cluttered background; the class is the object's
+  *content* (pattern and colours). Every object has the same square footprint, so removing its pixels
+  (ROAR) leaves a class-independent hole and cannot leak the label through the hole's shape.
+- ``synth_scenes`` (Places-like): the class is the arrangement (top/bottom, left/right,
+  centre/surround) and order of two large textured regions.
+- ``synth_cars`` (COWC-like): overhead grass/road with small bright cars and dark distractors; the
+  class is the car-count bucket.
+
+Everything is pure numpy driven by ``numpy.random.default_rng`` seeded from ``(seed, split, chunk)``,
+so the same arguments give identical bytes, and train and val never share a random stream.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+SPLIT_IDS = {"train": 0, "val": 1}
+
+# ----------------------------------------------------------------------------------------------
+# shared helpers
+
+
+CHUNK = 2048  # samples per independently seeded chunk (bounds memory while writing big splits)
+
+
+def chunk_rng(seed: int, split: str, chunk: int) -> np.random.Generator:
+    """One independent random stream per (seed, split, chunk): train and val never share samples."""
+    if split not in SPLIT_IDS:
+        raise ValueError(f"unknown split {split!r}: expected one of {sorted(SPLIT_IDS)}")
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed), SPLIT_IDS[split], int(chunk), 0x524F4152])
+    )
+
+
+def _interp_matrix(size: int, grid: int) -> np.ndarray:
+    """Bilinear upsampling weights [size, grid] (align_corners=False), for smooth noise fields."""
+    pos = np.clip((np.arange(size) + 0.5) * grid / size - 0.5, 0, grid - 1)
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, grid - 1)
+    frac = pos - i0
+    w = np.zeros((size, grid), dtype=np.float32)
+    w[np.arange(size), i0] += 1 - frac
+    w[np.arange(size), i1] += frac
+    return w
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, size: int, grid: int, amp: float) -> np.ndarray:
+    """Low-frequency colour blobs [n,3,size,size] in [-amp, amp] (bilinear upsampled grid noise)."""
+    low = rng.uniform(-amp, amp, size=(n, 3, grid, grid)).astype(np.float32)
+    w = _interp_matrix(size, grid)
+    return np.einsum("hg,ncgk,wk->nchw", w, low, w, optimize=True)
+
+
+def _paint(pattern: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """Two-colour texture: pattern [n,h,w] bool, fg/bg [n,3] -> float [n,3,h,w]."""
+    p = pattern[:, None].astype(np.float32)
+    return p * fg[:, :, None, None] + (1 - p) * bg[:, :, None, None]
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# synth_objects
+
+OBJECT_PATTERNS = (
+    "hstripes",
+    "vstripes",
+    "diagonal",
+    "antidiagonal",
+    "checker",
+    "dots",
+    "rings",
+    "cross",
+)
+# (foreground, background) colour pairs; high contrast within a pair, distinct across pairs.
+OBJECT_COLOURS = (
+    ((230, 30, 30), (250, 230, 60)),  # red / yellow
+    ((30, 60, 230), (240, 240, 240)),  # blue / white
+    ((30, 200, 60), (20, 20, 20)),  # green / black
+    ((250, 140, 0), (70, 0, 130)),  # orange / purple
+    ((0, 220, 220), (150, 0, 60)),  # cyan / maroon
+    ((240, 0, 200), (190, 255, 190)),  # magenta / pale green
+    ((250, 250, 0), (0, 0, 130)),  # yellow / navy
+    ((255, 255, 255), (90, 50, 20)),  # white / brown
+)
+COLOUR_NAMES = (
+    "red-yellow",
+    "blue-white",
+    "green-black",
+    "orange-purple",
+    "cyan-maroon",
+    "magenta-palegreen",
+    "yellow-navy",
+    "white-brown",
+)
+
+
+def _object_class_parts(c: int) -> tuple[int, int]:
+    """Class -> (pattern index, colour-pair index); distinct for up to 64 classes."""
+    return c % len(OBJECT_PATTERNS), (3 * c + c // len(OBJECT_PATTERNS)) % len(OBJECT_COLOURS)
+
+
+def _object_patterns(n: int, o: int, rng: np.random.Generator) -> np.ndarray:
+    """All pattern families for n objects of o x o with random phase -> bool [P, n, o, o]."""
+    w = max(1, o // 4)
+    yy = np.arange(o)[None, :, None]
+    xx = np.arange(o)[None, None, :]
+    py = rng.integers(0, 2 * w, size=(n, 1, 1))
+    px = rng.integers(0, 2 * w, size=(n, 1, 1))
+    c = (o - 1) / 2
+    ring = np.maximum(np.abs(yy - c), np.abs(xx - c))
+    pats = [
+        ((yy + py) // w) % 2 == 0,
+        ((xx + px) // w) % 2 == 0,
+        ((yy + xx + py) // w) % 2 == 0,
+        ((xx - yy + 4 * o + px) // w) % 2 == 0,
+        (((yy + py) // w + (xx + px) // w) % 2) == 0,
+        (((yy + py) % (2 * w)) < w)
+        & (((xx + px) % (2 * w)) < w)
+        & (((yy + py) // (2 * w) + (xx + px) // (2 * w)) % 2 == 0),
+        (np.floor(ring) // w) % 2 == 0,
+        (np.abs(yy - c) < w) | (np.abs(xx - c) < w),
+    ]
+    return np.stack([np.broadcast_to(p, (n, o, o)) for p in pats])
+
+
+def synth_objects(
+    rng: np.random.Generator,
+    n: int,
+    image_size: int,
+    *,
+    num_classes: int = 8,
+    object_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ImageNet-like: one square object (same footprint for every class) on a cluttered background.
+
+    The class is the object's pattern and colour pair; relevance is 1 on the object's square.
+    ``object_size`` defaults to a quarter of the image side (~6 % of the pixels).
+    """
+    if not 2 <= num_classes <= len(OBJECT_PATTERNS) * len(OBJECT_COLOURS):
+        raise ValueError(f"synth_objects: num_classes={num_classes} must be in [2, 64]")
+    s = image_size
+    o = int(object_size) if object_size else max(3, round(s / 4))
+    if not 2 <= o <= s:
+        raise ValueError(f"synth_objects: object_size={o} must be in [2, image_size={s}]")
+    labels = rng.integers(0, num_classes, size=n)
+    # background: low-contrast colour blobs + pixel noise around a muted per-image colour
+    base = rng.uniform(80, 175, size=(n, 1, 1, 1)) + rng.uniform(-20, 20, size=(n, 3, 1, 1))
+    img = base + _smooth_noise(rng, n, s, max(2, s // 6), 30.0)
+    img += rng.normal(0, 6, size=img.shape).astype(np.float32)
+    # object: class pattern painted with the class colour pair (jittered)
+    pats = _object_patterns(n, o, rng)
+    parts = np.array([_object_class_parts(int(c)) for c in range(num_classes)])
+    pat_idx, col_idx = parts[labels, 0], parts[labels, 1]
+    colours = np.asarray(OBJECT_COLOURS, dtype=np.float32)  # [8, 2, 3]
+    fg = colours[col_idx, 0] + rng.uniform(-25, 25, size=(n, 3))
+    bg = colours[col_idx, 1] + rng.uniform(-25, 25, size=(n, 3))
+    obj = _paint(pats[pat_idx, np.arange(n)], fg, bg)
+    ys = rng.integers(0, s - o + 1, size=n)
+    xs = rng.integers(0, s - o + 1, size=n)
+    rel = np.zeros((n, s, s), dtype=np.float32)
+    for i in range(n):
+        img[i, :, ys[i] : ys[i] + o, xs[i] : xs[i] + o] = obj[i]
+        rel[i, ys[i] : ys[i] + o, xs[i] : xs[i] + o] = 1.0
+    return _to_uint8(img), labels.astype(np.int64), rel
+
+
+def _objects_classes(num_classes: int = 8, **_: Any) -> list[str]:
+    names = []
+    for c in range(num_classes):
+        p, col = _object_class_parts(c)
+        names.append(f"{OBJECT_PATTERNS[p]}:{COLOUR_NAMES[col]}")
+    return names
+
+
+# ----------------------------------------------------------------------------------------------
+# synth_scenes
+
+SCENE_LAYOUTS = ("top_bottom", "left_right", "center_surround")
+SCENE_TEXTURES = ("stripes", "checker", "dots")
+_SCENE_PAIRS = ((0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1))
+_TEXTURE_COLOURS = (
+    ((235, 125, 30), (110, 25, 10)),  # warm diagonal stripes
+    ((40, 200, 235), (10, 35, 120)),  # cool checker
+    ((205, 255, 120), (25, 105, 40)),  # green dots
+)
+
+
+def _scene_class_parts(c: int) -> tuple[int, int, int]:
+    """Class -> (layout, texture of region A, texture of region B)."""
+    a, b = _SCENE_PAIRS[c // len(SCENE_LAYOUTS)]
+    return c % len(SCENE_LAYOUTS), a, b
+
+
+def _scene_textures(n: int, s: int, rng: np.random.Generator) -> np.ndarray:
+    """The three region textures over the whole image, jittered -> float [3, n, 3, s, s]."""
+    w = max(1, s // 16)
+    yy = np.arange(s)[None, :, None]
+    xx = np.arange(s)[None, None, :]
+    py = rng.integers(0, 4 * w, size=(n, 1, 1))
+    px = rng.integers(0, 4 * w, size=(n, 1, 1))
+    pats = (
+        ((yy + xx + py) // w) % 2 == 0,
+        (((yy + py) // w + (xx + px) // w) % 2) == 0,
+        (((yy + py) % (3 * w)) < w) & (((xx + px) % (3 * w)) < w),
+    )
+    out = []
+    for k, pat in enumerate(pats):
+        fg = np.asarray(_TEXTURE_COLOURS[k][0], np.float32) + rng.uniform(-20, 20, size=(n, 3))
+        bg = np.asarray(_TEXTURE_COLOURS[k][1], np.float32) + rng.uniform(-20, 20, size=(n, 3))
+        out.append(_paint(pat, fg, bg))
+    return np.stack(out)
+
+
+def synth_scenes(
+    rng: np.random.Generator,
+    n: int,
+    image_size: int,
+    *,
+    num_classes: int = 6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Places-like: a large block of two textured regions on a plain noisy background.
+
+    The class is the layout (top/bottom, left/right, centre/surround) and which texture is in which
+    region; relevance is 1 on the block (both regions, about 30-65 % of the image).
+    """
+    maxc = len(SCENE_LAYOUTS) * len(_SCENE_PAIRS)
+    if not 2 <= num_classes <= maxc:
+        raise ValueError(f"synth_scenes: num_classes={num_classes} must be in [2, {maxc}]")
+    s = image_size
+    labels = rng.integers(0, num_classes, size=n)
+    parts = np.array([_scene_class_parts(int(c)) for c in range(num_classes)])
+    layout, ta, tb = parts[labels, 0], parts[labels, 1], parts[labels, 2]
+    # background: grey, low saturation, low contrast
+    base = rng.uniform(90, 170, size=(n, 1, 1, 1)) + rng.uniform(-8, 8, size=(n, 3, 1, 1))
+    img = base + _smooth_noise(rng, n, s, max(2, s // 8), 20.0)
+    img += rng.normal(0, 5, size=img.shape).astype(np.float32)
+    tex = _scene_textures(n, s, rng)
+    # block geometry
+    bh = rng.integers(round(0.6 * s), round(0.85 * s) + 1, size=n)
+    bw = rng.integers(round(0.6 * s), round(0.85 * s) + 1, size=n)
+    y0 = (rng.random(n) * (s - bh + 1)).astype(int)
+    x0 = (rng.random(n) * (s - bw + 1)).astype(int)
+    frac = rng.uniform(0.4, 0.6, size=n)
+    my = np.maximum(1, np.rint(bh * rng.uniform(0.22, 0.3, size=n))).astype(int)
+    mx = np.maximum(1, np.rint(bw * rng.uniform(0.22, 0.3, size=n))).astype(int)
+    yy = np.arange(s)[None, :, None]
+    xx = np.arange(s)[None, None, :]
+
+    def col(v: np.ndarray) -> np.ndarray:
+        return v[:, None, None]
+
+    block = (yy >= col(y0)) & (yy < col(y0 + bh)) & (xx >= col(x0)) & (xx < col(x0 + bw))
+    a_top = yy < col(y0 + np.rint(bh * frac).astype(int))
+    a_left = xx < col(x0 + np.rint(bw * frac).astype(int))
+    a_center = (
+        (yy >= col(y0 + my))
+        & (yy < col(y0 + bh - my))
+        & (xx >= col(x0 + mx))
+        & (xx < col(x0 + bw - mx))
+    )
+    a_mask = block & np.where(col(layout) == 0, a_top, np.where(col(layout) == 1, a_left, a_center))
+    b_mask = block & ~a_mask
+    idx = np.arange(n)
+    img = np.where(a_mask[:, None], tex[ta, idx], img)
+    img = np.where(b_mask[:, None], tex[tb, idx], img)
+    return _to_uint8(img), labels.astype(np.int64), block.astype(np.float32)
+
+
+def _scenes_classes(num_classes: int = 6, **_: Any) -> list[str]:
+    names = []
+    for c in range(num_classes):
+        lay, a, b = _scene_class_parts(c)
+        names.append(f"{SCENE_LAYOUTS[lay]}:{SCENE_TEXTURES[a]}/{SCENE_TEXTURES[b]}")
+    return names
+
+
+# ----------------------------------------------------------------------------------------------
+# synth_cars
+
+DEFAULT_BUCKETS = ((0, 0), (1, 2), (3, 4), (5, 6))
+_CAR_COLOURS = np.array(
+    [(245, 245, 245), (250, 235, 90), (255, 120, 120), (140, 190, 255), (215, 215, 225)], np.float32
+)
+
+
+def _check_buckets(buckets: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    out = [(int(b[0]), int(b[1])) for b in buckets]
+    for (lo, hi), prev in zip(out, [(-1, -1), *out[:-1]], strict=True):
+        if not 0 <= lo <= hi or lo <= prev[1]:
+            raise ValueError(
+                f"synth_cars: buckets={out} must be increasing, disjoint [lo, hi] >= 0"
+            )
+    if len(out) < 2:
+        raise ValueError(f"synth_cars: buckets={out} needs at least two buckets")
+    return out
+
+
+def _place(occ: np.ndarray, h: int, w: int, rng: np.random.Generator) -> tuple[int, int] | None:
+    """A free h x w spot (with a one-pixel gap to anything placed before), or None."""
+    s = occ.shape[0]
+    for _ in range(200):
+        y = int(rng.integers(0, s - h + 1))
+        x = int(rng.integers(0, s - w + 1))
+        if not occ[max(0, y - 1) : y + h + 1, max(0, x - 1) : x + w + 1].any():
+            occ[y : y + h, x : x + w] = True
+            return y, x
+    return None
+
+
+def synth_cars(
+    rng: np.random.Generator,
+    n: int,
+    image_size: int,
+    *,
+    buckets: Sequence[Sequence[int]] = DEFAULT_BUCKETS,
+    num_classes: int | None = None,
+    max_distractors: int = 4,
+    car_length: int | None = None,
+    car_width: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COWC-like: overhead grass with an optional road, 0..N small bright cars and dark distractors.
+
+    The class is the bucket of the car count (default 0, 1-2, 3-4, 5-6); relevance = car pixels.
+    Cars are ``car_width x car_length`` (default 2 x 4 at 32 px), horizontal or vertical.
+    """
+    bks = _check_buckets(buckets)
+    if num_classes is not None and int(num_classes) != len(bks):
+        raise ValueError(
+            f"synth_cars: num_classes={num_classes} but buckets={bks} give {len(bks)} classes"
+        )
+    s = image_size
+    cl = int(car_length) if car_length else max(2, round(s / 8))
+    cw = int(car_width) if car_width else max(1, round(s / 16))
+    labels = rng.integers(0, len(bks), size=n)
+    grass = np.array([80, 130, 55], np.float32)
+    img = grass + rng.uniform(-20, 20, size=(n, 3))
+    img = img[:, :, None, None] + _smooth_noise(rng, n, s, max(2, s // 4), 18.0)
+    img += rng.normal(0, 7, size=img.shape).astype(np.float32)
+    rel = np.zeros((n, s, s), dtype=np.float32)
+    for i in range(n):
+        occ = np.zeros((s, s), dtype=bool)
+        if rng.random() < 0.6:  # a grey road band
+            width = int(rng.integers(max(2, s // 5), max(3, s // 3) + 1))
+            pos = int(rng.integers(0, s - width + 1))
+            road = rng.uniform(95, 130) + rng.normal(0, 4, size=(3, s, width))
+            if rng.random() < 0.5:
+                img[i, :, :, pos : pos + width] = road
+            else:
+                img[i, :, pos : pos + width, :] = road.transpose(0, 2, 1)
+        lo, hi = bks[labels[i]]
+        for _ in range(int(rng.integers(lo, hi + 1))):
+            h, w = (cl, cw) if rng.random() < 0.5 else (cw, cl)
+            spot = _place(occ, h, w, rng)
+            if spot is None:
+                raise ValueError(f"synth_cars: cannot fit {hi} cars of {cw}x{cl} px into {s} px")
+            y, x = spot
+            img[i, :, y : y + h, x : x + w] = (
+                _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] + rng.uniform(-10, 10, size=3)
+            )[:, None, None]
+            rel[i, y : y + h, x : x + w] = 1.0
+        for _ in range(int(rng.integers(0, max_distractors + 1))):
+            d = int(rng.integers(max(2, cw), max(2, cw) + 2))
+            spot = _place(occ, d, d, rng)
+            if spot is not None:
+                y, x = spot
+                img[i, :, y : y + d, x : x + d] = rng.uniform(15, 50) + rng.uniform(
+                    -5, 5, size=(3, 1, 1)
+                )
+    return _to_uint8(img), labels.astype(np.int64), rel
+
+
+def _cars_classes(buckets: Sequence[Sequence[int]] = DEFAULT_BUCKETS, **_: Any) -> list[str]:
+    return [f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in _check_buckets(buckets)]
+
+
+# ----------------------------------------------------------------------------------------------
+# registry
+
+GENERATORS: dict[str, tuple[Callable[..., Any], Callable[..., list[str]]]] = {
+    "synth_objects": (synth_objects, _objects_classes),
+    "synth_scenes": (synth_scenes, _scenes_classes),
+    "synth_cars": (synth_cars, _cars_classes),
+}
+
+
+def _lookup(generator: str) -> tuple[Callable[..., Any], Callable[..., list[str]]]:
+    if generator not in GENERATORS:
+        raise ValueError(
+            f"unknown synthetic generator {generator!r}: expected one of {sorted(GENERATORS)}"
+        )
+    return GENERATORS[generator]
+
+
+def generator_params(generator: str) -> list[str]:
+    """The keyword parameters a generator accepts (beyond rng, n, image_size)."""
+    fn, _ = _lookup(generator)
+    sig = inspect.signature(fn)
+    return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _check_params(generator: str, params: dict[str, Any]) -> None:
+    allowed = generator_params(generator)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"{generator}: unknown parameter(s) {unknown}; accepted: {allowed}")
+
+
+def class_names(generator: str, **params: Any) -> list[str]:
+    """Human-readable class names of a generator with the given parameters (their count = classes)."""
+    _check_params(generator, params)
+    _, names = _lookup(generator)
+    return names(**{k: v for k, v in params.items() if v is not None})
+
+
+def generate_chunks(
+    generator: str, split: str, n: int, image_size: int, seed: int, **params: Any
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``generate`` as numpy chunks of at most ``CHUNK`` samples (for writing big splits)."""
+    fn, _ = _lookup(generator)
+    _check_params(generator, params)
+    if int(image_size) < 8:
+        raise ValueError(f"{generator}: image_size={image_size} must be >= 8")
+    if int(n) < 0:
+        raise ValueError(f"{generator}: n={n} must be >= 0")
+    kw = {k: v for k, v in params.items() if v is not None}
+    for chunk, start in enumerate(range(0, int(n), CHUNK)):
+        m = min(CHUNK, int(n) - start)
+        yield fn(chunk_rng(seed, split, chunk), m, int(image_size), **kw)
+
+
+def generate(
+    generator: str, split: str, n: int, image_size: int, seed: int, **params: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Generate ``n`` samples of ``split`` deterministically from ``seed``.
+
+    Returns images uint8 [N,3,H,W], labels int64 [N], relevance float32 [N,H,W] in [0, 1].
+    Every ``CHUNK`` samples are drawn from their own seeded stream, so memory stays bounded.
+    Parameters set to ``None`` take the generator's default.
+    """
+    parts = list(generate_chunks(generator, split, n, image_size, seed, **params))
+    if not parts:
+        s = int(image_size)
+        return (
+            torch.empty((0, 3, s, s), dtype=torch.uint8),
+            torch.empty(0, dtype=torch.int64),
+            torch.empty((0, s, s), dtype=torch.float32),
+        )
+    images, labels, rel = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(rel)

@@ -1,0 +1,337 @@
+"""roarkar.data: synthetic generators, shards, prepare-once, locking, corruption, streaming."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from roarkar.data import (
+    DATASETS,
+    GENERATORS,
+    CorruptShardError,
+    content_hash,
+    dataset_dir,
+    denormalize,
+    generate,
+    load_split,
+    normalize,
+    prepare,
+    stream_split,
+)
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+
+
+def tiny(generator: str = "synth_objects", **over) -> dict:
+    cfg = {
+        "name": f"tiny_{generator}",
+        "kind": "synthetic",
+        "generator": generator,
+        "image_size": 16,
+        "train_size": 64,
+        "val_size": 24,
+        "seed": 3,
+        "shard_size": 20,
+    }
+    cfg.update(over)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return prepare(tiny(), root)
+
+
+# ---------------------------------------------------------------------------------------------
+# generators
+
+
+@pytest.mark.parametrize("generator", sorted(GENERATORS))
+def test_generate_is_deterministic_and_well_formed(generator):
+    a = generate(generator, "train", 40, 16, seed=7)
+    b = generate(generator, "train", 40, 16, seed=7)
+    for x, y in zip(a, b, strict=True):
+        assert x.numpy().tobytes() == y.numpy().tobytes()
+    images, labels, rel = a
+    assert images.dtype == torch.uint8 and images.shape == (40, 3, 16, 16)
+    assert labels.dtype == torch.int64 and labels.shape == (40,)
+    assert rel.dtype == torch.float32 and rel.shape == (40, 16, 16)
+    assert rel.min() >= 0 and rel.max() <= 1
+    val = generate(generator, "train", 40, 16, seed=8)[0]
+    assert not torch.equal(images, val), "a different seed must give different images"
+    assert not torch.equal(images, generate(generator, "val", 40, 16, seed=7)[0]), (
+        "train and val must use different streams"
+    )
+    assert len(labels.unique()) > 1
+
+
+def test_objects_footprint_does_not_depend_on_class():
+    _, labels, rel = generate("synth_objects", "train", 200, 32, seed=0)
+    area = rel.sum((1, 2))
+    assert torch.all(area == 64), "every object is the same 8x8 square (no silhouette leak)"
+    assert len(labels.unique()) == 8
+
+
+def test_cars_relevance_counts_match_buckets():
+    _, labels, rel = generate("synth_cars", "train", 100, 32, seed=0)
+    cars = rel.sum((1, 2)) / 8  # 2x4 px per car, separated by a gap
+    buckets = [(0, 0), (1, 2), (3, 4), (5, 6)]
+    for c, lab in zip(cars.tolist(), labels.tolist(), strict=True):
+        lo, hi = buckets[lab]
+        assert lo <= c <= hi
+
+
+def test_unknown_generator_and_param_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"'nope'.*synth_cars.*synth_objects.*synth_scenes"):
+        generate("nope", "train", 4, 16, 0)
+    with pytest.raises(ValueError, match=r"'nope'.*synth_objects"):
+        prepare(tiny(generator="nope"), tmp_path)
+    with pytest.raises(ValueError, match=r"bogus"):
+        prepare(tiny(bogus=1), tmp_path)
+    with pytest.raises(ValueError, match=r"dataset.kind='imagenet'.*synthetic.*imagefolder"):
+        prepare({"name": "x", "kind": "imagenet"}, tmp_path)
+    assert set(DATASETS) == {"synthetic", "imagefolder", "places365", "cowc", "shards"}
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare / load_split
+
+
+def test_prepare_and_load_split(prepared):
+    info = prepared
+    assert info.root.name == f"tiny_synth_objects-{content_hash(tiny())}"
+    assert info.counts == {"train": 64, "val": 24} and info.has_relevance
+    assert info.num_classes == 8 == len(info.class_names)
+    files = sorted(p.name for p in info.root.glob("*.tar"))
+    assert files == [f"train-{i:06d}.tar" for i in range(4)] + ["val-000000.tar", "val-000001.tar"]
+    doc = json.loads((info.root / "dataset.json").read_text())
+    assert doc["config"]["generator"] == "synth_objects" and doc["shards"]["train"][3]["count"] == 4
+    train = load_split(info, "train")
+    ref = generate("synth_objects", "train", 64, 16, seed=3)
+    assert torch.equal(train.images, ref[0]) and torch.equal(train.labels, ref[1])
+    assert torch.allclose(train.relevance, ref[2])
+    assert train.keys[:2] == ["train_00000000", "train_00000001"] and "." not in train.keys[5]
+    x = train.images.float() / 255
+    assert torch.allclose(torch.tensor(info.mean), x.mean((0, 2, 3)).double().float(), atol=1e-4)
+    assert torch.allclose(torch.tensor(info.std), x.std((0, 2, 3)).float(), atol=1e-3)
+    assert len(load_split(info, "val")) == 24
+    with pytest.raises(ValueError, match="test"):
+        load_split(info, "test")
+
+
+def test_prepare_is_byte_deterministic(prepared, tmp_path):
+    again = prepare(tiny(), tmp_path)
+    assert again.root.name == prepared.root.name
+    for f in prepared.root.glob("*.tar"):
+        assert f.read_bytes() == (again.root / f.name).read_bytes()
+
+
+def test_prepare_runs_once(prepared):
+    files = sorted(prepared.root.iterdir())
+    before = {f: f.stat().st_mtime_ns for f in files}
+    time.sleep(0.02)
+    again = prepare(tiny(), prepared.root.parent)
+    assert again.root == prepared.root
+    assert sorted(prepared.root.iterdir()) == files
+    assert {f: f.stat().st_mtime_ns for f in files} == before
+
+
+def test_hash_ignores_paths_not_content(tmp_path):
+    base = tiny()
+    assert content_hash(base) == content_hash({**base, "root": "/else/where", "name": "other"})
+    assert content_hash(base) != content_hash({**base, "seed": 4})
+    assert content_hash(base) != content_hash({**base, "image_size": 24})
+    assert dataset_dir(base, tmp_path).parent == tmp_path
+
+
+def test_incomplete_directory_is_rebuilt(tmp_path):
+    cfg = tiny(train_size=20, val_size=8)
+    out = dataset_dir(cfg, tmp_path)
+    out.mkdir(parents=True)
+    (out / "train-000000.tar").write_bytes(b"junk")  # a crashed earlier attempt, no dataset.json
+    info = prepare(cfg, tmp_path)
+    assert len(load_split(info, "train")) == 20
+
+
+def test_concurrent_prepare_generates_once(tmp_path):
+    script = textwrap.dedent(
+        """
+        import pathlib, sys, time
+        import roarkar.data.materialize as p
+        calls = []
+        build = p._build
+        def slow_build(*a, **k):
+            calls.append(1)
+            time.sleep(1.0)  # keep the lock long enough for the other process to collide
+            return build(*a, **k)
+        p._build = slow_build
+        root = pathlib.Path(sys.argv[1])
+        (root / f"ready-{sys.argv[2]}").touch()  # barrier: both interpreters have imported torch
+        while len(list(root.glob("ready-*"))) < 2:
+            time.sleep(0.01)
+        t0 = time.time()
+        cfg = dict(name="conc", kind="synthetic", generator="synth_cars", image_size=16,
+                   train_size=30, val_size=10, seed=1, shard_size=16)
+        info = p.prepare(cfg, sys.argv[1])
+        print("BUILDS", len(calls), info.root, time.time() - t0, flush=True)
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    lines = [next(ln for ln in o[0].splitlines() if ln.startswith("BUILDS")) for o in outs]
+    assert sorted(int(ln.split()[1]) for ln in lines) == [0, 1], lines
+    assert len({ln.split()[2] for ln in lines}) == 1
+    assert min(float(ln.split()[3]) for ln in lines) > 0.5, (
+        "the waiting process must block on the lock"
+    )
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+# ---------------------------------------------------------------------------------------------
+# corruption
+
+
+def _copy(info, tmp_path):
+    import shutil
+
+    dst = tmp_path / info.root.name
+    shutil.copytree(info.root, dst)
+    return prepare({"name": "s", "kind": "shards", "root": str(dst)}, tmp_path)
+
+
+def test_truncated_shard_names_the_file(prepared, tmp_path):
+    info = _copy(prepared, tmp_path)
+    shard = info.root / "train-000001.tar"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2 + 100])
+    with pytest.raises(CorruptShardError, match=r"train-000001\.tar"):
+        load_split(info, "train")
+
+
+def test_bad_npy_names_the_file(prepared, tmp_path):
+    info = _copy(prepared, tmp_path)
+    shard = info.root / "val-000000.tar"
+    data = bytearray(shard.read_bytes())
+    i = data.index(b"\x93NUMPY")  # first npy member's magic
+    data[i : i + 6] = b"XXXXXX"
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError, match=r"val-000000\.tar.*unreadable"):
+        load_split(info, "val")
+
+
+def test_count_mismatch_is_an_error(prepared, tmp_path):
+    info = _copy(prepared, tmp_path)
+    info.shards["train"][0]["count"] += 1
+    info.counts["train"] += 1
+    with pytest.raises(CorruptShardError, match=r"train-000000\.tar.*expected 21"):
+        load_split(info, "train")
+    doc = json.loads((info.root / "dataset.json").read_text())
+    doc["counts"]["val"] = 99
+    (info.root / "dataset.json").write_text(json.dumps(doc))
+    with pytest.raises(CorruptShardError, match=r"dataset\.json.*99"):
+        prepare({"name": "s", "kind": "shards", "root": str(info.root)}, tmp_path)
+
+
+def test_shards_kind(prepared, tmp_path):
+    info = prepare({"name": "s", "kind": "shards", "root": str(prepared.root)}, tmp_path)
+    assert info.root == prepared.root and info.counts == prepared.counts
+    assert info.mean == prepared.mean
+    missing = tmp_path / "nothing"
+    with pytest.raises(FileNotFoundError, match=rf"dataset\.root={missing} does not exist"):
+        prepare({"name": "s", "kind": "shards", "root": str(missing)}, tmp_path)
+    with pytest.raises(ValueError, match=r"dataset\.root is not set"):
+        prepare(OmegaConf.load(CONF / "shards.yaml"), tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# normalize / stream
+
+
+def test_normalize_round_trip(prepared):
+    images = load_split(prepared, "val").images
+    x = normalize(images, prepared)
+    assert x.dtype == torch.float32 and x.shape == images.shape
+    assert torch.equal(denormalize(x, prepared), images)
+    assert torch.allclose(normalize(images[0], prepared), x[0])
+    mean = torch.tensor(prepared.mean).view(3, 1, 1)
+    std = torch.tensor(prepared.std).view(3, 1, 1)
+    assert torch.allclose(x, (images.float() / 255 - mean) / std)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_stream_split_yields_all_samples(prepared, shuffle):
+    split = load_split(prepared, "train")
+    got = list(stream_split(prepared, "train", shuffle=shuffle, seed=0))
+    assert sorted(k for _, _, k in got) == split.keys
+    if not shuffle:
+        assert [k for _, _, k in got] == split.keys
+    else:
+        assert [k for _, _, k in got] != split.keys
+    by_key = {k: (im, lab) for im, lab, k in got}
+    for i in (0, 17, 63):
+        im, lab = by_key[split.keys[i]]
+        assert torch.equal(im, split.images[i]) and lab == int(split.labels[i])
+    again = [k for _, _, k in stream_split(prepared, "train", shuffle=shuffle, seed=0)]
+    assert again == [k for _, _, k in got]
+
+
+def test_stream_split_in_dataloader_workers(prepared):
+    loader = torch.utils.data.DataLoader(
+        stream_split(prepared, "train", shuffle=False, seed=0), batch_size=None, num_workers=2
+    )
+    keys = sorted(k for _, _, k in loader)
+    assert keys == sorted(load_split(prepared, "train").keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# conf files
+
+
+def test_conf_files(tmp_path, monkeypatch):
+    names = {p.stem for p in CONF.glob("*.yaml")}
+    assert {
+        "synth_objects",
+        "synth_scenes",
+        "synth_cars",
+        "imagenet",
+        "places365",
+        "cowc",
+        "shards",
+    } <= names
+    for name in names:
+        cfg = OmegaConf.load(CONF / f"{name}.yaml")
+        assert cfg.kind in DATASETS and cfg.name
+    monkeypatch.setenv("IMAGENET_ROOT", "/x/imagenet")
+    assert OmegaConf.load(CONF / "imagenet.yaml").root == "/x/imagenet"
+    cfg = OmegaConf.load(CONF / "synth_scenes.yaml")
+    cfg.merge_with({"train_size": 30, "val_size": 10, "image_size": 16})
+    info = prepare(cfg, tmp_path)
+    assert info.num_classes == 6 and info.counts == {"train": 30, "val": 10}
+    cars = OmegaConf.load(CONF / "synth_cars.yaml")
+    assert len(cars.buckets) == cars.num_classes == 4
+
+
+def test_probe_beats_chance_on_synth_objects():
+    from roarkar.data.sanity import probe
+
+    torch.manual_seed(0)
+    r = probe("synth_objects", n_train=480, n_val=160, image_size=16, epochs=3, batch_size=32)
+    assert r["accuracy"] > r["chance"] + 0.35, r
