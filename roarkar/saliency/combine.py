@@ -1,0 +1,154 @@
+"""Squashing and weighted combination of per-tap maps into one input-resolution map (paper Eq 3).
+
+Each tap map is squashed to [0, 1] with a CDF whose parameters are fitted to that map alone (per image),
+*then* upsampled bilinearly to the input size, then averaged with layer weights. Squashing before
+upsampling is what the paper says it does ("technically, we compute gamma(s; mu, sigma) before we
+upsample").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from roarkar.models.taps import TAPS
+from roarkar.saliency.stats import gamma_shape
+
+#: Named layer weights for L1..L5 (paper Sec 3.2, Table 2): equal, rule-of-thumb linear, and the prior
+#: accuracy of each layer's map.
+WEIGHTS: dict[str, tuple[float, ...]] = {
+    "equal": (1.0, 1.0, 1.0, 1.0, 1.0),
+    "linear": (1.0, 2.0, 3.0, 4.0, 5.0),
+    "prior": (0.18, 0.15, 0.37, 0.40, 0.72),
+}
+SQUASHES: tuple[str, ...] = ("normal", "gamma", "none")
+
+
+def resolve_weights(weights: str | Sequence[float], n: int = len(TAPS)) -> tuple[float, ...]:
+    """Layer weights from a name in :data:`WEIGHTS` or a sequence of ``n`` non-negative floats."""
+    if isinstance(weights, str):
+        if weights not in WEIGHTS:
+            raise ValueError(
+                f"unknown weights {weights!r}: expected one of {', '.join(WEIGHTS)} or a list"
+            )
+        values = WEIGHTS[weights]
+    else:
+        try:
+            values = tuple(float(w) for w in weights)
+        except TypeError as err:
+            raise ValueError(
+                f"weights must be a name or a list of {n} floats, got {weights!r}"
+            ) from err
+    if len(values) != n:
+        raise ValueError(f"weights need one value per map ({n}), got {len(values)}: {list(values)}")
+    if any(not math.isfinite(w) or w < 0 for w in values) or sum(values) <= 0:
+        raise ValueError(
+            f"weights must be finite, non-negative and not all zero, got {list(values)}"
+        )
+    return values
+
+
+def check_squash(squash: str) -> str:
+    """``squash`` if it names a squashing function, else a ValueError listing them."""
+    if squash not in SQUASHES:
+        raise ValueError(f"unknown squash {squash!r}: expected one of {', '.join(SQUASHES)}")
+    return squash
+
+
+def _flat(maps: Tensor) -> Tensor:
+    if maps.dim() != 3:
+        raise ValueError(f"expected maps [B, H, W], got {tuple(maps.shape)}")
+    return maps.float().flatten(1) if maps.dtype != torch.float64 else maps.flatten(1)
+
+
+def squash_normal_cdf(maps: Tensor) -> Tensor:
+    """Normal CDF of each map with the mean and sample std of that map's H x W values (per image).
+
+    A constant map (std 0) becomes 0.5 everywhere instead of NaN.
+    """
+    flat = _flat(maps)
+    mu = flat.mean(dim=1, keepdim=True)
+    sd = flat.std(dim=1, keepdim=True, correction=1 if flat.shape[1] > 1 else 0)
+    z = (flat - mu) / torch.where(sd > 0, sd, torch.ones_like(sd))
+    out = torch.where(sd > 0, torch.special.ndtr(z), torch.full_like(z, 0.5))
+    return out.view_as(maps)
+
+
+def squash_gamma_cdf(maps: Tensor, eps: float = 1e-7) -> Tensor:
+    """Gamma CDF of each map (the authors' code default, ``GammaNorm2D``), per image.
+
+    As in the authors' code, the map is shifted so its minimum is ``eps``, the gamma shape k is the
+    maximum-likelihood estimate (Eq 11-13) and the scale is mean / k. A constant map becomes 0.5.
+    """
+    flat = _flat(maps)
+    shifted = (flat - flat.min(dim=1, keepdim=True).values).double() + eps
+    constant = (flat.max(dim=1).values - flat.min(dim=1).values) <= 0
+    k = gamma_shape(shifted, dim=1, eps=0.0).clamp(1e-6, 1e6)
+    theta = shifted.mean(dim=1) / k
+    cdf = torch.special.gammainc(k[:, None], shifted / theta[:, None]).to(flat.dtype)
+    out = torch.where(constant[:, None], torch.full_like(cdf, 0.5), cdf)
+    return out.view_as(maps)
+
+
+def squash_map(maps: Tensor, how: str = "normal") -> Tensor:
+    """Squash each [B, H, W] map with ``how`` in :data:`SQUASHES` ("none" leaves it as it is)."""
+    check_squash(how)
+    if how == "normal":
+        return squash_normal_cdf(maps)
+    if how == "gamma":
+        return squash_gamma_cdf(maps)
+    return maps.float() if maps.dtype != torch.float64 else maps
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of [B, h, w] maps to ``size`` (align_corners=False)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[
+        :, 0
+    ]
+
+
+def _ordered(tap_maps: Mapping[str, Tensor] | Sequence[Tensor]) -> list[Tensor]:
+    if isinstance(tap_maps, Mapping):
+        if set(tap_maps) == set(TAPS):
+            return [tap_maps[t] for t in TAPS]
+        return list(tap_maps.values())
+    return list(tap_maps)
+
+
+def combine(
+    tap_maps: Mapping[str, Tensor] | Sequence[Tensor],
+    size: tuple[int, int],
+    weights: str | Sequence[float] = "equal",
+    squash: str = "normal",
+) -> Tensor:
+    """Eq 3: squash each tap map, upsample it to ``size``, and take the weighted mean -> [B, H, W].
+
+    ``tap_maps`` is ordered L1..L5 (a mapping keyed by exactly the tap names is put in tap order).
+    """
+    maps = _ordered(tap_maps)
+    w = resolve_weights(weights, len(maps))
+    how = check_squash(squash)
+    total = None
+    for weight, m in zip(w, maps, strict=True):
+        term = upsample(squash_map(m, how), size) * weight
+        total = term if total is None else total + term
+    return total / sum(w)
+
+
+__all__ = [
+    "SQUASHES",
+    "WEIGHTS",
+    "check_squash",
+    "combine",
+    "resolve_weights",
+    "squash_gamma_cdf",
+    "squash_map",
+    "squash_normal_cdf",
+    "upsample",
+]
