@@ -1,0 +1,172 @@
+"""Gather cell results into one long table (one row per trained cell) and average seeds.
+
+The long table is the single input of every table and score in :mod:`roarkar.report`: it comes
+either from a results tree (``collect_results``, one ``result.json`` per cell, see
+docs/ARCHITECTURE.md) or from a CSV (``read_long``, e.g. the paper's transcribed tables).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = [
+    "CELL_COLUMNS",
+    "LONG_COLUMNS",
+    "MODES",
+    "PROTOCOLS",
+    "cell_means",
+    "collect_results",
+    "normalize_long",
+    "read_long",
+    "summarize_seeds",
+]
+
+log = logging.getLogger(__name__)
+
+#: Columns of the long format, in order.
+LONG_COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "model",
+    "protocol",
+    "method",
+    "layer",
+    "mode",
+    "percent",
+    "seed",
+    "accuracy",
+)
+#: Columns that identify a cell up to its seed (what seeds are averaged over).
+CELL_COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "model",
+    "protocol",
+    "method",
+    "layer",
+    "mode",
+    "percent",
+)
+PROTOCOLS: frozenset[str] = frozenset({"layer", "input"})
+MODES: frozenset[str] = frozenset({"kar", "roar"})
+LAYERS: frozenset[str] = frozenset({"L1", "L2", "L3", "L4", "L5"})
+
+
+def normalize_long(df: pd.DataFrame, where: str = "long table") -> pd.DataFrame:
+    """Check a long table and coerce its dtypes; extra columns (e.g. ``source``) are kept.
+
+    Raises ValueError naming ``where`` and the offending column or value: missing columns,
+    unknown protocol/mode, a layer-protocol row without ``L1``..``L5``, accuracy outside [0, 1].
+    """
+    missing = [c for c in LONG_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{where}: missing column(s) {', '.join(missing)}; "
+            f"the long format needs {', '.join(LONG_COLUMNS)}"
+        )
+    out = df.copy()
+    for col in ("dataset", "model", "protocol", "method", "mode"):
+        out[col] = out[col].astype(object).where(out[col].notna(), "").astype(str).str.strip()
+    out["layer"] = out["layer"].astype(object).where(out["layer"].notna(), "").astype(str)
+    out["layer"] = out["layer"].str.strip()
+    out["percent"] = pd.to_numeric(out["percent"], errors="raise").astype(float)
+    out["seed"] = pd.to_numeric(out["seed"], errors="raise").astype(int)
+    out["accuracy"] = pd.to_numeric(out["accuracy"], errors="raise").astype(float)
+
+    def bad(mask: pd.Series, what: str) -> None:
+        if mask.any():
+            row = out[mask].iloc[0]
+            cell = ", ".join(f"{c}={row[c]!r}" for c in LONG_COLUMNS)
+            raise ValueError(f"{where}: {what} ({int(mask.sum())} row(s)); first: {cell}")
+
+    bad(~out["protocol"].isin(PROTOCOLS), "protocol must be 'layer' or 'input'")
+    bad(~out["mode"].isin(MODES), "mode must be 'kar' or 'roar'")
+    bad((out["protocol"] == "layer") & ~out["layer"].isin(LAYERS), "layer must be L1..L5")
+    bad((out["protocol"] == "input") & (out["layer"] != ""), "input-protocol layer must be ''")
+    bad(out["method"] == "", "method is empty")
+    acc = out["accuracy"]
+    over = acc[(acc > 1) & (acc <= 100)]
+    hint = f" — percent? e.g. got {over.iloc[0]:g}" if len(over) else ""
+    bad(~((acc >= 0) & (acc <= 1)), f"accuracy must be in [0, 1]{hint}")
+    return out
+
+
+def read_long(path_csv: str | Path) -> pd.DataFrame:
+    """Read a long-format CSV; errors name the file and any missing columns."""
+    path = Path(path_csv)
+    if not path.is_file():
+        raise FileNotFoundError(f"long table not found: {path}")
+    df = pd.read_csv(
+        path, dtype={"layer": str}, keep_default_na=False, na_values={"accuracy": [""]}
+    )
+    return normalize_long(df, where=str(path))
+
+
+def collect_results(runs_dir: str | Path) -> pd.DataFrame:
+    """Long table of every ``result.json`` under ``runs_dir`` whose status is ``ok``.
+
+    Failed (or otherwise not-ok) cells are skipped and logged; unreadable files are skipped and
+    logged too. How many of each is in ``df.attrs``: ``n_ok``, ``n_failed``, ``failed`` (paths),
+    ``n_unreadable``, ``unreadable`` (paths). Rows are sorted by the cell columns and seed.
+    """
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results directory not found: {root}")
+    rows: list[dict] = []
+    failed: list[str] = []
+    unreadable: list[str] = []
+    for path in sorted(root.rglob("result.json")):
+        try:
+            rec = json.loads(path.read_text())
+            cell = rec["cell"]
+            status = rec.get("status")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping unreadable result %s: %s", path, exc)
+            unreadable.append(str(path))
+            continue
+        if status != "ok":
+            failed.append(str(path))
+            log.info("skipping %s cell %s: %s", status, path, rec.get("error"))
+            continue
+        row = {c: cell.get(c) for c in LONG_COLUMNS if c != "accuracy"}
+        row["layer"] = row["layer"] or ""
+        row["accuracy"] = rec.get("accuracy")
+        missing = [c for c, v in row.items() if v is None]
+        if missing:
+            raise ValueError(f"{path}: result has no {', '.join(missing)}")
+        if not (isinstance(row["accuracy"], int | float) and 0 <= row["accuracy"] <= 1):
+            raise ValueError(f"{path}: accuracy must be in [0, 1]; got {row['accuracy']!r}")
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=list(LONG_COLUMNS))
+    if rows:
+        df = normalize_long(df, where=str(root))
+        df = df.sort_values(list(CELL_COLUMNS) + ["seed"], kind="stable").reset_index(drop=True)
+    if failed:
+        log.warning("%d failed cell(s) under %s were skipped", len(failed), root)
+    df.attrs.update(
+        n_ok=len(rows),
+        n_failed=len(failed),
+        failed=failed,
+        n_unreadable=len(unreadable),
+        unreadable=unreadable,
+    )
+    return df
+
+
+def summarize_seeds(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std (NaN for one seed) and number of seeds of the accuracy per cell.
+
+    Columns: the cell columns (all long columns but ``seed`` and ``accuracy``), ``mean``,
+    ``std``, ``n``; cells keep their first-appearance order.
+    """
+    df = normalize_long(df)
+    g = df.groupby(list(CELL_COLUMNS), sort=False, dropna=False)["accuracy"]
+    return g.agg(mean="mean", std="std", n="count").reset_index()
+
+
+def cell_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Long table with one row per cell, ``accuracy`` = mean over seeds, ``seed`` dropped."""
+    summary = summarize_seeds(df)
+    return summary.rename(columns={"mean": "accuracy"}).drop(columns=["std", "n"])

@@ -1,0 +1,453 @@
+"""The paper's Tables 1, 2, 4 and 5 as pure functions of the long table, plus rendering.
+
+* Table 4 (layer protocol): accuracy per dataset, method, mode and layer, with Best/Worst rows.
+* Table 1 (layer protocol): Difference (Eq 8) and Information (Eq 9) per dataset and method, AVG.
+* Table 5 (input protocol): accuracy per method, mode and percent.
+* Table 2 (input protocol): KAR = sum of KAR accuracies, ROAR = -sum of ROAR accuracies, SUM.
+
+Several seeds of a cell are averaged first. Accuracies are shown in percent in Tables 4 and 5
+(as in the paper) and as fractions in Tables 1 and 2 (whose published scores are sums of
+fractions). Every function returns a long, tidy DataFrame; ``pivot_*`` give the paper's layout.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from roarkar.report.aggregate import LONG_COLUMNS, cell_means, normalize_long
+from roarkar.report.scores import DEFAULT_LOG_BASE, difference, information, log_base_label
+
+__all__ = [
+    "BASELINE",
+    "MissingBaselineError",
+    "compare",
+    "format_for_console",
+    "pivot_table1",
+    "pivot_table4",
+    "pivot_table5",
+    "table1",
+    "table2",
+    "table4",
+    "table5",
+    "to_markdown",
+    "write_tables",
+]
+
+log = logging.getLogger(__name__)
+
+BASELINE = "random"
+AVG = "AVG"
+BEST, WORST = "Best", "Worst"
+_MODES = ("kar", "roar")
+
+
+class MissingBaselineError(ValueError):
+    """A score needs a random-baseline cell (dataset, layer, mode) that the long table lacks."""
+
+    def __init__(self, dataset: str, layer: str, mode: str, method: str | None = None) -> None:
+        self.dataset, self.layer, self.mode, self.method = dataset, layer, mode, method
+        needed = f" (needed by method {method!r})" if method else ""
+        super().__init__(
+            f"no random baseline for dataset={dataset!r}, layer={layer!r}, mode={mode!r}{needed}; "
+            f"run method {BASELINE!r} for that cell"
+        )
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def _ordered(values: pd.Series, first: tuple[str, ...] = ()) -> list[str]:
+    """Unique values in first-appearance order, with ``first`` (if present) moved to the front."""
+    seen = list(pd.unique(values))
+    return [v for v in first if v in seen] + [v for v in seen if v not in first]
+
+
+def _prepare(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
+    """Rows of one protocol, one model, seeds averaged (``accuracy`` = mean per cell)."""
+    d = normalize_long(df)
+    d = d[d["protocol"] == protocol]
+    if d.empty:
+        raise ValueError(f"{table}: the long table has no {protocol}-protocol rows")
+    models = _ordered(d["model"])
+    if len(models) > 1:
+        raise ValueError(
+            f"{table}: the long table holds several models ({', '.join(models)}); "
+            "filter it to one first (roarkar-tables --model NAME)"
+        )
+    return cell_means(d[list(LONG_COLUMNS)])
+
+
+def _one_percent_per_mode(
+    d: pd.DataFrame, percent: Mapping[str, float] | None, table: str
+) -> pd.DataFrame:
+    """Layer protocol: keep one percent per mode (given, or the only one present)."""
+    keep = []
+    for mode in _MODES:
+        dm = d[d["mode"] == mode]
+        present = sorted(float(p) for p in dm["percent"].unique())
+        if percent is not None and mode in percent:
+            p = float(percent[mode])
+            if p not in present:
+                raise ValueError(f"{table}: no {mode} rows at percent {p:g}; present: {present}")
+            dm = dm[dm["percent"] == p]
+        elif len(present) > 1:
+            raise ValueError(
+                f"{table}: layer-protocol {mode} rows at several percents {present}; "
+                "choose one, e.g. percent={'kar': 2.5, 'roar': 10}"
+            )
+        keep.append(dm)
+    return pd.concat(keep, ignore_index=True)
+
+
+def _sort(df: pd.DataFrame, orders: Mapping[str, list]) -> pd.DataFrame:
+    """Sort by the given columns, each in the given explicit order."""
+    keys = {c: df[c].map({v: i for i, v in enumerate(o)}) for c, o in orders.items()}
+    tmp = df.assign(**{f"_k_{c}": k for c, k in keys.items()})
+    tmp = tmp.sort_values([f"_k_{c}" for c in orders], kind="stable")
+    return tmp.drop(columns=[f"_k_{c}" for c in orders]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- Table 4
+
+
+def table4(df: pd.DataFrame, percent: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Layer-protocol accuracies in percent: ``dataset, method, mode, layer, accuracy``.
+
+    Adds per dataset/mode/layer a ``Best`` and a ``Worst`` row over the non-random methods
+    (best = highest for KAR, lowest for ROAR). ``percent`` picks the kept/removed percent per
+    mode when a study ran several (e.g. ``{"kar": 2.5, "roar": 10}``).
+    """
+    d = _one_percent_per_mode(_prepare(df, "layer", "table4"), percent, "table4")
+    d = d.assign(accuracy=(d["accuracy"] * 100).round(6))
+    out = d[["dataset", "method", "mode", "layer", "accuracy"]]
+    methods = _ordered(out["method"], first=(BASELINE,))
+    stats = out[out["method"] != BASELINE]
+    extra = []
+    if not stats.empty:
+        g = stats.groupby(["dataset", "mode", "layer"], sort=False)["accuracy"]
+        hi, lo = g.max().reset_index(), g.min().reset_index()
+        for label, kar_src, roar_src in ((BEST, hi, lo), (WORST, lo, hi)):
+            part = pd.concat(
+                [kar_src[kar_src["mode"] == "kar"], roar_src[roar_src["mode"] == "roar"]]
+            ).assign(method=label)
+            extra.append(part)
+    out = pd.concat([out, *extra], ignore_index=True)
+    return _sort(
+        out[["dataset", "method", "mode", "layer", "accuracy"]],
+        {
+            "dataset": _ordered(d["dataset"]),
+            "method": methods + [BEST, WORST],
+            "mode": list(_MODES),
+            "layer": [f"L{i}" for i in range(1, 6)],
+        },
+    )
+
+
+def pivot_table4(t4: pd.DataFrame) -> pd.DataFrame:
+    """Table 4 in the paper's layout: rows dataset/method, columns ``KAR L1`` .. ``ROAR L5``."""
+    wide = t4.assign(col=t4["mode"].str.upper() + " " + t4["layer"]).pivot_table(
+        index=["dataset", "method"], columns="col", values="accuracy", sort=False
+    )
+    cols = [f"{m.upper()} L{i}" for m in _MODES for i in range(1, 6)]
+    wide = wide.reindex(columns=[c for c in cols if c in wide.columns])
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+# --------------------------------------------------------------------------- Table 1
+
+
+def _series(d: pd.DataFrame, mode: str) -> pd.Series:
+    return d[d["mode"] == mode].set_index("layer")["accuracy"]
+
+
+def table1(
+    df: pd.DataFrame,
+    log_base: float = DEFAULT_LOG_BASE,
+    percent: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Difference (Eq 8) and Information (Eq 9) per dataset and non-random method, plus AVG.
+
+    Columns ``dataset, method, difference, information``. Each score uses the layers the method
+    has in that dataset; every such (layer, mode) needs a random cell (else
+    :class:`MissingBaselineError`), and the method must have every layer the random baseline has
+    (else ValueError). ``AVG`` rows are the mean over the datasets a method has. Methods are
+    sorted by AVG difference, best first, as in the paper. ``log_base`` defaults to e, which
+    reproduces the published Information scores (see :mod:`roarkar.report.scores`).
+    """
+    d = _one_percent_per_mode(_prepare(df, "layer", "table1"), percent, "table1")
+    datasets = _ordered(d["dataset"])
+    rows = []
+    for ds in datasets:
+        dd = d[d["dataset"] == ds]
+        rnd = dd[dd["method"] == BASELINE]
+        for method in _ordered(dd["method"]):
+            if method == BASELINE:
+                continue
+            dm = dd[dd["method"] == method]
+            acc, base = {}, {}
+            for mode in _MODES:
+                m, r = _series(dm, mode), _series(rnd, mode)
+                for layer in m.index:
+                    if layer not in r.index:
+                        raise MissingBaselineError(ds, layer, mode, method)
+                for layer in r.index:
+                    if layer not in m.index:
+                        raise ValueError(
+                            f"table1: method {method!r} has no {mode} result for dataset "
+                            f"{ds!r}, layer {layer!r}, which the random baseline has"
+                        )
+                acc[mode], base[mode] = m.sort_index(), r.sort_index()
+            if list(acc["kar"].index) != list(acc["roar"].index):
+                raise ValueError(
+                    f"table1: method {method!r} on {ds!r} has KAR layers "
+                    f"{list(acc['kar'].index)} but ROAR layers {list(acc['roar'].index)}"
+                )
+            args = (acc["kar"].values, acc["roar"].values, base["kar"].values, base["roar"].values)
+            rows.append(
+                {
+                    "dataset": ds,
+                    "method": method,
+                    "difference": difference(*args),
+                    "information": information(*args, base=log_base),
+                }
+            )
+    if not rows:
+        raise ValueError("table1: no non-random methods in the layer protocol")
+    out = pd.DataFrame(rows)
+    counts = out.groupby("method", sort=False)["dataset"].nunique()
+    partial = counts[counts < len(datasets)]
+    if len(partial):
+        log.warning(
+            "table1: AVG of %s is over fewer datasets than the others", ", ".join(partial.index)
+        )
+    avg = out.groupby("method", sort=False)[["difference", "information"]].mean().reset_index()
+    out = pd.concat([out, avg.assign(dataset=AVG)], ignore_index=True)
+    ranking = avg.sort_values("difference", ascending=False, kind="stable")["method"].tolist()
+    out = _sort(out, {"method": ranking, "dataset": datasets + [AVG]})
+    out.attrs["log_base"] = log_base
+    return out[["dataset", "method", "difference", "information"]]
+
+
+def pivot_table1(t1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 in the paper's layout: one row per method, Difference then Information columns."""
+    datasets = list(pd.unique(t1["dataset"]))
+    wide = t1.pivot_table(
+        index="method", columns="dataset", values=["difference", "information"], sort=False
+    )
+    wide = wide.reindex(columns=[(s, ds) for s in ("difference", "information") for ds in datasets])
+    wide.columns = [f"{s} {ds}" for s, ds in wide.columns]
+    return wide.reset_index()
+
+
+# --------------------------------------------------------------------------- Tables 5 and 2
+
+
+def table5(df: pd.DataFrame) -> pd.DataFrame:
+    """Input-protocol accuracies in percent: ``[dataset,] method, mode, percent, accuracy``.
+
+    The ``dataset`` column is present only when the table holds several datasets.
+    """
+    d = _prepare(df, "input", "table5")
+    d = d.assign(accuracy=(d["accuracy"] * 100).round(6))
+    out = _sort(
+        d.sort_values("percent", kind="stable"),
+        {
+            "dataset": _ordered(d["dataset"]),
+            "method": _ordered(d["method"], first=(BASELINE,)),
+            "mode": list(_MODES),
+        },
+    )
+    cols = ["method", "mode", "percent", "accuracy"]
+    return out[(["dataset"] if out["dataset"].nunique() > 1 else []) + cols]
+
+
+def pivot_table5(t5: pd.DataFrame) -> pd.DataFrame:
+    """Table 5 in the paper's layout: one row per method, columns ``KAR 10%`` .. ``ROAR 90%``."""
+    index = [c for c in ("dataset", "method") if c in t5.columns]
+    col = t5["mode"].str.upper() + " " + t5["percent"].map("{:g}%".format)
+    wide = t5.assign(col=col).pivot_table(index=index, columns="col", values="accuracy", sort=False)
+    order = [f"{m.upper()} {p:g}%" for m in _MODES for p in sorted(t5["percent"].unique())]
+    wide = wide.reindex(columns=[c for c in order if c in wide.columns])
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def table2(df: pd.DataFrame) -> pd.DataFrame:
+    """Input-protocol summary ``[dataset,] method, kar, roar, sum`` (fractions, as the paper).
+
+    KAR = sum of the method's KAR accuracies over the percents, ROAR = minus the sum of its
+    ROAR accuracies, SUM = KAR + ROAR. The random baseline is included. Every method must have
+    the same percents as the other methods of its dataset, else the sums are not comparable.
+    """
+    d = _prepare(df, "input", "table2")
+    rows = []
+    for ds in _ordered(d["dataset"]):
+        dd = d[d["dataset"] == ds]
+        wanted = {mode: set(dd.loc[dd["mode"] == mode, "percent"]) for mode in _MODES}
+        for method in _ordered(dd["method"], first=(BASELINE,)):
+            dm = dd[dd["method"] == method]
+            sums = {}
+            for mode in _MODES:
+                have = dm[dm["mode"] == mode]
+                lacking = sorted(wanted[mode] - set(have["percent"]))
+                if lacking:
+                    raise ValueError(
+                        f"table2: method {method!r} on {ds!r} has no {mode} result at "
+                        f"percent {lacking[0]:g} (other methods have one)"
+                    )
+                sums[mode] = float(have["accuracy"].sum())
+            rows.append(
+                {
+                    "dataset": ds,
+                    "method": method,
+                    "kar": sums["kar"],
+                    "roar": -sums["roar"],
+                    "sum": sums["kar"] - sums["roar"],
+                }
+            )
+    out = pd.DataFrame(rows)
+    cols = ["method", "kar", "roar", "sum"]
+    return out[(["dataset"] if out["dataset"].nunique() > 1 else []) + cols]
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def compare(
+    ours: pd.DataFrame, published: pd.DataFrame, keys: list[str], values: list[str]
+) -> pd.DataFrame:
+    """Side by side: ``keys``, then per value column ``v``, ``v_published`` and ``v_delta``.
+
+    An outer join, so rows only one side has show up with NaN.
+    """
+    merged = ours[keys + values].merge(
+        published[keys + values], on=keys, how="outer", suffixes=("", "_published"), sort=False
+    )
+    cols = list(keys)
+    for v in values:
+        merged[f"{v}_delta"] = merged[v] - merged[f"{v}_published"]
+        cols += [v, f"{v}_published", f"{v}_delta"]
+    return merged[cols]
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _fmt(value: object, floatfmt: str) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else format(value, floatfmt)
+    return str(value).replace("|", "\\|")
+
+
+def to_markdown(
+    df: pd.DataFrame, title: str | None = None, floatfmt: str = ".2f", note: str | None = None
+) -> str:
+    """A GitHub-flavoured Markdown table (numbers right-aligned), with optional title and note."""
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    header = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    rule = "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"
+    body = [
+        "| " + " | ".join(_fmt(v, floatfmt) for v in row) + " |"
+        for row in df.itertuples(index=False, name=None)
+    ]
+    parts = ([f"### {title}", ""] if title else []) + [header, rule, *body]
+    if note:
+        parts += ["", note]
+    return "\n".join(parts) + "\n"
+
+
+_TITLES = {
+    "table1": "Table 1: Difference (Eq 8) and Information (Eq 9) scores, layer protocol",
+    "table2": "Table 2: KAR sum, -ROAR sum and their SUM, input protocol",
+    "table4": "Table 4: accuracy (%) per layer, KAR kept / ROAR removed, layer protocol",
+    "table5": "Table 5: accuracy (%) per kept (KAR) / removed (ROAR) percent, input protocol",
+}
+
+
+def _log_note(log_base: float) -> str:
+    return f"Information score (Eq 9) uses the {log_base_label(log_base)}."
+
+
+def _build(
+    df_long: pd.DataFrame, log_base: float, percent: Mapping[str, float] | None
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """All tables the long table supports, and notes on the skipped ones."""
+    d = normalize_long(df_long)
+    tables: dict[str, pd.DataFrame] = {}
+    skipped: list[str] = []
+    protocols = set(d["protocol"])
+    if "layer" in protocols:
+        tables["table4"] = table4(d, percent=percent)
+        tables["table1"] = table1(d, log_base=log_base, percent=percent)
+    else:
+        skipped.append("table1, table4 skipped: no layer-protocol rows")
+    if "input" in protocols:
+        tables["table5"] = table5(d)
+        tables["table2"] = table2(d)
+    else:
+        skipped.append("table2, table5 skipped: no input-protocol rows")
+    return tables, skipped
+
+
+def _wide(name: str, t: pd.DataFrame) -> pd.DataFrame:
+    pivots = {"table1": pivot_table1, "table4": pivot_table4, "table5": pivot_table5}
+    return pivots[name](t) if name in pivots else t
+
+
+def write_tables(
+    df_long: pd.DataFrame,
+    out_dir: str | Path,
+    log_base: float = DEFAULT_LOG_BASE,
+    percent: Mapping[str, float] | None = None,
+) -> dict[str, Path]:
+    """Write ``long.csv`` and ``tableN.csv`` (tidy) / ``tableN.md`` (paper layout) to ``out_dir``.
+
+    Tables whose protocol has no rows are skipped (logged). Returns file name -> path.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    d = normalize_long(df_long)
+    tables, skipped = _build(d, log_base, percent)
+    for msg in skipped:
+        log.warning(msg)
+    written: dict[str, Path] = {}
+    path = out / "long.csv"
+    d.to_csv(path, index=False)
+    written[path.name] = path
+    for name in ("table1", "table2", "table4", "table5"):
+        if name not in tables:
+            continue
+        t = tables[name]
+        path = out / f"{name}.csv"
+        t.to_csv(path, index=False)
+        written[path.name] = path
+        note = _log_note(log_base) if name == "table1" else None
+        path = out / f"{name}.md"
+        path.write_text(to_markdown(_wide(name, t), _TITLES[name], note=note))
+        written[path.name] = path
+    return written
+
+
+def format_for_console(
+    df_long: pd.DataFrame,
+    log_base: float = DEFAULT_LOG_BASE,
+    percent: Mapping[str, float] | None = None,
+) -> str:
+    """The tables in the paper's layout as plain text, with the Information score's log base."""
+    tables, skipped = _build(df_long, log_base, percent)
+    parts = []
+    for name in ("table1", "table2", "table4", "table5"):
+        if name not in tables:
+            continue
+        text = _wide(name, tables[name]).to_string(index=False, float_format="{:.2f}".format)
+        parts.append(f"{_TITLES[name]}\n{text}")
+        if name == "table1":
+            parts[-1] += "\n" + _log_note(log_base)
+    parts += skipped
+    return "\n\n".join(parts) + "\n"
