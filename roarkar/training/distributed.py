@@ -1,0 +1,77 @@
+"""Process-group setup for torch DDP, from torchrun's or submitit's environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: rank, world size, local rank, and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` picks this rank's GPU when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device=cuda was asked for but torch sees no CUDA device")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {name!r}: expected auto, cpu or cuda")
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Join the process group when launched with WORLD_SIZE > 1 (torchrun, or submitit after
+    ``TorchDistributedEnvironment().export()``); NCCL on GPUs, gloo on CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return DistInfo(rank, world_size, local_rank, dev)
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if info.enabled:
+        dist.barrier()
+
+
+def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over ranks (returns it unchanged in a single process)."""
+    if info.enabled:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's value of ``obj`` on every rank."""
+    if not info.enabled:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]

@@ -1,0 +1,296 @@
+"""One trainer for base models, layer fine-tuning and from-scratch retraining.
+
+He et al. (2016) SGD recipe by default; learning rate as a pure function of (epoch, step) so a
+resumed run needs no scheduler state; a checkpoint after every epoch; DDP when the process group is
+up; AMP and channels_last on CUDA; evaluation on the held-out split at the final epoch only (no
+best-epoch selection on it, DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from roarkar.training.batches import ArrayBatches, epoch_generator
+from roarkar.training.distributed import DistInfo, all_reduce_sum
+
+log = logging.getLogger(__name__)
+
+# prepare(batch, train, generator) -> (inputs, targets, forward kwargs), all on the device
+PrepareFn = Callable[
+    [dict[str, Tensor], bool, torch.Generator], tuple[Tensor, Tensor, dict[str, Any]]
+]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the cell is stopped and recorded as failed."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint on disk belongs to another run or model."""
+
+
+@dataclass
+class TrainerSettings:
+    """The optimisation recipe (conf/trainer/*.yaml)."""
+
+    batch_size: int = 256
+    lr: float = 0.1
+    lr_reference_batch: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (1 / 3, 2 / 3)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    amp: str = "auto"
+    channels_last: str = "auto"
+    eval_batch_size: int = 256
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> TrainerSettings:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(cfg) - known - {"epochs", "lr_scale", "name"})
+        if unknown:
+            raise ValueError(
+                f"unknown trainer settings {unknown}: expected some of {sorted(known)}"
+            )
+        values = {k: cfg[k] for k in known if k in cfg}
+        if "milestones" in values:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
+
+    def lr_at(self, progress: float, epochs: int, global_batch: int) -> float:
+        """Learning rate at ``progress`` epochs into a run of ``epochs`` epochs."""
+        base = self.lr * global_batch / self.lr_reference_batch
+        if self.warmup_epochs and progress < self.warmup_epochs:
+            return base * (progress + 1e-3) / self.warmup_epochs
+        if self.schedule == "step":
+            drops = sum(progress >= m * epochs for m in self.milestones)
+            return base * self.gamma**drops
+        if self.schedule == "cosine":
+            t = (progress - self.warmup_epochs) / max(epochs - self.warmup_epochs, 1e-9)
+            return base * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
+        if self.schedule == "constant":
+            return base
+        raise ValueError(
+            f"unknown trainer.schedule {self.schedule!r}: expected step, cosine or constant"
+        )
+
+
+@dataclass
+class FitResult:
+    """What a training run measured: final held-out accuracy and per-epoch history."""
+
+    accuracy: float
+    history: list[dict] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+
+
+def _autocast(settings: TrainerSettings, device: torch.device):
+    mode = settings.amp
+    if mode == "auto":
+        mode = "bf16" if device.type == "cuda" else "off"
+    if mode == "off":
+        return nullcontext()
+    if mode not in ("bf16", "fp16"):
+        raise ValueError(f"unknown trainer.amp {settings.amp!r}: expected auto, off, bf16 or fp16")
+    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _use_channels_last(settings: TrainerSettings, device: torch.device) -> bool:
+    if settings.channels_last == "auto":
+        return device.type == "cuda"
+    return bool(settings.channels_last)
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, identity: str) -> dict:
+    """Load a checkpoint and check it was written by the run ``identity``."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("identity") != identity:
+        found = ckpt.get("identity") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointMismatchError(
+            f"checkpoint {path} belongs to run {found!r}, not {identity!r}; "
+            "move it away or point paths.results elsewhere"
+        )
+    return ckpt
+
+
+def _maybe_kill(step: int) -> None:
+    """Fault injection for the resume tests: SIGKILL this process at a given global step."""
+    target = os.environ.get("ROARKAR_KILL_AT_STEP")
+    if target is not None and step == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def evaluate(
+    net: nn.Module,
+    batches: ArrayBatches,
+    prepare: PrepareFn,
+    dist: DistInfo,
+    settings: TrainerSettings,
+    seed: int = 0,
+) -> float:
+    """Top-1 accuracy on every sample of ``batches`` (summed over ranks)."""
+    net.eval()
+    counts = torch.zeros(2, dtype=torch.float64)
+    generator = epoch_generator(seed, -1, salt=2)
+    with torch.no_grad(), _autocast(settings, dist.device):
+        for batch in batches.eval_batches():
+            inputs, targets, kwargs = prepare(batch, False, generator)
+            logits = net(inputs, **kwargs)
+            counts[0] += (logits.argmax(1) == targets).sum().item()
+            counts[1] += len(targets)
+    counts = all_reduce_sum(counts, dist)
+    return float(counts[0] / counts[1]) if counts[1] else float("nan")
+
+
+def fit(
+    net: nn.Module,
+    parameters: list[nn.Parameter],
+    prepare: PrepareFn,
+    train: ArrayBatches,
+    val: ArrayBatches,
+    settings: TrainerSettings,
+    *,
+    epochs: int,
+    seed: int,
+    checkpoint: Path | None,
+    identity: str,
+    dist: DistInfo | None = None,
+    desc: str = "train",
+    on_train_mode: Callable[[], None] | None = None,
+) -> FitResult:
+    """Train ``parameters`` of ``net`` for ``epochs`` epochs, resuming from ``checkpoint`` if it
+    exists, then return the final-epoch accuracy on ``val``.
+
+    ``net(inputs, **kwargs)`` gives logits; ``prepare`` moves, masks and augments a batch.
+    ``on_train_mode`` runs after ``net.train()`` each epoch (the layer protocol puts its frozen
+    prefix back in eval mode there).
+    """
+    dist = dist or DistInfo()
+    device = dist.device
+    torch.manual_seed(seed)
+    net.to(device)
+    if _use_channels_last(settings, device):
+        net.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        parameters,
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        nesterov=settings.nesterov,
+    )
+    history: list[dict] = []
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint, identity)
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+        log.info("resuming %s from %s at epoch %d", desc, checkpoint, start_epoch)
+
+    model = net
+    if dist.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device] if device.type == "cuda" else None
+        )
+    criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    steps = train.steps_per_epoch()
+    if steps == 0:
+        raise ValueError(
+            f"{desc}: no training batch (train split of {train.size} images, batch {train.batch_size})"
+        )
+    global_batch = train.batch_size * dist.world_size
+    bar = tqdm(
+        total=epochs * steps,
+        initial=start_epoch * steps,
+        desc=desc,
+        leave=False,
+        disable=not (settings.progress and dist.is_main),
+        dynamic_ncols=True,
+    )
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        if on_train_mode is not None:
+            on_train_mode()
+        generator = epoch_generator(seed, epoch)
+        totals = torch.zeros(3, dtype=torch.float64)
+        for step, batch in enumerate(train.train_epoch(seed, epoch)):
+            _maybe_kill(epoch * steps + step)
+            lr = settings.lr_at(epoch + step / steps, epochs, global_batch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            inputs, targets, kwargs = prepare(batch, True, generator)
+            with _autocast(settings, device):
+                logits = model(inputs, **kwargs)
+                loss = criterion(logits.float(), targets)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"{desc}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g})"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            totals += torch.tensor(
+                [
+                    loss.item() * len(targets),
+                    (logits.argmax(1) == targets).sum().item(),
+                    len(targets),
+                ],
+                dtype=torch.float64,
+            )
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+        totals = all_reduce_sum(totals, dist)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": float(totals[0] / totals[2]),
+                "train_accuracy": float(totals[1] / totals[2]),
+                "lr": lr,
+            }
+        )
+        if checkpoint is not None and dist.is_main:
+            _save_atomic(
+                {
+                    "identity": identity,
+                    "epoch": epoch + 1,
+                    "net": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "history": history,
+                },
+                checkpoint,
+            )
+    bar.close()
+    if dist.enabled:  # BatchNorm statistics drift per rank after the last step: use rank 0's
+        for buffer in net.buffers():
+            torch.distributed.broadcast(buffer, 0)
+    accuracy = evaluate(net, val, prepare, dist, settings, seed)
+    return FitResult(accuracy=accuracy, history=history, resumed_from_epoch=start_epoch)

@@ -1,0 +1,140 @@
+"""The trainer: resume after a real kill mid-epoch, 2-process DDP on gloo, NaN loss, schedules."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from roarkar.models import build_model
+from roarkar.training import (
+    ArrayBatches,
+    CheckpointMismatchError,
+    NonFiniteLossError,
+    TrainerSettings,
+    fit,
+    load_checkpoint,
+)
+from roarkar.training.distributed import DistInfo
+
+SCRIPT = Path(__file__).with_name("tiny_training.py")
+
+
+def _run(out: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = os.environ | {"OMP_NUM_THREADS": "1"} | (env or {})
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu")
+
+
+def test_resume_after_kill_mid_epoch_matches_uninterrupted(tmp_path):
+    straight = _run(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    # 8 steps per epoch (128 images, batch 16): step 13 is in the middle of epoch 2
+    killed = _run(tmp_path / "resumed", env={"ROARKAR_KILL_AT_STEP": "13"})
+    assert killed.returncode == -9, killed.stderr  # really killed by SIGKILL
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "resumed" / "final-rank0.pt").exists()
+    resumed = _run(tmp_path / "resumed")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "resumed" / "accuracy-rank0.txt").read_text().split()[
+        1
+    ] == "1"  # resumed at epoch 1
+    a, b = (
+        _weights(tmp_path / "straight" / "final-rank0.pt"),
+        _weights(tmp_path / "resumed" / "final-rank0.pt"),
+    )
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    accuracy = float((tmp_path / "straight" / "accuracy-rank0.txt").read_text().split()[0])
+    assert accuracy > 0.5  # the tiny task is learnable: 4 classes, chance 0.25
+
+
+def test_two_process_ddp_on_gloo(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        str(SCRIPT),
+        str(tmp_path),
+        "--batch",
+        "8",
+    ]
+    proc = subprocess.run(
+        cmd, env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    w0, w1 = _weights(tmp_path / "final-rank0.pt"), _weights(tmp_path / "final-rank1.pt")
+    for key in w0:
+        assert torch.equal(w0[key], w1[key]), f"{key} differs across ranks"
+    acc0 = (tmp_path / "accuracy-rank0.txt").read_text().split()[0]
+    acc1 = (tmp_path / "accuracy-rank1.txt").read_text().split()[0]
+    assert acc0 == acc1  # evaluation is all-reduced over both ranks
+    assert float(acc0) > 0.5
+
+
+def _tiny_fit(tmp_path, lr=0.05, identity="x", epochs=1):
+    from tests.tiny_training import tiny_data
+
+    model = build_model("small_resnet", 4, width=4)
+    settings = TrainerSettings(batch_size=16, lr=lr, lr_reference_batch=16, progress=False)
+    return fit(
+        model,
+        list(model.parameters()),
+        lambda b, t, g: (b["images"], b["labels"], {}),
+        ArrayBatches(tiny_data(32), 16),
+        ArrayBatches(tiny_data(16, 1), 16),
+        settings,
+        epochs=epochs,
+        seed=0,
+        checkpoint=tmp_path / "ckpt.pt",
+        identity=identity,
+    )
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1"):
+        _tiny_fit(tmp_path, lr=float("nan"))
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    _tiny_fit(tmp_path, identity="run-a")
+    with pytest.raises(CheckpointMismatchError, match="belongs to run 'run-a'"):
+        load_checkpoint(tmp_path / "ckpt.pt", "run-b")
+    with pytest.raises(CheckpointMismatchError, match="ckpt.pt"):
+        _tiny_fit(tmp_path, identity="run-b")
+
+
+def test_learning_rate_schedules():
+    step = TrainerSettings(lr=0.1, lr_reference_batch=256, schedule="step", milestones=(0.5,))
+    assert step.lr_at(0, 10, 512) == pytest.approx(0.2)  # linear scaling with the global batch
+    assert step.lr_at(5, 10, 256) == pytest.approx(0.01)
+    cosine = TrainerSettings(lr=0.1, lr_reference_batch=256, schedule="cosine")
+    assert cosine.lr_at(10, 10, 256) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="unknown trainer settings"):
+        TrainerSettings.from_config({"lr": 0.1, "learning_rate": 0.2})
+
+
+def test_batches_split_evenly_across_ranks():
+    arrays = {"x": torch.arange(103)}
+    ranks = [ArrayBatches(arrays, 10, DistInfo(rank=r, world_size=2)) for r in range(2)]
+    seen = [torch.cat([b["x"] for b in rb.train_epoch(0, 0)]) for rb in ranks]
+    assert len(seen[0]) == len(seen[1]) == 50  # equal step counts: DDP never waits on one rank
+    assert not set(seen[0].tolist()) & set(seen[1].tolist())
+    evaluated = torch.cat([b["x"] for rb in ranks for b in rb.eval_batches()])
+    assert sorted(evaluated.tolist()) == list(range(103))  # evaluation sees every sample once
