@@ -1,0 +1,67 @@
+"""The `roarkar` command: a thin Hydra entry point around :func:`run`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+# conf/ at the repository top level, reached through the roarkar/conf link (also packaged)
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+
+TASKS = ("auto", "study", "cell", "base", "tables")
+
+
+def resolve_task(cfg: DictConfig) -> str:
+    """``auto`` is a whole study in a single run and one cell per job in a multirun."""
+    task = str(cfg.task)
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}: expected one of {', '.join(TASKS)}")
+    if task != "auto":
+        return task
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return "cell" if multirun else "study"
+
+
+def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
+    """Do what ``cfg.task`` says; ``overrides`` are the command-line overrides (for the study)."""
+    from roarkar.protocols.cell import run_base, run_cell
+    from roarkar.study import run_study, run_tables
+
+    task = resolve_task(cfg)
+    if overrides is None:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    if task == "study":
+        return run_study(cfg, overrides)
+    if task == "cell":
+        record = run_cell(cfg)
+        acc = record.get("accuracy")
+        state = "skipped (finished)" if record.get("skipped") else record["status"]
+        print(
+            f"cell {record['cell']}: accuracy {acc if acc is None else round(acc, 4)} [{state}]",
+            flush=True,
+        )
+        return record
+    if task == "base":
+        return run_base(cfg)
+    return run_tables(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    result = run(cfg)
+    if isinstance(result, dict) and (result.get("failed") or result.get("status") == "failed"):
+        sys.exit(1)
+
+
+def main() -> None:
+    """Console script entry point."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The base model of a (dataset, model, recipe, seed): trained once, reused by every cell."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from roarkar.models import TappedResNet, build_model
+from roarkar.protocols.context import Context
+from roarkar.store import file_lock, git_commit, identity_hash, read_result, write_json_atomic
+from roarkar.training import ArrayBatches, CheckpointMismatchError, fit
+from roarkar.training.distributed import barrier, broadcast_object
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+
+
+def new_model(ctx: Context) -> TappedResNet:
+    """A freshly initialised model of the configured architecture for this dataset."""
+    params = OmegaConf.to_container(ctx.cfg.model.get("params", {}), resolve=True) or {}
+    torch.manual_seed(int(ctx.cfg.seed))
+    return build_model(str(ctx.cfg.model.name), ctx.info.num_classes, **params)
+
+
+def recipe(ctx: Context, stage: str) -> dict:
+    """The result-relevant part of the trainer config for one stage."""
+    return stage_recipe(ctx.cfg, stage)
+
+
+def stage_recipe(cfg, stage: str) -> dict:
+    """Trainer settings of one stage: its epochs and learning-rate scale, not the other stages'."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    epochs = trainer.pop("epochs")
+    if stage not in epochs:
+        raise ValueError(f"trainer.epochs has no entry {stage!r}: expected keys base, layer, input")
+    trainer["epochs"] = int(epochs[stage])
+    trainer["lr_scale"] = float((trainer.pop("lr_scale", None) or {}).get(stage, 1.0))
+    return trainer
+
+
+def base_identity(ctx: Context) -> str:
+    return identity_hash(
+        {
+            "dataset": ctx.cfg.dataset,
+            "model": ctx.cfg.model,
+            "trainer": recipe(ctx, "base"),
+            "seed": int(ctx.cfg.seed),
+        }
+    )
+
+
+def base_dir(ctx: Context, base_id: str) -> Path:
+    return (
+        ctx.results
+        / "models"
+        / str(ctx.cfg.dataset.name)
+        / f"{ctx.cfg.model.name}-s{ctx.cfg.seed}-{base_id[:8]}"
+    )
+
+
+def plain_prepare(ctx: Context):
+    """Normalise, augment when training; no masking."""
+
+    def prepare(batch, train, generator):
+        x = ctx.inputs(batch["images"])
+        if train:
+            x = ctx.augment(x, generator)
+        return x, batch["labels"].to(ctx.dist.device), {}
+
+    return prepare
+
+
+def load_model_file(path: Path, identity: str, model: TappedResNet) -> TappedResNet:
+    """Load weights saved by :func:`ensure_base_model`, refusing another run's or model's file."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if (
+        not isinstance(state, dict)
+        or state.get("identity") != identity
+        or state.get("model") != model.name
+    ):
+        found = (
+            (state.get("model"), state.get("identity"))
+            if isinstance(state, dict)
+            else type(state).__name__
+        )
+        raise CheckpointMismatchError(
+            f"{path} holds model/run {found}, expected ({model.name!r}, {identity!r})"
+        )
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointMismatchError(f"{path} does not fit model {model.name!r}: {exc}") from exc
+    return model
+
+
+def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
+    """Return the trained base model, training it first if no finished copy exists."""
+    base_id = base_identity(ctx)
+    directory = base_dir(ctx, base_id)
+    path = directory / MODEL_FILE
+    lock = file_lock(directory / ".lock") if ctx.dist.is_main else None
+    if lock:
+        lock.__enter__()
+    try:
+        must_train = broadcast_object(not path.exists(), ctx.dist)
+        if must_train:
+            model = new_model(ctx)
+            started = time.time()
+            result = fit(
+                model,
+                list(model.parameters()),
+                plain_prepare(ctx),
+                ArrayBatches(
+                    {"images": ctx.train.images, "labels": ctx.train.labels},
+                    ctx.settings.batch_size,
+                    ctx.dist,
+                ),
+                ArrayBatches(
+                    {"images": ctx.val.images, "labels": ctx.val.labels},
+                    ctx.settings.eval_batch_size,
+                    ctx.dist,
+                ),
+                ctx.stage_settings("base"),
+                epochs=ctx.epochs("base"),
+                seed=int(ctx.cfg.seed),
+                checkpoint=directory / "checkpoint.pt",
+                identity=base_id,
+                dist=ctx.dist,
+                desc=f"base {ctx.cfg.model.name} on {ctx.cfg.dataset.name}",
+            )
+            if ctx.dist.is_main:
+                torch.save(
+                    {
+                        "identity": base_id,
+                        "model": model.name,
+                        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    },
+                    directory / f".{MODEL_FILE}.tmp",
+                )
+                (directory / f".{MODEL_FILE}.tmp").replace(path)
+                write_json_atomic(
+                    directory / "result.json",
+                    {
+                        "kind": "base_model",
+                        "status": "ok",
+                        "accuracy": result.accuracy,
+                        "identity": base_id,
+                        "dataset": str(ctx.cfg.dataset.name),
+                        "model": model.name,
+                        "seed": int(ctx.cfg.seed),
+                        "history": result.history,
+                        "config": OmegaConf.to_container(ctx.cfg, resolve=True),
+                        "git_commit": git_commit(),
+                        "device": str(ctx.dist.device),
+                        "world_size": ctx.dist.world_size,
+                        "wall_time_s": time.time() - started,
+                    },
+                )
+                (directory / "checkpoint.pt").unlink(missing_ok=True)
+            barrier(ctx.dist)
+        model = load_model_file(path, base_id, new_model(ctx))
+    finally:
+        if lock:
+            lock.__exit__(None, None, None)
+    return model.to(ctx.dist.device), base_id, read_result(directory) or {}

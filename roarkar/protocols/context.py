@@ -1,0 +1,82 @@
+"""What every stage needs: the dataset in memory, the trainer recipe, the device and the results root."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from roarkar.data import DatasetInfo, ImageSplit, load_split, normalize, prepare
+from roarkar.store import file_lock
+from roarkar.training import DistInfo, TrainerSettings
+from roarkar.training.augment import augment
+from roarkar.training.distributed import barrier
+
+log = logging.getLogger(__name__)
+
+_SPLITS: dict[str, tuple[DatasetInfo, ImageSplit, ImageSplit]] = {}
+
+
+@dataclass
+class Context:
+    """The dataset, recipe and placement shared by the stages of one run."""
+
+    cfg: DictConfig
+    info: DatasetInfo
+    train: ImageSplit
+    val: ImageSplit
+    dist: DistInfo
+    settings: TrainerSettings
+    results: Path
+
+    @property
+    def augmentation(self) -> str:
+        return str(self.cfg.dataset.get("augment", "crop_flip"))
+
+    def epochs(self, stage: str) -> int:
+        epochs = self.cfg.trainer.epochs
+        if stage not in epochs:
+            raise ValueError(
+                f"trainer.epochs has no entry {stage!r}: expected keys base, layer, input"
+            )
+        return int(epochs[stage])
+
+    def stage_settings(self, stage: str) -> TrainerSettings:
+        """The recipe for one stage: ``trainer.lr_scale[stage]`` scales the learning rate."""
+        scale = float(self.cfg.trainer.get("lr_scale", {}).get(stage, 1.0))
+        return dataclasses.replace(self.settings, lr=self.settings.lr * scale)
+
+    def inputs(self, images: Tensor) -> Tensor:
+        """uint8 images -> normalised float on this run's device."""
+        return normalize(images.to(self.dist.device, non_blocking=True), self.info)
+
+    def augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        return augment(x, self.augmentation, generator)
+
+
+def load_data(cfg: DictConfig, dist: DistInfo) -> tuple[DatasetInfo, ImageSplit, ImageSplit]:
+    """Make or find the dataset's shards (rank 0 only, under a lock) and load both splits (cached)."""
+    data_root = Path(cfg.paths.data)
+    if dist.is_main:
+        with file_lock(data_root / ".prepare.lock"):
+            info = prepare(cfg.dataset, data_root)
+    barrier(dist)
+    if not dist.is_main:
+        info = prepare(cfg.dataset, data_root)
+    key = str(info.root)
+    if key not in _SPLITS:
+        _SPLITS.clear()  # keep one dataset in memory at a time
+        _SPLITS[key] = (info, load_split(info, "train"), load_split(info, "val"))
+    return _SPLITS[key]
+
+
+def make_context(cfg: DictConfig, dist: DistInfo) -> Context:
+    """Build the context of a run from its resolved config."""
+    info, train, val = load_data(cfg, dist)
+    settings = TrainerSettings.from_config(OmegaConf.to_container(cfg.trainer, resolve=True))
+    return Context(cfg, info, train, val, dist, settings, Path(cfg.paths.results))

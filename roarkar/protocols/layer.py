@@ -1,0 +1,112 @@
+"""Layer protocol (paper Sec 3.1, Tables 1 and 4).
+
+From the base model: freeze everything up to the tap, compute the method's map from the tap's own
+activation (per image, on the fly), zero the masked locations across all channels, and fine-tune the
+layers after the tap. The frozen prefix runs without autograd and keeps its BatchNorm statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from roarkar.masking import keep_mask_from_ranks, saliency_ranks
+from roarkar.models import TappedResNet
+from roarkar.protocols.context import Context
+from roarkar.saliency import SaliencyMethod, create
+from roarkar.training import ArrayBatches, FitResult, fit
+
+
+class TapMaskedNet(nn.Module):
+    """A model whose activation at ``tap`` is masked by ``method``'s map before the rest runs."""
+
+    def __init__(
+        self, model: TappedResNet, tap: str, method: SaliencyMethod, mode: str, fraction: float
+    ):
+        super().__init__()
+        self.model, self.tap, self.method, self.mode, self.fraction = (
+            model,
+            tap,
+            method,
+            mode,
+            fraction,
+        )
+        self.generator = torch.Generator().manual_seed(0)  # set per batch by the protocol
+
+    def forward(self, x: Tensor, relevance: Tensor | None = None) -> Tensor:
+        with torch.no_grad():
+            act = self.model.forward_to(
+                x, self.tap, pre_relu=getattr(self.method, "needs_pre_relu", False)
+            )
+            tap_map = self.method.tap_saliency(act, relevance=relevance, generator=self.generator)
+            keep = keep_mask_from_ranks(
+                saliency_ranks(tap_map, self.generator), self.mode, self.fraction
+            )
+            h = act.post * keep.unsqueeze(1).to(act.post.dtype)
+        return self.model.forward_from(h, self.tap)
+
+
+def _augment_with_relevance(
+    ctx: Context, x: Tensor, relevance: Tensor | None, generator
+) -> tuple[Tensor, Tensor | None]:
+    """Augment images and their ground-truth maps with the same crop and flip."""
+    if relevance is None:
+        return ctx.augment(x, generator), None
+    both = ctx.augment(torch.cat([x, relevance.unsqueeze(1)], 1), generator)
+    return both[:, :-1], both[:, -1]
+
+
+def run_layer_cell(
+    ctx: Context,
+    base: TappedResNet,
+    method_name: str,
+    method_params: dict,
+    tap: str,
+    mode: str,
+    fraction: float,
+    identity: str,
+    checkpoint,
+) -> FitResult:
+    """Fine-tune a copy of ``base`` after a masked tap and return the final held-out accuracy."""
+    model = copy.deepcopy(base)
+    method = create(method_name, model, **method_params)
+    trainable = model.freeze_prefix(tap)
+    net = TapMaskedNet(model, tap, method, mode, fraction).to(ctx.dist.device)
+    prefix = model.prefix_modules(tap)
+    use_relevance = ctx.train.relevance is not None
+
+    def prepare(batch, train, generator):
+        x = ctx.inputs(batch["images"])
+        relevance = batch.get("relevance")
+        relevance = relevance.to(ctx.dist.device) if relevance is not None else None
+        if train:
+            x, relevance = _augment_with_relevance(ctx, x, relevance, generator)
+        net.generator = generator
+        return x, batch["labels"].to(ctx.dist.device), {"relevance": relevance}
+
+    def freeze_statistics():
+        for module in prefix:
+            module.eval()
+
+    arrays = lambda split: {
+        "images": split.images,
+        "labels": split.labels,  # noqa: E731
+        "relevance": split.relevance if use_relevance else None,
+    }
+    return fit(
+        net,
+        trainable,
+        prepare,
+        ArrayBatches(arrays(ctx.train), ctx.settings.batch_size, ctx.dist),
+        ArrayBatches(arrays(ctx.val), ctx.settings.eval_batch_size, ctx.dist),
+        ctx.stage_settings("layer"),
+        epochs=ctx.epochs("layer"),
+        seed=int(ctx.cfg.seed),
+        checkpoint=checkpoint,
+        identity=identity,
+        dist=ctx.dist,
+        desc=f"layer {tap} {mode} {ctx.cfg.method.id}",
+        on_train_mode=freeze_statistics,
+    )

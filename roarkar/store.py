@@ -1,0 +1,137 @@
+"""Where results live: a cell's identity (a hash of its result-relevant config), one result.json
+per cell written atomically, file locks for work several jobs may want at once, provenance."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+
+# Keys that say where or how fast, not what: they never enter an identity hash.
+_NOT_IDENTITY = {
+    "root",
+    "progress",
+    "eval_batch_size",
+    "num_workers",
+    "train_list",
+    "val_list",
+    "shard_size",
+}
+
+
+def _plain(obj: Any) -> Any:
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, DictConfig | ListConfig):
+            obj = OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items() if k not in _NOT_IDENTITY}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def identity_hash(obj: Any, length: int = 16) -> str:
+    """Stable hash of the result-relevant part of a config (paths and speed knobs left out)."""
+    text = json.dumps(_plain(obj), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One trained model of a study: the row it becomes in the long results table."""
+
+    dataset: str
+    model: str
+    protocol: str
+    method: str
+    layer: str
+    mode: str
+    percent: float
+    seed: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def relative_dir(self, cell_id: str) -> Path:
+        place = self.layer if self.protocol == "layer" else "input"
+        return Path(
+            "cells",
+            self.dataset,
+            self.model,
+            self.protocol,
+            self.method,
+            f"{place}-{self.mode}-p{self.percent:g}-s{self.seed}-{cell_id[:8]}",
+        )
+
+
+def write_json_atomic(path: Path, payload: Mapping) -> None:
+    """Write JSON to a temporary file and rename it over ``path``: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str))
+    os.replace(tmp, path)
+
+
+def read_result(directory: Path) -> dict | None:
+    """The result.json in ``directory``, or None when there is none."""
+    path = Path(directory) / RESULT_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path} is not valid JSON ({exc}); move it away to re-run that cell"
+        ) from exc
+
+
+def is_finished(directory: Path) -> bool:
+    """A cell is finished when its result exists with status ok (failed cells are retried)."""
+    result = read_result(directory)
+    return result is not None and result.get("status") == "ok"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock: the first process does the work, the others wait for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def git_commit() -> str:
+    """The commit of the roarkar checkout (with '+dirty' for local changes), or 'unknown'."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"

@@ -1,0 +1,35 @@
+"""Shared fixtures: tests compose the real conf/ with tiny overrides (debug=smoke)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose(overrides) -> cfg with paths.results in a temp dir; Hydra stays initialised inside."""
+    from hydra import compose, initialize_config_dir
+
+    contexts = []
+
+    def _compose(overrides=(), results: Path | None = None):
+        if not contexts:
+            ctx = initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
+            ctx.__enter__()
+            contexts.append(ctx)
+        results = results or tmp_path / "results"
+        _compose.overrides = [f"paths.results={results}", "debug=smoke", *overrides]
+        return compose(config_name="config", overrides=_compose.overrides)
+
+    yield _compose
+    for ctx in contexts:
+        ctx.__exit__(None, None, None)

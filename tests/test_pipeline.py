@@ -1,0 +1,116 @@
+"""The whole pipeline on tiny data (debug=smoke): study -> result files -> tables; re-run skips;
+bad input is named; a NaN cell is recorded as failed while every other result is kept."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from roarkar.cli import run
+from roarkar.protocols.cell import cell_path, run_cell
+from roarkar.store import read_result
+
+SMALL_STUDY = [
+    "study.layer.methods=[random,ground_truth,smoe_scale]",
+    "study.layer.layers=[L1,L5]",
+    "study.input.methods=[random,ground_truth,smoe_scale,gradient]",
+    "study.input.percents=[10,50,90]",
+]
+
+
+def test_smoke_study_end_to_end_then_rerun_skips(compose_cfg, tmp_path):
+    cfg = compose_cfg(SMALL_STUDY)
+    out = run(cfg, compose_cfg.overrides)
+    assert out["cells"] == 3 * 2 * 2 + 4 * 3 * 2 and out["failed"] == 0
+    results = list((tmp_path / "results" / "cells").rglob("result.json"))
+    assert len(results) == out["cells"]
+    record = json.loads(results[0].read_text())
+    assert record["status"] == "ok" and 0.0 <= record["accuracy"] <= 1.0
+    for key in ("config", "git_commit", "device", "wall_time_s", "cell_id", "base_model"):
+        assert key in record
+    tables = tmp_path / "results" / "tables"
+    table1 = pd.read_csv(tables / "table1.csv")
+    assert list(table1.columns) == ["dataset", "method", "difference", "information"]
+    assert {"ground_truth", "smoe_scale"} <= set(table1.method)
+    assert (tables / "table1.md").exists() and (tables / "table2.csv").exists()
+    assert (tables / "table4.csv").exists() and (tables / "table5.csv").exists()
+    long = pd.read_csv(tables / "long.csv")
+    assert list(long.columns) == [
+        "dataset",
+        "model",
+        "protocol",
+        "method",
+        "layer",
+        "mode",
+        "percent",
+        "seed",
+        "accuracy",
+    ]
+    assert set(long.protocol) == {"layer", "input"} and set(long["mode"]) == {"kar", "roar"}
+    assert "natural log" in out["tables"]
+
+    started = time.time()
+    again = run(cfg, compose_cfg.overrides)
+    assert all(r.get("skipped") for r in again["records"])
+    assert time.time() - started < 30
+
+
+def test_cell_identity_ignores_paths_but_not_settings(compose_cfg, tmp_path):
+    _, a, _ = cell_path(compose_cfg([]))
+    _, b, _ = cell_path(compose_cfg([], results=tmp_path / "elsewhere"))
+    _, c, _ = cell_path(compose_cfg(["trainer.lr=0.01"]))
+    _, d, _ = cell_path(compose_cfg(["protocol.percent=20"]))
+    _, e, _ = cell_path(compose_cfg(["trainer.progress=false"]))
+    assert a == b == e and len({a, c, d}) == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("protocol.layer=L7", "unknown tap 'L7'"),
+        ("protocol.percent=0", "protocol.percent must be in \\(0, 100\\)"),
+        ("protocol.percent=150", "protocol.percent must be in \\(0, 100\\)"),
+        ("protocol.mode=keep", "protocol.mode='keep'"),
+        ("method.name=nonsense", "method.name='nonsense' is not a known saliency method"),
+        ("method=gradient", "cannot run in the layer protocol"),
+    ],
+)
+def test_bad_cell_settings_are_named(compose_cfg, override, message):
+    with pytest.raises(ValueError, match=message):
+        run_cell(compose_cfg(["task=cell", override]))
+
+
+def test_unknown_method_group_is_named(compose_cfg):
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="nonsense"):
+        compose_cfg(["method=nonsense"])
+
+
+def test_missing_dataset_folder_is_named(compose_cfg, tmp_path):
+    cfg = compose_cfg(
+        ["task=cell", "dataset=imagenet", f"dataset.root={tmp_path}/no-such-imagenet"]
+    )
+    with pytest.raises(FileNotFoundError, match="no-such-imagenet"):
+        run_cell(cfg)
+
+
+def test_nan_loss_fails_that_cell_and_keeps_the_others(compose_cfg, tmp_path):
+    good = run_cell(compose_cfg(["task=cell", "protocol.layer=L5"]))
+    assert good["status"] == "ok"
+    bad_cfg = compose_cfg(["task=cell", "protocol.layer=L4", "trainer.lr_scale.layer=nan"])
+    bad = run_cell(bad_cfg)
+    assert (
+        bad["status"] == "failed"
+        and "NonFiniteLossError" in bad["error"]
+        and "loss is nan" in bad["error"]
+    )
+    _, _, directory = cell_path(bad_cfg)
+    assert read_result(directory)["status"] == "failed"
+    # the finished cell and the base model are untouched and still skipped
+    assert run_cell(compose_cfg(["task=cell", "protocol.layer=L5"]))["skipped"]
+    # a failed cell is retried, not skipped
+    assert not run_cell(bad_cfg).get("skipped")
