@@ -114,3 +114,39 @@ def test_nan_loss_fails_that_cell_and_keeps_the_others(compose_cfg, tmp_path):
     assert run_cell(compose_cfg(["task=cell", "protocol.layer=L5"]))["skipped"]
     # a failed cell is retried, not skipped
     assert not run_cell(bad_cfg).get("skipped")
+
+
+def test_real_imagefolder_layout_runs_through_a_cell(compose_cfg, tmp_path):
+    """A tiny ImageNet-style tree goes through prepare, base model and a layer cell."""
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    colours = {"n01": (200, 30, 30), "n02": (30, 200, 30)}
+    for split, count in (("train", 40), ("val", 12)):
+        for wnid, colour in colours.items():
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (40, 36), tuple(max(0, c - 3 * i) for c in colour)).save(
+                    folder / f"{i}.png"
+                )
+    cfg = compose_cfg(
+        [
+            "task=cell",
+            "dataset=imagenet",
+            f"dataset.root={root}",
+            "dataset.num_classes=2",
+            "dataset.image_size=32",
+            "dataset.resize=32",
+            "dataset.train_size=64",
+            "dataset.val_size=null",
+            "protocol.layer=L4",
+        ]
+    )
+    record = run_cell(cfg)
+    assert record["status"] == "ok", record.get("error")
+    assert record["cell"]["dataset"] == "imagenet"
+    info = json.loads(
+        next((tmp_path / "results" / "data").glob("imagenet-*/dataset.json")).read_text()
+    )
+    assert info["counts"] == {"train": 64, "val": 24}

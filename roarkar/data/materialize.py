@@ -19,6 +19,8 @@ import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import torch
 from typing import Any
 
 from roarkar.data import real, synthetic
@@ -159,6 +161,20 @@ def prepare(cfg: Mapping[str, Any], data_root: str | Path) -> DatasetInfo:
     return load_info(out)
 
 
+def limit_samples(items: list[Any], size: Any, split: str, seed: int = 0) -> list[Any]:
+    """A seeded random subset of ``size`` samples of a real split, in listing order;
+    ``None`` keeps them all. Used by ``debug=smoke`` and for quick pilots on real data."""
+    if size is None:
+        return items
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"dataset.{split}_size must be >= 1 or null; got {size}")
+    if size >= len(items):
+        return items
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:size]
+    return [items[i] for i in sorted(order.tolist())]
+
+
 def _generator_params(plain: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in plain.items() if k not in SYNTHETIC_KEYS}
 
@@ -216,7 +232,7 @@ def _build(plain: dict[str, Any], kind: str, directory: Path) -> DatasetInfo:
             )
         resize = plain.get("resize")
         for split in ("train", "val"):
-            items = listing.samples[split]
+            items = limit_samples(listing.samples[split], plain.get(f"{split}_size"), split)
 
             def samples(items: list[Any] = items) -> Iterator[Any]:
                 for path, label in items:
