@@ -19,9 +19,9 @@ import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
-from typing import Any
 
 from roarkar.data import real, synthetic
 from roarkar.data.shards import (

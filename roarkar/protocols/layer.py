@@ -90,11 +90,10 @@ def run_layer_cell(
         for module in prefix:
             module.eval()
 
-    arrays = lambda split: {
-        "images": split.images,
-        "labels": split.labels,  # noqa: E731
-        "relevance": split.relevance if use_relevance else None,
-    }
+    def arrays(split) -> dict:
+        relevance = split.relevance if use_relevance else None
+        return {"images": split.images, "labels": split.labels, "relevance": relevance}
+
     return fit(
         net,
         trainable,
