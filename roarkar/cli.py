@@ -47,7 +47,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         )
         return record
     if task == "base":
-        return run_base(cfg)
+        result = run_base(cfg)
+        print(f"base model {result['identity']}: held-out accuracy {result['accuracy']:.4f}", flush=True)
+        return result
     return run_tables(cfg)
 
 

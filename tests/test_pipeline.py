@@ -150,3 +150,23 @@ def test_real_imagefolder_layout_runs_through_a_cell(compose_cfg, tmp_path):
         next((tmp_path / "results" / "data").glob("imagenet-*/dataset.json")).read_text()
     )
     assert info["counts"] == {"train": 64, "val": 24}
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    import torch
+
+    from roarkar.models import build_model
+    from roarkar.protocols.base import load_model_file
+    from roarkar.training import CheckpointMismatchError
+
+    small = build_model("small_resnet", 4)
+    path = tmp_path / "model.pt"
+    torch.save({"identity": "abc", "model": "small_resnet", "state_dict": small.state_dict()}, path)
+    with pytest.raises(CheckpointMismatchError, match="model.pt holds model/run \\('small_resnet'"):
+        load_model_file(path, "abc", build_model("resnet18", 4))
+    with pytest.raises(CheckpointMismatchError, match="expected \\('small_resnet', 'other'\\)"):
+        load_model_file(path, "other", build_model("small_resnet", 4))
+    # same name, other shapes (a hand-edited file): the load itself is refused with the file named
+    torch.save({"identity": "abc", "model": "small_resnet", "state_dict": build_model("small_resnet", 7).state_dict()}, path)
+    with pytest.raises(CheckpointMismatchError, match="does not fit model 'small_resnet'"):
+        load_model_file(path, "abc", build_model("small_resnet", 4))

@@ -263,9 +263,6 @@ def test_pre_relu_statistic_needs_pre(model, images):
         method.tap_saliency(act)
 
 
-@pytest.mark.xfail(
-    reason="taps.py: the stem's inplace ReLU overwrites L1's pre-ReLU tensor", strict=False
-)
 def test_l1_pre_relu_is_before_the_relu(model, images):
     with torch.no_grad():
         taps, _ = model.forward_taps(images, pre_relu=True)
