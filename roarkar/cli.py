@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 # conf/ at the repository top level, reached through the roarkar/conf link (also packaged)
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
-TASKS = ("auto", "study", "cell", "base", "tables")
+TASKS = ("auto", "study", "cell", "base", "tables", "plan")
 
 
 def resolve_task(cfg: DictConfig) -> str:
@@ -30,13 +30,15 @@ def resolve_task(cfg: DictConfig) -> str:
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Do what ``cfg.task`` says; ``overrides`` are the command-line overrides (for the study)."""
     from roarkar.protocols.cell import run_base, run_cell
-    from roarkar.study import run_study, run_tables
+    from roarkar.study import run_plan, run_study, run_tables
 
     task = resolve_task(cfg)
     if overrides is None:
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     if task == "study":
         return run_study(cfg, overrides)
+    if task == "plan":
+        return run_plan(cfg, overrides)
     if task == "cell":
         record = run_cell(cfg)
         acc = record.get("accuracy")
@@ -48,7 +50,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         return record
     if task == "base":
         result = run_base(cfg)
-        print(f"base model {result['identity']}: held-out accuracy {result['accuracy']:.4f}", flush=True)
+        print(
+            f"base model {result['identity']}: held-out accuracy {result['accuracy']:.4f}",
+            flush=True,
+        )
         return result
     return run_tables(cfg)
 

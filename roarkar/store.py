@@ -25,6 +25,8 @@ _NOT_IDENTITY = {
     "train_list",
     "val_list",
     "shard_size",
+    "nominal_train_size",
+    "nominal_val_size",
 }
 
 

@@ -13,53 +13,51 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import torch
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
 from roarkar.protocols.cell import cell_path, run_cell
+from roarkar.store import read_result
 from roarkar.report.aggregate import LONG_COLUMNS, collect_results
 from roarkar.report.tables import format_for_console, write_tables
 from roarkar.training import setup
 
 log = logging.getLogger(__name__)
 
-# Overrides the study sets per cell; a user's override of the same key is replaced, not repeated.
-_CELL_KEYS = ("method", "protocol", "seed", "task")
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def plan(cfg: DictConfig) -> list[tuple[list[str], dict[str, object]]]:
-    """One entry per cell of ``cfg.study``: the config-group overrides (method, protocol) and the
-    scalar settings (``protocol.layer``, ``protocol.mode``, ``protocol.percent``, ``seed``)."""
+    """One entry per cell of ``cfg.study``: the config-group overrides (dataset, method, protocol)
+    and the scalar settings (``protocol.layer``, ``protocol.mode``, ``protocol.percent``, ``seed``).
+
+    ``study.datasets`` (a list of dataset config names) repeats the plan on each dataset; when it is
+    absent or null the run's own ``dataset`` is used.
+    """
     study = cfg.study
+    datasets = study.get("datasets") or [None]
     cells = []
-    for seed in study.seeds:
-        layer = study.get("layer")
-        if layer:
-            for method in layer.methods:
+    for dataset in datasets:
+        on = [f"dataset={dataset}"] if dataset else []
+        for seed in study.seeds:
+            layer = study.get("layer")
+            for method in layer.methods if layer else []:
                 for tap in layer.layers:
                     for mode in layer.modes:
-                        cells.append(
-                            (
-                                [f"method={method}", "protocol=layer"],
-                                {
-                                    "protocol.layer": tap,
-                                    "protocol.mode": mode,
-                                    "protocol.percent": layer.percents[mode],
-                                    "seed": seed,
-                                },
-                            )
-                        )
-        inputs = study.get("input")
-        if inputs:
-            for method in inputs.methods:
+                        scalars = {
+                            "protocol.layer": tap,
+                            "protocol.mode": mode,
+                            "protocol.percent": layer.percents[mode],
+                            "seed": seed,
+                        }
+                        cells.append(([*on, f"method={method}", "protocol=layer"], scalars))
+            inputs = study.get("input")
+            for method in inputs.methods if inputs else []:
                 for percent in inputs.percents:
                     for mode in inputs.modes:
-                        cells.append(
-                            (
-                                [f"method={method}", "protocol=input"],
-                                {"protocol.mode": mode, "protocol.percent": percent, "seed": seed},
-                            )
-                        )
+                        scalars = {"protocol.mode": mode, "protocol.percent": percent, "seed": seed}
+                        cells.append(([*on, f"method={method}", "protocol=input"], scalars))
     return cells
 
 
@@ -68,23 +66,35 @@ def as_overrides(groups: list[str], scalars: dict[str, object]) -> list[str]:
     return [*groups, *(f"{k}={v}" for k, v in scalars.items()), "task=cell"]
 
 
-def _keep(override: str) -> bool:
-    key = override.lstrip("+~").split("=", 1)[0]
-    return key.split(".", 1)[0].split("/", 1)[0] not in _CELL_KEYS
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def _applies(override: str, groups: list[str]) -> bool:
+    """A ``protocol.<key>`` override applies only to cells whose protocol has that key (a study
+    mixing protocols passes ``protocol.target=label`` to its input cells, not its layer cells)."""
+    key = _key(override)
+    if not key.startswith("protocol."):
+        return True
+    protocol = next(g.split("=", 1)[1] for g in groups if g.startswith("protocol="))
+    return key.split(".")[1] in OmegaConf.load(CONF_DIR / "protocol" / f"{protocol}.yaml")
 
 
 def cell_configs(cfg: DictConfig, overrides: list[str]) -> list[DictConfig]:
     """Compose every cell's config (Hydra must be initialised, as in @hydra.main or a test).
 
-    Hydra composes once per (method, protocol); the scalar settings are then set on copies, which
-    gives the same config as composing ``as_overrides(...)`` for each cell, ten times faster.
+    The user's overrides are kept except those naming a key the cell sets itself (its dataset,
+    method and protocol groups, ``protocol.layer/mode/percent``, ``seed``, ``task``). Hydra composes
+    once per (dataset, method, protocol); the scalar settings are then set on copies, which gives the
+    same config as composing ``as_overrides(...)`` for each cell, ten times faster.
     """
-    base = [o for o in overrides if _keep(o)]
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs = []
     for groups, scalars in plan(cfg):
         key = tuple(groups)
         if key not in composed:
+            taken = {_key(g) for g in groups} | set(scalars) | {"task"}
+            base = [o for o in overrides if _key(o) not in taken and _applies(o, groups)]
             composed[key] = compose(config_name="config", overrides=base + groups + ["task=cell"])
         cell = copy.deepcopy(composed[key])
         for dotted, value in scalars.items():
@@ -122,6 +132,8 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     log.info("study: %d cells, %d to run", len(configs), todo)
     dist = setup(str(cfg.device))
     records = []
+    if not configs:
+        raise ValueError("the study plan is empty: set study.layer and/or study.input")
     for index, cell_cfg in enumerate(configs, 1):
         record = run_cell(cell_cfg, dist)
         cell = record["cell"]
@@ -149,3 +161,77 @@ def run_tables(cfg: DictConfig) -> dict:
     text = report(long, Path(cfg.paths.results) / "tables")
     print(text, flush=True)
     return {"rows": len(long), "tables": text}
+
+
+def _split_size(dataset: DictConfig, split: str) -> int | None:
+    """Images in a split, from the config (no data is touched): the subset size, else the nominal."""
+    for key in (f"{split}_size", f"nominal_{split}_size"):
+        if dataset.get(key) is not None:
+            return int(dataset[key])
+    return None
+
+
+def forward_flops(cfg: DictConfig, num_classes: int) -> float:
+    """FLOPs of one forward pass of the configured model at the dataset's image size (counted on
+    the meta device, so nothing is allocated)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from roarkar.models import build_model
+
+    params = OmegaConf.to_container(cfg.model.get("params", {}), resolve=True) or {}
+    size = int(cfg.dataset.image_size)
+    with torch.device("meta"):
+        model = build_model(str(cfg.model.name), num_classes, **params)
+        images = torch.empty(1, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(images)
+    return float(counter.get_total_flops())
+
+
+def run_plan(cfg: DictConfig, overrides: list[str]) -> dict:
+    """Dry run: list the study's cells, whether each is done, failed or to run, and what the
+    missing ones cost (image-epochs, and FLOPs at 3x a forward pass per trained image, an upper
+    bound for fine-tuning after a frozen prefix). Nothing is trained or written."""
+    rows = []
+    flops: dict[tuple, float] = {}
+    for cell_cfg in cell_configs(cfg, overrides):
+        cell, identity, directory = cell_path(cell_cfg)
+        result = read_result(directory)
+        status = (
+            "todo" if result is None else ("done" if result.get("status") == "ok" else "failed")
+        )
+        epochs = int(cell_cfg.trainer.epochs[cell.protocol])
+        images = _split_size(cell_cfg.dataset, "train")
+        key = (cell.dataset, cell.model)
+        if key not in flops:
+            classes = int(cell_cfg.dataset.get("num_classes") or 1000)
+            flops[key] = forward_flops(cell_cfg, classes)
+        rows.append(
+            cell.as_dict()
+            | {
+                "status": status,
+                "cell_id": identity[:8],
+                "epochs": epochs,
+                "image_epochs": None if images is None else epochs * images,
+                "train_flops": None if images is None else 3 * flops[key] * epochs * images,
+                "path": str(directory),
+            }
+        )
+    table = pd.DataFrame(rows)
+    todo = table[table.status != "done"]
+    unknown = todo.image_epochs.isna().sum()
+    lines = [
+        table.drop(columns=["path", "train_flops"]).to_string(index=False),
+        "",
+        f"{len(table)} cells: {(table.status == 'done').sum()} done, {(table.status == 'failed').sum()} failed, "
+        f"{(table.status == 'todo').sum()} to run",
+        f"to run: {todo.image_epochs.sum():,.0f} image-epochs, {todo.train_flops.sum() / 1e15:,.1f} PFLOP "
+        "(3x forward FLOPs per trained image; base models and saliency precompute not included)",
+    ]
+    if unknown:
+        lines.append(
+            f"{unknown} cells have no known split size (set dataset.train_size or nominal_train_size)"
+        )
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return {"cells": rows, "text": text}

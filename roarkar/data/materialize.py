@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 DATASETS: tuple[str, ...] = ("synthetic", "imagefolder", "places365", "cowc", "shards")
 # keys that say where things are, not what the images are: never part of the directory hash
-NON_CONTENT_KEYS = frozenset({"name", "root"})
+NON_CONTENT_KEYS = frozenset({"name", "root", "nominal_train_size", "nominal_val_size"})
 SYNTHETIC_KEYS = frozenset(
     {
         "name",

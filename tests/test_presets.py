@@ -1,0 +1,69 @@
+"""Study presets: every method they name exists, dry runs list cells without touching data, and a
+study keeps the user's overrides except the keys each cell sets itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from roarkar.cli import run
+from roarkar.study import cell_configs, plan
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+STUDIES = sorted(p.stem for p in (CONF / "study").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_every_method_and_dataset_a_study_names_has_a_config(study):
+    cfg = OmegaConf.load(CONF / "study" / f"{study}.yaml")
+    for protocol in ("layer", "input"):
+        for method in (cfg.get(protocol) or {}).get("methods", []):
+            assert (CONF / "method" / f"{method}.yaml").exists(), (
+                f"study {study}: no conf/method/{method}.yaml"
+            )
+    for dataset in cfg.get("datasets") or []:
+        assert (CONF / "dataset" / f"{dataset}.yaml").exists(), (
+            f"study {study}: no conf/dataset/{dataset}.yaml"
+        )
+
+
+def test_table4_dry_run_lists_300_cells_without_data(compose_cfg, tmp_path):
+    cfg = compose_cfg(["experiment=table4", "task=plan"])
+    out = run(cfg, compose_cfg.overrides)
+    cells = out["cells"]
+    assert len(cells) == 10 * 5 * 2 * 3
+    assert {c["dataset"] for c in cells} == {"imagenet", "places365", "cowc"}
+    assert {c["percent"] for c in cells if c["mode"] == "kar"} == {2.5}
+    assert {c["percent"] for c in cells if c["mode"] == "roar"} == {10.0}
+    assert cfg.model.name == "resnet50" and cfg.trainer.schedule == "step"  # He et al. recipe
+    assert {c["epochs"] for c in cells} == {cfg.trainer.epochs.layer}  # 25, or 1 under debug=smoke
+    assert all(c["status"] == "todo" for c in cells)
+    assert not (tmp_path / "results" / "data").exists()  # nothing was prepared or written
+    assert "300 cells: 0 done" in out["text"]
+
+
+def test_synthetic_presets_compose(compose_cfg):
+    for name, expected in (("table4_synth", 10 * 5 * 2 * 3), ("table5_synth", 13 * 5 * 2 * 3)):
+        cfg = compose_cfg([f"experiment={name}"])
+        assert len(plan(cfg)) == expected
+        assert cfg.model.name == "small_resnet"
+
+
+def test_study_keeps_user_overrides_that_cells_do_not_set(compose_cfg):
+    overrides = [
+        "dataset=synth_cars",
+        "protocol=input",
+        "protocol.target=label",
+        "trainer.lr=0.02",
+        "study.layer.methods=[random]",
+        "study.layer.layers=[L2]",
+        "study.input.methods=[random]",
+    ]
+    cfg = compose_cfg(overrides)
+    configs = cell_configs(cfg, compose_cfg.overrides)
+    assert {c.dataset.name for c in configs} == {"synth_cars"}
+    assert all(c.trainer.lr == 0.02 and c.task == "cell" for c in configs)
+    assert {c.protocol.target for c in configs if c.protocol.name == "input"} == {"label"}
+    assert {c.protocol.layer for c in configs if c.protocol.name == "layer"} == {"L2"}
