@@ -18,9 +18,9 @@ from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
 from roarkar.protocols.cell import cell_path, run_cell
-from roarkar.store import read_result
 from roarkar.report.aggregate import LONG_COLUMNS, collect_results
 from roarkar.report.tables import format_for_console, write_tables
+from roarkar.store import read_result
 from roarkar.training import setup
 
 log = logging.getLogger(__name__)
