@@ -325,17 +325,20 @@ def test_seeds_are_averaged(runs: Path) -> None:
 def test_write_tables_and_cli(tmp_path: Path, runs: Path, capsys: pytest.CaptureFixture) -> None:
     layer_only = collect_results(runs).query("protocol == 'layer'")
     written = write_tables(layer_only, tmp_path / "out")
-    assert set(written) == {"long.csv", "table1.csv", "table1.md", "table4.csv", "table4.md"}
+    assert set(written) == {
+        "long.csv",
+        *(f"{t}.{ext}" for t in ("table1", "table4") for ext in ("csv", "md", "tex")),
+    }
     assert "natural log" in written["table1.md"].read_text()
 
     out = tmp_path / "paper"
     assert tables_main(["--raw", str(PAPER / "table5_long.csv"), "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {
         "long.csv",
-        "table2.csv",
-        "table2.md",
-        "table5.csv",
-        "table5.md",
+        *(f"{t}.{ext}" for t in ("table2", "table5") for ext in ("csv", "md", "tex")),
+        "compare_table2.csv",  # the paper's own ids: compared with the published tables
+        "compare_table5.csv",
+        "comparison.md",
     }
     text = capsys.readouterr().out
     assert "smoe_scale_prior" in text and "table1, table4 skipped" in text

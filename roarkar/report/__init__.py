@@ -7,6 +7,21 @@ from roarkar.report.aggregate import (
     read_long,
     summarize_seeds,
 )
+from roarkar.report.paper import (
+    KNOWN_INCONSISTENT,
+    compare_with_paper,
+    format_comparison,
+    load_paper,
+    write_comparison,
+)
+from roarkar.report.prior import (
+    PAPER_PRIOR_WEIGHTS,
+    derive_prior_weights,
+    load_prior_weights,
+    per_layer_scores,
+    write_prior_weights,
+)
+from roarkar.report.render import layout_latex, layout_markdown
 from roarkar.report.scores import (
     DEFAULT_LOG_BASE,
     difference,
@@ -25,9 +40,26 @@ from roarkar.report.tables import (
     to_markdown,
     write_tables,
 )
+from roarkar.report.uncertainty import table1_seeds, table2_seeds, table4_seeds, table5_seeds
 
 __all__ = [
     "DEFAULT_LOG_BASE",
+    "KNOWN_INCONSISTENT",
+    "PAPER_PRIOR_WEIGHTS",
+    "compare_with_paper",
+    "derive_prior_weights",
+    "format_comparison",
+    "layout_latex",
+    "layout_markdown",
+    "load_paper",
+    "load_prior_weights",
+    "per_layer_scores",
+    "table1_seeds",
+    "table2_seeds",
+    "table4_seeds",
+    "table5_seeds",
+    "write_comparison",
+    "write_prior_weights",
     "LONG_COLUMNS",
     "MissingBaselineError",
     "cell_means",

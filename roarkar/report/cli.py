@@ -2,8 +2,17 @@
 
 Examples::
 
-    roarkar-tables --raw results/paper/table4_long.csv --out out/paper_tables
+    roarkar-tables --raw results/paper/table4_long.csv --out out/paper_tables --figures
     roarkar-tables --runs outputs/study --out out/tables --log-base 2
+    roarkar-tables --raw results/paper/table4_long.csv --out out/prior \
+        --prior-weights smoe_scale --prior-datasets imagenet,places365
+    roarkar-tables --runs results/cells --out out/t --paper-dataset synth_objects=imagenet
+
+Writes per table ``tableN.csv`` (tidy; with several seeds also std, n and, for Tables 1 and 2,
+bootstrap CIs), ``tableN.md`` and ``tableN.tex`` (booktabs). When the results share dataset and
+method ids with the paper (``--compare-paper auto``, the default), it prints our Tables 1 and 2
+beside the published ones, flags cells differing by more than 0.01 and writes
+``compare_tableN.csv`` and ``comparison.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from collections.abc import Sequence
 from roarkar.report.aggregate import collect_results, read_long
 from roarkar.report.scores import log_base_label, parse_log_base
 from roarkar.report.tables import format_for_console, write_tables
+from roarkar.report.uncertainty import DEFAULT_CI_SEED, DEFAULT_N_BOOT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +47,114 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="keep only this model (needed when several were run)")
     p.add_argument("--kar-percent", type=float, help="layer protocol: KAR kept percent to tabulate")
     p.add_argument("--roar-percent", type=float, help="layer protocol: ROAR removed percent")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULT_N_BOOT,
+        metavar="N",
+        help="bootstrap resamples over seeds for the CIs of Tables 1 and 2 (several seeds only; "
+        f"default {DEFAULT_N_BOOT}; 0 turns std/n/CI columns off)",
+    )
+    p.add_argument("--ci-seed", type=int, default=DEFAULT_CI_SEED, help="RNG seed of the bootstrap")
+    p.add_argument(
+        "--compare-paper",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="show the published Tables 1, 2 (4, 5) beside ours: auto = when dataset and method "
+        "ids match the paper's; on = also fail if the published tables are missing or nothing "
+        "matches; off = never",
+    )
+    p.add_argument(
+        "--paper-dataset",
+        action="append",
+        default=[],
+        metavar="OURS=PAPER",
+        help="compare/overlay our dataset OURS with the paper's PAPER (imagenet, places365, cowc); "
+        "repeatable",
+    )
+    p.add_argument("--figures", action="store_true", help="write Figures 4 and 5 as PNG to --out")
+    p.add_argument(
+        "--no-paper-overlay", action="store_true", help="figures without the paper's series"
+    )
+    p.add_argument(
+        "--prior-weights",
+        metavar="METHOD",
+        help="derive prior layer weights L1..L5 from METHOD's per-layer results; print them and "
+        "write prior_weights.json",
+    )
+    p.add_argument(
+        "--prior-score",
+        choices=["information", "difference"],
+        default="information",
+        help="per-layer score summed into the prior weights (default information, which gives "
+        "the paper's weights from its Table 4 on imagenet,places365)",
+    )
+    p.add_argument(
+        "--prior-datasets",
+        metavar="A,B",
+        help="datasets summed for the prior weights (default: all the method has)",
+    )
     return p
+
+
+def _dataset_map(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        ours, sep, paper = pair.partition("=")
+        if not sep or not ours or not paper:
+            raise ValueError(f"--paper-dataset wants OURS=PAPER, got {pair!r}")
+        out[ours.strip()] = paper.strip()
+    return out
+
+
+def _compare(df, args, log_base, percent, dmap) -> list:
+    from roarkar.report import paper as pp
+
+    if args.compare_paper == "off":
+        return []
+    if pp.paper_dir() is None:
+        if args.compare_paper == "on":
+            raise FileNotFoundError(
+                "--compare-paper on: published tables (results/paper) not found"
+            )
+        return []
+    paper = pp.load_paper()
+    cmps = pp.compare_with_paper(df, paper, log_base=log_base, percent=percent, dataset_map=dmap)
+    if not cmps:
+        if args.compare_paper == "on":
+            raise ValueError(
+                "--compare-paper on: no dataset/method of these results is in the paper's tables; "
+                "map a dataset with --paper-dataset OURS=imagenet"
+            )
+        return []
+    print(pp.format_comparison(cmps))
+    return list(pp.write_comparison(cmps, args.out).values())
+
+
+def _prior(df, args, log_base, percent, source) -> list:
+    from roarkar.report.prior import derive_prior_weights, write_prior_weights
+
+    datasets = args.prior_datasets.split(",") if args.prior_datasets else None
+    method = args.prior_weights
+    weights = derive_prior_weights(
+        df, method, score=args.prior_score, datasets=datasets, log_base=log_base, percent=percent
+    )
+    used = datasets or sorted(set(df.loc[df["method"] == method, "dataset"]))
+    path = write_prior_weights(
+        f"{args.out}/prior_weights.json",
+        weights,
+        method=method,
+        score=args.prior_score,
+        datasets=used,
+        log_base=log_base,
+        source=source,
+    )
+    shown = ", ".join(f"{w:.4f}" for w in weights)
+    print(
+        f"Prior layer weights L1..L5 of {method} (per-layer {args.prior_score} score summed over "
+        f"{', '.join(used)}): [{shown}]  (rounded: {[round(w, 2) for w in weights]})"
+    )
+    return [path]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,14 +182,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             for k, v in (("kar", args.kar_percent), ("roar", args.roar_percent))
             if v is not None
         }
-        written = write_tables(df, args.out, log_base=log_base, percent=percent or None)
-        print(format_for_console(df, log_base=log_base, percent=percent or None))
+        percent = percent or None
+        dmap = _dataset_map(args.paper_dataset)
+        written = write_tables(
+            df,
+            args.out,
+            log_base=log_base,
+            percent=percent,
+            n_boot=args.bootstrap if args.bootstrap > 0 else None,
+            ci_seed=args.ci_seed,
+        )
+        print(format_for_console(df, log_base=log_base, percent=percent))
+        extra = _compare(df, args, log_base, percent, dmap)
+        if args.prior_weights:
+            extra += _prior(df, args, log_base, percent, source)
+        if args.figures:
+            from roarkar.report.figures import write_figures
+
+            extra += list(
+                write_figures(
+                    df,
+                    args.out,
+                    log_base=log_base,
+                    percent=percent,
+                    overlay=not args.no_paper_overlay,
+                    dataset_map=dmap,
+                ).values()
+            )
     except (ValueError, FileNotFoundError) as exc:
         print(f"roarkar-tables: error: {exc}", file=sys.stderr)
         return 2
     if "table1.csv" in written:
         print(f"Information score log base: {log_base_label(log_base)}")
-    print("wrote " + ", ".join(str(p) for p in written.values()))
+    print("wrote " + ", ".join(str(p) for p in [*written.values(), *extra]))
     return 0
 
 

@@ -69,6 +69,11 @@ def _ordered(values: pd.Series, first: tuple[str, ...] = ()) -> list[str]:
 
 def _prepare(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
     """Rows of one protocol, one model, seeds averaged (``accuracy`` = mean per cell)."""
+    return cell_means(_prepare_raw(df, protocol, table))
+
+
+def _prepare_raw(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
+    """Rows of one protocol and one model (long columns only), seeds kept."""
     d = normalize_long(df)
     d = d[d["protocol"] == protocol]
     if d.empty:
@@ -79,7 +84,7 @@ def _prepare(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
             f"{table}: the long table holds several models ({', '.join(models)}); "
             "filter it to one first (roarkar-tables --model NAME)"
         )
-    return cell_means(d[list(LONG_COLUMNS)])
+    return d[list(LONG_COLUMNS)]
 
 
 def _one_percent_per_mode(
@@ -375,21 +380,37 @@ def _log_note(log_base: float) -> str:
 
 
 def _build(
-    df_long: pd.DataFrame, log_base: float, percent: Mapping[str, float] | None
+    df_long: pd.DataFrame,
+    log_base: float,
+    percent: Mapping[str, float] | None,
+    n_boot: int | None = None,
+    ci_seed: int | None = None,
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """All tables the long table supports, and notes on the skipped ones."""
+    """All tables the long table supports, and notes on the skipped ones.
+
+    With several seeds of some cell (and ``n_boot`` not None), the tables carry the extra
+    columns of :mod:`roarkar.report.uncertainty` (std, n, bootstrap CIs).
+    """
+    from roarkar.report import uncertainty as unc  # imports this module
+
     d = normalize_long(df_long)
+    seeds = n_boot is not None and unc.has_several_seeds(d)
+    boot = {"n_boot": n_boot, "ci_seed": unc.DEFAULT_CI_SEED if ci_seed is None else ci_seed}
     tables: dict[str, pd.DataFrame] = {}
     skipped: list[str] = []
     protocols = set(d["protocol"])
     if "layer" in protocols:
-        tables["table4"] = table4(d, percent=percent)
-        tables["table1"] = table1(d, log_base=log_base, percent=percent)
+        if seeds:
+            tables["table4"] = unc.table4_seeds(d, percent=percent)
+            tables["table1"] = unc.table1_seeds(d, log_base=log_base, percent=percent, **boot)
+        else:
+            tables["table4"] = table4(d, percent=percent)
+            tables["table1"] = table1(d, log_base=log_base, percent=percent)
     else:
         skipped.append("table1, table4 skipped: no layer-protocol rows")
     if "input" in protocols:
-        tables["table5"] = table5(d)
-        tables["table2"] = table2(d)
+        tables["table5"] = unc.table5_seeds(d) if seeds else table5(d)
+        tables["table2"] = unc.table2_seeds(d, **boot) if seeds else table2(d)
     else:
         skipped.append("table2, table5 skipped: no input-protocol rows")
     return tables, skipped
@@ -397,7 +418,35 @@ def _build(
 
 def _wide(name: str, t: pd.DataFrame) -> pd.DataFrame:
     pivots = {"table1": pivot_table1, "table4": pivot_table4, "table5": pivot_table5}
-    return pivots[name](t) if name in pivots else t
+    return pivots[name](t) if name in pivots else t[[c for c in t.columns if c in _T2_COLS]]
+
+
+_T2_COLS = ("dataset", "method", "kar", "roar", "sum")
+
+
+def _notes(name: str, t: pd.DataFrame, log_base: float) -> str | None:
+    notes = [_log_note(log_base)] if name == "table1" else []
+    if "n" in t.columns:
+        n = pd.to_numeric(t["n"], errors="coerce").dropna()
+        if len(n):
+            span = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}..{int(n.max())}"
+            notes.append(
+                f"Cells: mean ± sample std over seeds (n = {span}); std and n per cell in the CSV."
+            )
+    if "n_boot" in t.attrs:
+        notes.append(
+            f"{t.attrs['ci_level']:.0%} percentile bootstrap CIs over seeds "
+            f"({t.attrs['n_boot']} resamples, RNG seed {t.attrs['ci_seed']}) in the CSV "
+            "(*_ci_low, *_ci_high); NaN where every cell of a score has one seed."
+        )
+    return " ".join(notes) or None
+
+
+def _ci_markdown(name: str, t: pd.DataFrame) -> str:
+    values = ["difference", "information"] if name == "table1" else ["kar", "roar", "sum"]
+    keys = [c for c in ("dataset", "method") if c in t.columns]
+    cols = keys + [f"{v}_ci_{b}" for v in values for b in ("low", "high")]
+    return "\n" + to_markdown(t[cols], "95 % bootstrap confidence intervals over seeds")
 
 
 def write_tables(
@@ -405,21 +454,37 @@ def write_tables(
     out_dir: str | Path,
     log_base: float = DEFAULT_LOG_BASE,
     percent: Mapping[str, float] | None = None,
+    *,
+    n_boot: int | None = 2000,
+    ci_seed: int | None = None,
+    latex: bool = True,
 ) -> dict[str, Path]:
-    """Write ``long.csv`` and ``tableN.csv`` (tidy) / ``tableN.md`` (paper layout) to ``out_dir``.
+    """Write ``long.csv`` and per table ``tableN.csv`` (tidy), ``tableN.md`` and ``tableN.tex``
+    (laid out like the paper; LaTeX with booktabs) to ``out_dir``.
 
-    Tables whose protocol has no rows are skipped (logged). Returns file name -> path.
+    With several seeds the CSVs carry ``std``/``n`` (and for Tables 1, 2 bootstrap CIs with
+    ``n_boot`` resamples, RNG seed ``ci_seed``; ``n_boot=None`` turns all that off) and the
+    renderings show ``mean ± std``. Tables whose protocol has no rows are skipped (logged).
+    Returns file name -> path.
     """
+    from roarkar.report import render
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     d = normalize_long(df_long)
-    tables, skipped = _build(d, log_base, percent)
+    tables, skipped = _build(d, log_base, percent, n_boot=n_boot, ci_seed=ci_seed)
     for msg in skipped:
         log.warning(msg)
     written: dict[str, Path] = {}
     path = out / "long.csv"
     d.to_csv(path, index=False)
     written[path.name] = path
+    layouts = {
+        "table1": render.layout_table1,
+        "table2": render.layout_table2,
+        "table4": render.layout_table4,
+        "table5": render.layout_table5,
+    }
     for name in ("table1", "table2", "table4", "table5"):
         if name not in tables:
             continue
@@ -427,10 +492,18 @@ def write_tables(
         path = out / f"{name}.csv"
         t.to_csv(path, index=False)
         written[path.name] = path
-        note = _log_note(log_base) if name == "table1" else None
+        lay = layouts[name](t)
+        lay.title, lay.note = _TITLES[name], _notes(name, t, log_base)
+        md = render.layout_markdown(lay)
+        if "n_boot" in t.attrs:
+            md += _ci_markdown(name, t)
         path = out / f"{name}.md"
-        path.write_text(to_markdown(_wide(name, t), _TITLES[name], note=note))
+        path.write_text(md)
         written[path.name] = path
+        if latex:
+            path = out / f"{name}.tex"
+            path.write_text(render.layout_latex(lay, label=f"tab:{name}"))
+            written[path.name] = path
     return written
 
 
@@ -440,7 +513,7 @@ def format_for_console(
     percent: Mapping[str, float] | None = None,
 ) -> str:
     """The tables in the paper's layout as plain text, with the Information score's log base."""
-    tables, skipped = _build(df_long, log_base, percent)
+    tables, skipped = _build(df_long, log_base, percent)  # means only, no bootstrap
     parts = []
     for name in ("table1", "table2", "table4", "table5"):
         if name not in tables:

@@ -1,0 +1,257 @@
+"""Figures 4 and 5 of the paper as PNG, from any long table (matplotlib, Agg backend).
+
+* **Figure 4** (layer protocol): the per-layer Difference score ``(z - rho) + (kappa - z)``
+  against the layer L1..L5 for the top methods (by AVG Difference of Table 1), one panel per
+  dataset and one for the mean over datasets; 0 is the random baseline.
+* **Figure 5** (input protocol): accuracy (%) against the percent kept (KAR panel) or removed
+  (ROAR panel), one line per method, the random baseline dashed; one row of panels per dataset;
+  error bars of ± one std over seeds when there are several.
+
+The paper's series are overlaid where it has the same method on the same dataset (Table 4 for
+Figure 4, Table 5 for Figure 5; ``dataset_map`` maps our dataset names onto the paper's), in the
+method's colour with thin dotted lines and hollow markers, labelled "(paper)". They are left out
+when the results are the paper's own (they would coincide) or with ``overlay=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from roarkar.report.aggregate import normalize_long
+from roarkar.report.prior import LAYERS, per_layer_scores
+from roarkar.report.scores import DEFAULT_LOG_BASE
+from roarkar.report.tables import AVG, BASELINE, table1
+
+__all__ = ["figure4", "figure5", "write_figures"]
+
+_PAPER_STYLE = {"linestyle": ":", "linewidth": 1.2, "markerfacecolor": "none", "alpha": 0.9}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(methods: list[str]) -> dict[str, tuple]:
+    plt = _plt()
+    n = 10 if len(methods) <= 10 else 20
+    cmap = plt.get_cmap(f"tab{n}")
+    return {m: cmap(i % n) for i, m in enumerate(methods)}
+
+
+def _paper(overlay: bool, df: pd.DataFrame) -> dict | None:
+    if not overlay:
+        return None
+    from roarkar.report.paper import is_paper_data, load_paper, paper_dir
+
+    if paper_dir() is None:
+        return None
+    paper = load_paper()
+    own = is_paper_data(df, paper)
+    return {"paper": paper, "own": own}
+
+
+def figure4(
+    df_long: pd.DataFrame,
+    path: str | Path,
+    *,
+    top: int = 5,
+    log_base: float = DEFAULT_LOG_BASE,
+    percent: Mapping[str, float] | None = None,
+    overlay: bool = True,
+    dataset_map: Mapping[str, str] | None = None,
+) -> Path:
+    """Figure 4: per-layer Difference score vs layer for the ``top`` methods; see module doc."""
+    plt = _plt()
+    d = normalize_long(df_long)
+    pls = per_layer_scores(d, log_base=log_base, percent=percent)
+    t1 = table1(d, log_base=log_base, percent=percent)
+    methods = list(pd.unique(t1.loc[t1["dataset"] == AVG, "method"]))[:top]
+    datasets = list(pd.unique(pls["dataset"]))
+    dmap = dict(dataset_map or {})
+    ctx = _paper(overlay, d)
+    paper_pls = None
+    if ctx is not None and not ctx["own"]["layer"]:
+        paper_pls = per_layer_scores(ctx["paper"]["t4_long"])
+    colors = _colors(methods)
+    panels = datasets + (["mean over datasets"] if len(datasets) > 1 else [])
+    ncol = 2 if len(panels) == 4 else min(len(panels), 3)
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(3.6 * ncol + 1.8, 3.0 * nrow), squeeze=False, sharey=True
+    )
+    x = np.arange(1, len(LAYERS) + 1)
+
+    def series(frame: pd.DataFrame, method: str, ds_list: list[str]) -> np.ndarray:
+        """Per-layer Difference of ``method``, mean over ``ds_list`` (NaN unless it has all)."""
+        sub = frame[(frame["method"] == method) & frame["dataset"].isin(ds_list)]
+        if set(sub["dataset"]) != set(ds_list):
+            return np.full(len(LAYERS), np.nan)
+        return sub.groupby("layer")["difference"].mean().reindex(LAYERS).to_numpy()
+
+    handles: dict[str, object] = {}
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        overall = panel == "mean over datasets"
+        ours_ds = datasets if overall else [panel]
+        ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
+        for m in methods:
+            y = series(pls, m, ours_ds)
+            (h,) = ax.plot(x, y, marker="o", color=colors[m], linewidth=1.8, label=m)
+            handles.setdefault(m, h)
+            if paper_pls is not None:
+                pds = [dmap.get(ds, ds) for ds in ours_ds]
+                yp = series(paper_pls, m, pds)
+                if np.isfinite(yp).any():
+                    (hp,) = ax.plot(x, yp, marker="s", color=colors[m], **_PAPER_STYLE)
+                    handles.setdefault(f"{m} (paper)", hp)
+        ax.set_title(f"{panel} (paper: {dmap[panel]})" if panel in dmap else panel)
+        ax.set_xticks(x, list(LAYERS))
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("per-layer Difference\n(z - ρ) + (κ - z)")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("layer")
+    fig.suptitle(f"Figure 4: per-layer score, top {len(methods)} methods by AVG Difference")
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _t5_with_std(d: pd.DataFrame) -> pd.DataFrame:
+    from roarkar.report.uncertainty import table5_seeds
+
+    t5 = table5_seeds(d)
+    if "dataset" not in t5.columns:
+        t5 = t5.assign(dataset=d.loc[d["protocol"] == "input", "dataset"].iloc[0])
+    return t5
+
+
+def figure5(
+    df_long: pd.DataFrame,
+    path: str | Path,
+    *,
+    overlay: bool = True,
+    dataset_map: Mapping[str, str] | None = None,
+) -> Path:
+    """Figure 5: accuracy vs percent kept (KAR) / removed (ROAR); see the module docstring."""
+    plt = _plt()
+    d = normalize_long(df_long)
+    t5 = _t5_with_std(d)
+    datasets = list(pd.unique(t5["dataset"]))
+    methods = [m for m in pd.unique(t5["method"]) if m != BASELINE]
+    colors = _colors(methods)
+    dmap = dict(dataset_map or {})
+    ctx = _paper(overlay, d)
+    paper_t5 = None
+    if ctx is not None and not ctx["own"]["input"]:
+        paper_t5 = ctx["paper"]["table5"]
+    fig, axes = plt.subplots(
+        len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False, sharex=True
+    )
+    handles: dict[str, object] = {}
+    for row, ds in enumerate(datasets):
+        for col, mode in enumerate(("kar", "roar")):
+            ax = axes[row, col]
+            sub = t5[(t5["dataset"] == ds) & (t5["mode"] == mode)]
+            for m in [BASELINE, *methods]:
+                s = sub[sub["method"] == m].sort_values("percent")
+                if s.empty:
+                    continue
+                style = (
+                    {"color": "black", "linestyle": "--", "marker": "x"}
+                    if m == BASELINE
+                    else {"color": colors[m], "marker": "o"}
+                )
+                yerr = s["std"].to_numpy() if s["std"].notna().any() else None
+                h = ax.errorbar(
+                    s["percent"], s["accuracy"], yerr=yerr, capsize=2, linewidth=1.6, **style
+                )
+                handles.setdefault(m, h)
+                if paper_t5 is not None:
+                    p = paper_t5[
+                        (paper_t5["dataset"] == dmap.get(ds, ds))
+                        & (paper_t5["method"] == m)
+                        & (paper_t5["mode"] == mode)
+                    ].sort_values("percent")
+                    if not p.empty:
+                        pstyle = dict(_PAPER_STYLE, color=style["color"], marker="s")
+                        (hp,) = ax.plot(p["percent"], p["accuracy"], **pstyle)
+                        handles.setdefault(f"{m} (paper)", hp)
+            what = (
+                "kept (KAR, higher is better)"
+                if mode == "kar"
+                else "removed (ROAR, lower is better)"
+            )
+            ax.set_title(f"{ds}: {mode.upper()}")
+            ax.set_xlabel(f"% of most salient pixels {what}")
+            ax.set_ylabel("accuracy (%)")
+            ax.grid(alpha=0.3)
+    fig.suptitle("Figure 5: accuracy vs percent of the input kept or removed")
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_figures(
+    df_long: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    log_base: float = DEFAULT_LOG_BASE,
+    percent: Mapping[str, float] | None = None,
+    overlay: bool = True,
+    dataset_map: Mapping[str, str] | None = None,
+    top: int = 5,
+) -> dict[str, Path]:
+    """``fig4_layer_scores.png`` (layer rows) and ``fig5_accuracy_vs_percent.png`` (input rows)."""
+    d = normalize_long(df_long)
+    out = Path(out_dir)
+    written = {}
+    if (d["protocol"] == "layer").any():
+        p = figure4(
+            d,
+            out / "fig4_layer_scores.png",
+            top=top,
+            log_base=log_base,
+            percent=percent,
+            overlay=overlay,
+            dataset_map=dataset_map,
+        )
+        written[p.name] = p
+    if (d["protocol"] == "input").any():
+        p = figure5(
+            d, out / "fig5_accuracy_vs_percent.png", overlay=overlay, dataset_map=dataset_map
+        )
+        written[p.name] = p
+    return written

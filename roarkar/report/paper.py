@@ -1,0 +1,315 @@
+"""Our tables beside the published ones (results/paper/), flagging cells that differ.
+
+The published numbers live in ``results/paper/`` of the repository (``ROARKAR_PAPER_DIR``
+overrides the location). A comparison joins *our* table with the published one on the ids
+(dataset, method; plus mode and layer/percent for Tables 4 and 5): every row of ours is kept,
+with ``<value>_published`` and ``<value>_delta`` beside it (NaN where the paper has no such
+cell, never replacing ours) and ``<value>_flag`` true when ``|delta| > tol`` (0.01, the
+published rounding: score units for Tables 1 and 2, percentage points for Tables 4 and 5).
+
+Table 1's ``AVG`` rows are compared only when ours average over exactly the paper's datasets.
+``dataset_map`` (``{"synth_objects": "imagenet"}``) lets a run on another dataset be compared
+with a paper column, the output keeping our dataset name and adding ``paper_dataset``.
+
+On the paper's own Table 4 / Table 5 the comparison flags exactly :data:`KNOWN_INCONSISTENT`:
+cells the paper publishes that do not follow from its own appendix tables.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from roarkar.report.aggregate import normalize_long, read_long
+from roarkar.report.scores import DEFAULT_LOG_BASE, log_base_label
+from roarkar.report.tables import AVG, table1, table2, table4, table5
+
+__all__ = [
+    "KNOWN_INCONSISTENT",
+    "PAPER_FILES",
+    "TOL",
+    "compare_with_paper",
+    "format_comparison",
+    "is_paper_data",
+    "load_paper",
+    "paper_dir",
+    "paper_overlap",
+    "write_comparison",
+]
+
+TOL = 0.01
+PAPER_FILES = ("table1.csv", "table2.csv", "table4_long.csv", "table5_long.csv")
+#: (table, dataset, method, column) of published cells that do not follow from Tables 4 / 5.
+KNOWN_INCONSISTENT: frozenset[tuple[str, str, str, str]] = frozenset(
+    {
+        ("table1", ds, m, "difference")
+        for ds in ("imagenet", AVG)
+        for m in (
+            "shannon_entropy",
+            "truncnormal_std",
+            "truncnormal_mean",
+            "lognormal_entropy",
+            "lognormal_mean",
+        )
+    }
+    | {("table2", "imagenet", "guided_backprop", "sum")}
+)
+_VALUES = {
+    "table1": ["difference", "information"],
+    "table2": ["kar", "roar", "sum"],
+    "table4": ["accuracy"],
+    "table5": ["accuracy"],
+}
+_KEYS = {
+    "table1": ["dataset", "method"],
+    "table2": ["dataset", "method"],
+    "table4": ["dataset", "method", "mode", "layer"],
+    "table5": ["dataset", "method", "mode", "percent"],
+}
+
+
+def paper_dir() -> Path | None:
+    """``$ROARKAR_PAPER_DIR`` or the repository's ``results/paper``, if it holds the tables."""
+    env = os.environ.get("ROARKAR_PAPER_DIR")
+    cand = Path(env) if env else Path(__file__).resolve().parents[2] / "results" / "paper"
+    return cand if all((cand / f).is_file() for f in PAPER_FILES) else None
+
+
+def load_paper(root: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """The published tables: ``table1``, ``table2`` (+ ``dataset`` = imagenet), ``t4_long``,
+    ``t5_long``, ``table4`` and ``table5`` (recomputed from the long ones; they are the paper's
+    cells, since Tables 4 and 5 are published as is)."""
+    root = Path(root) if root is not None else paper_dir()
+    if root is None:
+        raise FileNotFoundError(
+            "published tables not found: set ROARKAR_PAPER_DIR to a folder holding "
+            + ", ".join(PAPER_FILES)
+        )
+    t4_long, t5_long = read_long(root / "table4_long.csv"), read_long(root / "table5_long.csv")
+    t5 = table5(t5_long)
+    return {
+        "table1": pd.read_csv(root / "table1.csv"),
+        "table2": pd.read_csv(root / "table2.csv").assign(dataset="imagenet"),
+        "t4_long": t4_long,
+        "t5_long": t5_long,
+        "table4": table4(t4_long),
+        "table5": t5 if "dataset" in t5 else t5.assign(dataset="imagenet"),
+    }
+
+
+def paper_overlap(
+    df_long: pd.DataFrame, paper: Mapping[str, pd.DataFrame], dataset_map: Mapping | None = None
+) -> dict[str, set[tuple[str, str]]]:
+    """Per protocol, the (dataset, method) pairs (non-random) that both we and the paper have."""
+    d = normalize_long(df_long)
+    dmap = dict(dataset_map or {})
+    out = {}
+    for protocol, long in (("layer", paper["t4_long"]), ("input", paper["t5_long"])):
+        ours = d[(d["protocol"] == protocol) & (d["method"] != "random")]
+        mine = {
+            (dmap.get(ds, ds), m) for ds, m in zip(ours["dataset"], ours["method"], strict=True)
+        }
+        out[protocol] = mine & set(zip(long["dataset"], long["method"], strict=True))
+    return out
+
+
+def is_paper_data(df_long: pd.DataFrame, paper: Mapping[str, pd.DataFrame]) -> dict[str, bool]:
+    """Per protocol: are our rows exactly the paper's long table (same cells and accuracies)?"""
+    d = normalize_long(df_long)
+    keys = ["dataset", "model", "method", "layer", "mode", "percent"]
+    out = {}
+    for protocol, long in (("layer", paper["t4_long"]), ("input", paper["t5_long"])):
+        ours = d[d["protocol"] == protocol]
+        if len(ours) != len(long):
+            out[protocol] = False
+            continue
+        m = ours[keys + ["accuracy"]].merge(long[keys + ["accuracy"]], on=keys, how="inner")
+        out[protocol] = len(m) == len(long) and bool(
+            ((m["accuracy_x"] - m["accuracy_y"]).abs() < 1e-9).all()
+        )
+    return out
+
+
+def _join(
+    name: str, ours: pd.DataFrame, pub: pd.DataFrame, dmap: Mapping, tol: float
+) -> pd.DataFrame:
+    keys, values = _KEYS[name], _VALUES[name]
+    ours = ours.copy()
+    if "dataset" not in ours.columns:
+        raise ValueError(f"{name}: our table needs a dataset column to compare")
+    ours["paper_dataset"] = ours["dataset"].map(lambda ds: dmap.get(ds, ds))
+    pub = pub[keys + values].rename(columns={"dataset": "paper_dataset"})
+    pub = pub.rename(columns={v: f"{v}_published" for v in values})
+    pkeys = ["paper_dataset" if k == "dataset" else k for k in keys]
+    m = ours[keys + ["paper_dataset"] + values].merge(pub, on=pkeys, how="left", sort=False)
+    cols = list(keys) + ["paper_dataset"]
+    for v in values:
+        m[f"{v}_delta"] = m[v] - m[f"{v}_published"]
+        m[f"{v}_flag"] = m[f"{v}_delta"].abs() > tol + 1e-9
+        cols += [v, f"{v}_published", f"{v}_delta", f"{v}_flag"]
+    return m[cols]
+
+
+def compare_with_paper(
+    df_long: pd.DataFrame,
+    paper: Mapping[str, pd.DataFrame] | None = None,
+    log_base: float = DEFAULT_LOG_BASE,
+    percent: Mapping[str, float] | None = None,
+    dataset_map: Mapping[str, str] | None = None,
+    tol: float = TOL,
+) -> dict[str, pd.DataFrame]:
+    """Our Tables 1, 2, 4, 5 beside the published ones, for the protocols we have.
+
+    Returns ``{"table1": ..., ...}`` (see the module docstring for the columns); ``attrs`` of
+    each hold ``log_base`` and, when our rows are the paper's own, ``paper_data=True``. Only
+    tables whose (dataset, method) pairs overlap the paper's are returned.
+    """
+    paper = paper if paper is not None else load_paper()
+    dmap = dict(dataset_map or {})
+    d = normalize_long(df_long)
+    overlap = paper_overlap(d, paper, dmap)
+    own = is_paper_data(d, paper)
+    out: dict[str, pd.DataFrame] = {}
+    if overlap["layer"]:
+        t1 = table1(d, log_base=log_base, percent=percent)
+        ours_ds = {dmap.get(x, x) for x in t1["dataset"] if x != AVG}
+        pub_ds = set(paper["table1"]["dataset"]) - {AVG}
+        if ours_ds != pub_ds:
+            t1 = t1[t1["dataset"] != AVG]
+        out["table1"] = _join("table1", t1, paper["table1"], dmap | {AVG: AVG}, tol)
+        out["table4"] = _join("table4", table4(d, percent=percent), paper["table4"], dmap, tol)
+    if overlap["input"]:
+        t2, t5 = table2(d), table5(d)
+        ds0 = d.loc[d["protocol"] == "input", "dataset"].iloc[0]
+        t2 = t2 if "dataset" in t2 else t2.assign(dataset=ds0)
+        t5 = t5 if "dataset" in t5 else t5.assign(dataset=ds0)
+        out["table2"] = _join("table2", t2, paper["table2"], dmap, tol)
+        out["table5"] = _join("table5", t5, paper["table5"], dmap, tol)
+    for name, t in out.items():
+        t.attrs.update(
+            log_base=log_base,
+            paper_data=own["layer" if name in ("table1", "table4") else "input"],
+        )
+    return out
+
+
+def flagged_cells(cmps: Mapping[str, pd.DataFrame]) -> list[dict]:
+    """Every flagged cell: table, dataset, method, (mode, layer/percent), column, ours, published."""
+    rows = []
+    for name, t in cmps.items():
+        for v in _VALUES[name]:
+            for rec in t[t[f"{v}_flag"]].to_dict("records"):
+                rows.append(
+                    {
+                        "table": name,
+                        "dataset": rec["paper_dataset"],
+                        "ours_dataset": rec["dataset"],
+                        "method": rec["method"],
+                        "where": " ".join(str(rec[k]) for k in _KEYS[name][2:]),
+                        "column": v,
+                        "ours": rec[v],
+                        "published": rec[f"{v}_published"],
+                    }
+                )
+    return rows
+
+
+def _ds(f: Mapping) -> str:
+    same = f["ours_dataset"] == f["dataset"]
+    return f["dataset"] if same else f"{f['ours_dataset']} (paper: {f['dataset']})"
+
+
+def _fmt(x: float) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def format_comparison(cmps: Mapping[str, pd.DataFrame], tol: float = TOL) -> str:
+    """Plain text: per table, ours beside published; then every flagged cell with both numbers."""
+    if not cmps:
+        return "No dataset/method of these results is in the paper's tables; nothing to compare.\n"
+    parts = []
+    any_t = next(iter(cmps.values()))
+    own = any(t.attrs.get("paper_data") for t in cmps.values())
+    head = "Comparison with the published tables (results/paper/)"
+    if own:
+        head += ": these results ARE the paper's own Table 4 / Table 5"
+    parts.append(head)
+    if "table1" in cmps:
+        parts.append(
+            f"Information score (Eq 9) recomputed with the {log_base_label(any_t.attrs['log_base'])}"
+            " (the published Table 1 follows the natural log although Eq 9 is printed with log2)."
+        )
+    for name in ("table1", "table2"):
+        if name not in cmps:
+            continue
+        t = cmps[name]
+        show = t.copy()
+        for v in _VALUES[name]:
+            show[f"{v}_flag"] = show[f"{v}_flag"].map({True: "*", False: ""})
+        cols = ["dataset", "method"] + [
+            c for v in _VALUES[name] for c in (v, f"{v}_published", f"{v}_flag")
+        ]
+        text = show[cols].to_string(index=False, float_format="{:.2f}".format, na_rep="-")
+        parts.append(f"{name} (ours | published | * = differs by more than {tol:g})\n{text}")
+    for name in ("table4", "table5"):
+        if name in cmps:
+            t = cmps[name]
+            n_pub = int(t["accuracy_published"].notna().sum())
+            n_flag = int(t["accuracy_flag"].sum())
+            parts.append(
+                f"{name}: {n_pub} of {len(t)} cells have a published value; {n_flag} differ by "
+                f"more than {tol:g} percentage points (compare_{name}.csv)"
+            )
+    flags = flagged_cells({k: v for k, v in cmps.items() if k in ("table1", "table2")})
+    if flags:
+        lines = [f"Cells differing from the published value by more than {tol:g}:"]
+        for f in flags:
+            tag = ""
+            if own:
+                known = (f["table"], f["dataset"], f["method"], f["column"]) in KNOWN_INCONSISTENT
+                tag = "  (known inconsistency of the paper)" if known else "  (NOT a known one)"
+            lines.append(
+                f"  {f['table']} {_ds(f)} {f['method']}{(' ' + f['where']) if f['where'] else ''} {f['column']}: ours "
+                f"{_fmt(f['ours'])}, published {_fmt(f['published'])}{tag}"
+            )
+        parts.append("\n".join(lines))
+    else:
+        parts.append(
+            f"No Table 1 / Table 2 cell differs from the published one by more than {tol:g}."
+        )
+    if own:
+        flagged = {(f["table"], f["dataset"], f["method"], f["column"]) for f in flags}
+        expected = {k for k in KNOWN_INCONSISTENT if k[0] in cmps}
+        verdict = "exactly the known" if flagged == expected else "NOT exactly the known"
+        named = []
+        if "table1" in cmps:
+            named.append(
+                "Table 1's ImageNet Difference of Shannon Ent, Trunc Normal Std, Trunc Normal Mean, "
+                "Log Normal Ent and Log Normal Mean (hence their AVG)"
+            )
+        if "table2" in cmps:
+            named.append("Table 2's Guided Backprop SUM (3.6001 - 3.5724 = 0.03, published 0.04)")
+        parts.append(
+            f"These are {verdict} inconsistencies of the paper, published cells that do not "
+            f"follow from its own appendix tables: {'; '.join(named)}."
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+def write_comparison(cmps: Mapping[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:
+    """``compare_tableN.csv`` per table and ``comparison.md`` (the text of format_comparison)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, t in cmps.items():
+        path = out / f"compare_{name}.csv"
+        t.to_csv(path, index=False)
+        written[path.name] = path
+    path = out / "comparison.md"
+    path.write_text("```\n" + format_comparison(cmps) + "```\n")
+    written[path.name] = path
+    return written
