@@ -8,7 +8,10 @@ import fcntl
 import hashlib
 import json
 import os
+import socket
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -137,3 +140,102 @@ def git_commit() -> str:
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+CLAIM_FILE = "claim.json"
+
+
+def _owner() -> dict:
+    """Who runs this cell: host, pid, and the cluster job id when there is one (a requeued job
+    keeps its job id, so it may take over its own claim)."""
+    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_JOB_ID") or ""
+    array = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "job": f"{job}_{array}" if job and array else job,
+    }
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Claim:
+    """An expiring claim on a cell directory, so two sweeps never train the same cell at once.
+
+    Created with ``os.link`` (atomic create-if-absent, also on NFS). A claim may be taken over when
+    it has expired, when its owner is a dead process on this host, or when it is this job's own
+    claim from before a requeue. ``heartbeat`` extends it, at most every ``ttl_s / 4`` seconds.
+    """
+
+    def __init__(self, directory: Path, ttl_s: float):
+        self.path = Path(directory) / CLAIM_FILE
+        self.ttl_s = float(ttl_s)
+        self.token = f"{uuid.uuid4().hex}"
+        self._last = 0.0
+
+    def _payload(self) -> dict:
+        now = time.time()
+        return _owner() | {"token": self.token, "claimed_at": now, "expires_at": now + self.ttl_s}
+
+    def holder(self) -> dict | None:
+        """The current claim's content, or None."""
+        try:
+            return json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _stale(self, held: dict) -> bool:
+        me = _owner()
+        if held.get("expires_at", 0) < time.time():
+            return True
+        if held.get("job") and held.get("job") == me["job"]:
+            return True  # our own job, requeued
+        return held.get("host") == me["host"] and not _pid_alive(int(held.get("pid", -1)))
+
+    def acquire(self) -> bool:
+        """Take the claim; False when someone else holds a live one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            tmp = self.path.with_name(f".{CLAIM_FILE}.{self.token}")
+            tmp.write_text(json.dumps(self._payload()))
+            try:
+                os.link(tmp, self.path)
+                self._last = time.time()
+                return True
+            except FileExistsError:
+                held = self.holder()
+                if held is not None and not self._stale(held):
+                    return False
+                # move the stale claim aside; of several racing processes only one rename succeeds
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(self.path, self.path.with_name(f".{CLAIM_FILE}.stale.{self.token}"))
+                    os.unlink(self.path.with_name(f".{CLAIM_FILE}.stale.{self.token}"))
+            finally:
+                tmp.unlink(missing_ok=True)
+        return False
+
+    def heartbeat(self) -> None:
+        """Push the expiry forward while the cell runs (rate-limited)."""
+        if time.time() - self._last < self.ttl_s / 4:
+            return
+        held = self.holder()
+        if held is None or held.get("token") != self.token:
+            return  # lost it (expired and taken over): the other run will write the same result
+        tmp = self.path.with_name(f".{CLAIM_FILE}.{self.token}.hb")
+        tmp.write_text(json.dumps(self._payload()))
+        os.replace(tmp, self.path)
+        self._last = time.time()
+
+    def release(self) -> None:
+        """Drop the claim if it is still ours."""
+        held = self.holder()
+        if held is not None and held.get("token") == self.token:
+            self.path.unlink(missing_ok=True)

@@ -137,7 +137,13 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     for index, cell_cfg in enumerate(configs, 1):
         record = run_cell(cell_cfg, dist)
         cell = record["cell"]
-        state = "skipped" if record.get("skipped") else record["status"]
+        state = (
+            record["status"]
+            if record["status"] == "running"
+            else "skipped"
+            if record.get("skipped")
+            else record["status"]
+        )
         acc = f"{record['accuracy']:.3f}" if record.get("accuracy") is not None else "-"
         print(
             f"[{index}/{len(configs)}] {cell['protocol']:5} {cell['method']:14} {cell['layer'] or 'input':5} "
@@ -145,14 +151,27 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
             flush=True,
         )
         records.append(record)
-    failed = [r for r in records if r["status"] != "ok"]
+    failed = [r for r in records if r["status"] == "failed"]
+    running = [r for r in records if r["status"] == "running"]
     text = ""
     if dist.is_main:
         text = report(records_to_long(records), Path(cfg.paths.results) / "tables")
         print(text, flush=True)
         for r in failed:
             print(f"FAILED {r['cell']}: {r['error']}", flush=True)
-    return {"cells": len(records), "failed": len(failed), "records": records, "tables": text}
+        if running:
+            print(
+                f"{len(running)} cells were being run by another process and are not in these tables; "
+                "`roarkar task=tables` once they finish",
+                flush=True,
+            )
+    return {
+        "cells": len(records),
+        "failed": len(failed),
+        "running": len(running),
+        "records": records,
+        "tables": text,
+    }
 
 
 def run_tables(cfg: DictConfig) -> dict:

@@ -117,7 +117,7 @@ def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
                 plain_prepare(ctx),
                 ArrayBatches(
                     {"images": ctx.train.images, "labels": ctx.train.labels},
-                    ctx.settings.batch_size,
+                    ctx.rank_batch_size,
                     ctx.dist,
                 ),
                 ArrayBatches(

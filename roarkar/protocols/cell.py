@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import platform
 import time
 import traceback
 from pathlib import Path
 
+import submitit
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from roarkar.masking import MODES, check_percent
@@ -20,12 +23,14 @@ from roarkar.saliency import available, describe
 from roarkar.store import (
     RESULT_FILE,
     Cell,
+    Claim,
     git_commit,
     identity_hash,
     read_result,
     write_json_atomic,
 )
 from roarkar.training import DistInfo, setup
+from roarkar.training.distributed import broadcast_object
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +103,27 @@ def cell_path(cfg: DictConfig) -> tuple[Cell, str, Path]:
     return cell, identity, Path(cfg.paths.results) / cell.relative_dir(identity)
 
 
+def cost_fields(dist: DistInfo, wall_time_s: float) -> dict:
+    """What a run cost: device, GPU count, wall time and GPU-hours (0 on CPU)."""
+    gpus = dist.world_size if dist.device.type == "cuda" else 0
+    name = torch.cuda.get_device_name(dist.device) if gpus else platform.processor() or "cpu"
+    return {
+        "device": str(dist.device),
+        "device_name": name,
+        "world_size": dist.world_size,
+        "gpus": gpus,
+        "wall_time_s": wall_time_s,
+        "gpu_hours": gpus * wall_time_s / 3600.0,
+    }
+
+
 def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
     """Run one cell unless its result exists; always return its result record.
 
     A failure inside training (a NaN loss, say) stops this cell only: it is written as ``failed``
-    with the error, and a later run retries it. Finished cells are never re-run.
+    with the error, and a later run retries it. Finished cells are never re-run. A cell another
+    live process has claimed is left to it (``status: running``): two sweeps over the same results
+    tree never train one cell twice.
     """
     cell, identity, directory = cell_path(cfg)
     existing = read_result(directory)
@@ -110,6 +131,33 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
         log.info("skip %s: finished (%s)", cell, directory / RESULT_FILE)
         return existing | {"skipped": True}
     dist = dist or setup(str(cfg.device))
+    claim = Claim(directory, float(cfg.get("claim_ttl_s", 3600)))
+    claimed = broadcast_object(claim.acquire() if dist.is_main else None, dist)
+    if not claimed:
+        holder = claim.holder() or {}
+        log.info("skip %s: claimed by %s", cell, holder)
+        return {
+            "cell": cell.as_dict(),
+            "cell_id": identity,
+            "status": "running",
+            "accuracy": None,
+            "claimed_by": holder,
+            "skipped": True,
+        }
+    try:
+        existing = read_result(directory)  # finished while we were acquiring the claim?
+        if existing is not None and existing.get("status") == "ok":
+            return existing | {"skipped": True}
+        return _run_claimed(cfg, cell, identity, directory, dist, claim)
+    except Exception:
+        if dist.is_main:
+            claim.release()
+        raise
+
+
+def _run_claimed(
+    cfg: DictConfig, cell: Cell, identity: str, directory: Path, dist: DistInfo, claim: Claim
+) -> dict:
     started = time.time()
     record = {
         "cell": cell.as_dict(),
@@ -119,13 +167,16 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
         "error": None,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "git_commit": git_commit(),
-        "device": str(dist.device),
-        "world_size": dist.world_size,
     }
     # Data and base-model problems are the user's to fix and stop the run with their own message.
     ctx = make_context(cfg, dist)
     base, base_id, base_result = ensure_base_model(ctx)
-    record["base_model"] = {"identity": base_id, "accuracy": base_result.get("accuracy")}
+    record["base_model"] = {
+        "identity": base_id,
+        "accuracy": base_result.get("accuracy"),
+        "gpu_hours": base_result.get("gpu_hours", 0.0),
+    }
+    heartbeat = claim.heartbeat if dist.is_main else None
     try:
         checkpoint = directory / "checkpoint.pt"
         fraction = cell.percent / 100.0
@@ -141,10 +192,13 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
                 fraction,
                 identity,
                 checkpoint,
+                heartbeat=heartbeat,
             )
         else:
             ranks = ensure_ranks(ctx, base, base_id)
-            result = run_input_cell(ctx, ranks, cell.mode, fraction, identity, checkpoint)
+            result = run_input_cell(
+                ctx, ranks, cell.mode, fraction, identity, checkpoint, heartbeat=heartbeat
+            )
         if math.isnan(result.accuracy):
             raise RuntimeError("evaluation produced no accuracy (empty validation split?)")
         record.update(
@@ -157,11 +211,12 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()
         log.error("cell %s FAILED: %s", cell, record["error"])
-    record["wall_time_s"] = time.time() - started
+    record.update(cost_fields(dist, time.time() - started))
     if dist.is_main:
         write_json_atomic(directory / RESULT_FILE, record)
         if record["status"] == "ok":
             (directory / "checkpoint.pt").unlink(missing_ok=True)
+        claim.release()
     return record
 
 
@@ -170,3 +225,12 @@ def run_base(cfg: DictConfig) -> dict:
     ctx: Context = make_context(cfg, setup(str(cfg.device)))
     _, base_id, result = ensure_base_model(ctx)
     return {"identity": base_id, "accuracy": result.get("accuracy"), "recipe": recipe(ctx, "base")}
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """A cell as a submitit job: on preemption or timeout (SIGUSR2) submitit calls ``checkpoint``,
+    which requeues the same call; the requeued job takes over its own claim and resumes from the
+    cell's last epoch checkpoint. Hydra's submitit launcher does the same for multirun jobs."""
+
+    def __call__(self, cfg: DictConfig) -> dict:
+        return run_cell(cfg)

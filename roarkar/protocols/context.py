@@ -46,6 +46,18 @@ class Context:
             )
         return int(epochs[stage])
 
+    @property
+    def rank_batch_size(self) -> int:
+        """``trainer.batch_size`` is the global batch; each of the world's processes takes its share,
+        so a cell is the same cell (same identity, same global batches) on 1 or N processes."""
+        world = self.dist.world_size
+        if self.settings.batch_size % world:
+            raise ValueError(
+                f"trainer.batch_size={self.settings.batch_size} (global) is not divisible "
+                f"by the {world} processes of this run"
+            )
+        return self.settings.batch_size // world
+
     def stage_settings(self, stage: str) -> TrainerSettings:
         """The recipe for one stage: ``trainer.lr_scale[stage]`` scales the learning rate."""
         scale = float(self.cfg.trainer.get("lr_scale", {}).get(stage, 1.0))

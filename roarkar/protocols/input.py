@@ -161,6 +161,7 @@ def run_input_cell(
     fraction: float,
     identity: str,
     checkpoint,
+    heartbeat=None,
 ) -> FitResult:
     """Train a fresh model on masked images and return its final held-out accuracy."""
     replacement = str(ctx.cfg.protocol.replacement)
@@ -189,7 +190,7 @@ def run_input_cell(
         model,
         list(model.parameters()),
         prepare,
-        ArrayBatches(arrays(ctx.train, "train"), ctx.settings.batch_size, ctx.dist),
+        ArrayBatches(arrays(ctx.train, "train"), ctx.rank_batch_size, ctx.dist),
         ArrayBatches(arrays(ctx.val, "val"), ctx.settings.eval_batch_size, ctx.dist),
         ctx.stage_settings("input"),
         epochs=ctx.epochs("input"),
@@ -198,4 +199,5 @@ def run_input_cell(
         identity=identity,
         dist=ctx.dist,
         desc=f"input {mode} {fraction:.0%} {ctx.cfg.method.id}",
+        heartbeat=heartbeat,
     )

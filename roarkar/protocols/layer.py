@@ -68,6 +68,7 @@ def run_layer_cell(
     fraction: float,
     identity: str,
     checkpoint,
+    heartbeat=None,
 ) -> FitResult:
     """Fine-tune a copy of ``base`` after a masked tap and return the final held-out accuracy."""
     model = copy.deepcopy(base)
@@ -98,7 +99,7 @@ def run_layer_cell(
         net,
         trainable,
         prepare,
-        ArrayBatches(arrays(ctx.train), ctx.settings.batch_size, ctx.dist),
+        ArrayBatches(arrays(ctx.train), ctx.rank_batch_size, ctx.dist),
         ArrayBatches(arrays(ctx.val), ctx.settings.eval_batch_size, ctx.dist),
         ctx.stage_settings("layer"),
         epochs=ctx.epochs("layer"),
@@ -108,4 +109,5 @@ def run_layer_cell(
         dist=ctx.dist,
         desc=f"layer {tap} {mode} {ctx.cfg.method.id}",
         on_train_mode=freeze_statistics,
+        heartbeat=heartbeat,
     )

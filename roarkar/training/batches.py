@@ -25,7 +25,8 @@ class ArrayBatches:
     """Batches of named per-sample tensors (first dimension = sample).
 
     Training: a fresh permutation per epoch, every rank gets the same number of full batches
-    (the remainder is dropped, so DDP never waits on a rank with one batch more).
+    (the remainder is dropped, so DDP never waits on a rank with one batch more), and a global
+    batch holds the same images for any number of ranks.
     Evaluation: every sample exactly once, split across ranks.
     """
 
@@ -42,7 +43,7 @@ class ArrayBatches:
 
     def steps_per_epoch(self) -> int:
         per_rank = self.size // self.dist.world_size
-        return max(per_rank // self.batch_size, 1 if per_rank else 0)
+        return max(self.size // (self.batch_size * self.dist.world_size), 1 if per_rank else 0)
 
     def _take(self, index: Tensor) -> dict[str, Tensor]:
         batch = {name: t[index] for name, t in self.arrays.items()}
@@ -50,13 +51,17 @@ class ArrayBatches:
         return batch
 
     def train_epoch(self, seed: int, epoch: int) -> Iterator[dict[str, Tensor]]:
-        """Shuffled full batches for this rank; identical across runs for the same (seed, epoch)."""
+        """Shuffled full batches for this rank; identical across runs for the same (seed, epoch).
+
+        Step k's global batch is the same images whatever the world size (rank r takes the r-th
+        slice of it), so N processes with batch B see the batches of 1 process with batch N * B.
+        """
         order = torch.randperm(self.size, generator=epoch_generator(seed, epoch, salt=1))
-        per_rank = self.size // self.dist.world_size
-        mine = order[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank]
-        batch = min(self.batch_size, per_rank)
+        world, rank = self.dist.world_size, self.dist.rank
+        batch = min(self.batch_size, self.size // world)
         for step in range(self.steps_per_epoch()):
-            yield self._take(mine[step * batch : (step + 1) * batch])
+            start = step * batch * world + rank * batch
+            yield self._take(order[start : start + batch])
 
     def eval_batches(self) -> Iterator[dict[str, Tensor]]:
         """Every sample once, in order; rank r takes samples r, r + world, ..."""

@@ -40,9 +40,27 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     raise ValueError(f"unknown device {name!r}: expected auto, cpu or cuda")
 
 
+def export_cluster_environment() -> None:
+    """Under submitit (or plain ``srun`` with several tasks), export RANK, WORLD_SIZE, MASTER_ADDR,
+    ... from the job's environment with submitit's ``TorchDistributedEnvironment``; torchrun has set
+    them already."""
+    if "WORLD_SIZE" in os.environ:
+        return
+    in_submitit = bool(os.environ.get("SUBMITIT_EXECUTOR"))
+    in_srun = int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ
+    if not (in_submitit or in_srun):
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    env = TorchDistributedEnvironment()
+    if env.world_size > 1:
+        env.export(set_cuda_visible_devices=False)
+
+
 def setup(device: str = "auto") -> DistInfo:
-    """Join the process group when launched with WORLD_SIZE > 1 (torchrun, or submitit after
-    ``TorchDistributedEnvironment().export()``); NCCL on GPUs, gloo on CPU."""
+    """Join the process group when launched with several processes (torchrun, submitit with
+    tasks_per_node > 1, srun); NCCL on GPUs, gloo on CPU."""
+    export_cluster_environment()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -185,13 +185,14 @@ def fit(
     dist: DistInfo | None = None,
     desc: str = "train",
     on_train_mode: Callable[[], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> FitResult:
     """Train ``parameters`` of ``net`` for ``epochs`` epochs, resuming from ``checkpoint`` if it
     exists, then return the final-epoch accuracy on ``val``.
 
     ``net(inputs, **kwargs)`` gives logits; ``prepare`` moves, masks and augments a batch.
     ``on_train_mode`` runs after ``net.train()`` each epoch (the layer protocol puts its frozen
-    prefix back in eval mode there).
+    prefix back in eval mode there); ``heartbeat`` runs every step (it keeps a cell's claim alive).
     """
     dist = dist or DistInfo()
     device = dist.device
@@ -244,6 +245,8 @@ def fit(
         totals = torch.zeros(3, dtype=torch.float64)
         for step, batch in enumerate(train.train_epoch(seed, epoch)):
             _maybe_kill(epoch * steps + step)
+            if heartbeat is not None:
+                heartbeat()
             lr = settings.lr_at(epoch + step / steps, epochs, global_batch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
