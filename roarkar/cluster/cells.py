@@ -1,0 +1,115 @@
+"""One override line per cell of a study plan, for job arrays that index them by task id.
+
+``python -m roarkar.cluster.cells OUTFILE [--todo] <overrides...>`` writes the file that
+``slurm/array.sbatch`` reads: line ``i`` (0-based) holds the overrides array task ``i`` passes to
+``python -m roarkar.cli``. Each line is shell-quoted and self-contained (the user's overrides that
+the cell does not set itself, then the cell's dataset, method, protocol, scalars and ``task=cell``),
+so composing it gives the same config, hence the same cell identity, as :func:`roarkar.study.cell_configs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from roarkar.study import CONF_DIR, _applies, _key, as_overrides, plan
+
+
+def _is_hydra(override: str) -> bool:
+    """Overrides of Hydra's own config (launcher, sweep dirs): not part of a cell."""
+    key = _key(override)
+    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+
+
+def cell_override_lines(cfg: DictConfig, overrides: list[str]) -> list[list[str]]:
+    """For each cell of ``plan(cfg)``, in plan order, the overrides that run it as one job.
+
+    The same filtering as :func:`roarkar.study.cell_configs`: a user override is kept unless the
+    cell sets that key itself, or it is a ``protocol.<key>`` the cell's protocol lacks; Hydra's own
+    overrides (``hydra/launcher=...``, ``hydra.*``) are dropped.
+    """
+    user = [o for o in overrides if not _is_hydra(o)]
+    lines = []
+    for groups, scalars in plan(cfg):
+        taken = {_key(g) for g in groups} | set(scalars) | {"task"}
+        base = [o for o in user if _key(o) not in taken and _applies(o, groups)]
+        lines.append(base + as_overrides(groups, scalars))
+    return lines
+
+
+def _todo(cfg: DictConfig, overrides: list[str], lines: list[list[str]]) -> list[list[str]]:
+    """Only the lines whose cell has no successful result yet (failed cells are kept: a rerun
+    retries them)."""
+    from roarkar.protocols.cell import cell_path
+    from roarkar.store import read_result
+    from roarkar.study import cell_configs
+
+    keep = []
+    for line, cell_cfg in zip(lines, cell_configs(cfg, overrides), strict=True):
+        result = read_result(cell_path(cell_cfg)[2])
+        if result is None or result.get("status") != "ok":
+            keep.append(line)
+    return keep
+
+
+def write_cells_file(
+    cfg: DictConfig, overrides: list[str], out: str | Path, *, todo: bool = False
+) -> list[str]:
+    """Write one shell-quoted override line per cell to ``out`` (``-``: stdout); return the lines.
+
+    ``todo=True`` keeps only cells without a successful ``result.json`` under ``paths.results``
+    (re-run only what is missing). Hydra must be initialised (``compose`` is used for ``todo``).
+    """
+    lines = cell_override_lines(cfg, overrides)
+    if todo:
+        lines = _todo(cfg, overrides, lines)
+    text = [shlex.join(line) for line in lines]
+    body = "".join(f"{line}\n" for line in text)
+    if str(out) == "-":
+        sys.stdout.write(body)
+    else:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(body)
+        tmp.replace(out)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m roarkar.cluster.cells",
+        description="Write one override line per cell of the study plan (for slurm/array.sbatch).",
+        epilog="example: python -m roarkar.cluster.cells cells/table4.txt experiment=table4",
+    )
+    parser.add_argument(
+        "--todo",
+        action="store_true",
+        help="only cells without a successful result under paths.results (re-run what is missing)",
+    )
+    parser.add_argument("outfile", help="where to write the lines ('-' for stdout)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for roarkar")
+    args = parser.parse_args(argv)
+
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=args.overrides)
+        lines = write_cells_file(cfg, args.overrides, args.outfile, todo=args.todo)
+    if args.outfile != "-":
+        n = len(lines)
+        submit = (
+            f"submit: sbatch --array=0-{n - 1}%{min(n, 32)} slurm/array.sbatch {args.outfile}"
+            if n
+            else "nothing to submit"
+        )
+        print(f"{n} cells -> {args.outfile}\n{submit}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
