@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 # conf/ at the repository top level, reached through the roarkar/conf link (also packaged)
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
-TASKS = ("auto", "study", "cell", "base", "tables", "plan")
+TASKS = ("auto", "study", "cell", "base", "tables", "plan", "status", "sbatch")
 
 
 def resolve_task(cfg: DictConfig) -> str:
@@ -30,7 +30,7 @@ def resolve_task(cfg: DictConfig) -> str:
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Do what ``cfg.task`` says; ``overrides`` are the command-line overrides (for the study)."""
     from roarkar.protocols.cell import run_base, run_cell
-    from roarkar.study import run_plan, run_study, run_tables
+    from roarkar.study import run_plan, run_status, run_study, run_tables
 
     task = resolve_task(cfg)
     if overrides is None:
@@ -39,6 +39,12 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         return run_study(cfg, overrides)
     if task == "plan":
         return run_plan(cfg, overrides)
+    if task == "status":
+        return run_status(cfg, overrides)
+    if task == "sbatch":
+        from roarkar.cluster.sbatch import run_sbatch_dry_run
+
+        return run_sbatch_dry_run(cfg, overrides)
     if task == "cell":
         record = run_cell(cfg)
         acc = record.get("accuracy")

@@ -9,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from roarkar.cli import run
+from roarkar.protocols.cell import run_cell
 from roarkar.study import cell_configs, plan
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -67,3 +68,17 @@ def test_study_keeps_user_overrides_that_cells_do_not_set(compose_cfg):
     assert all(c.trainer.lr == 0.02 and c.task == "cell" for c in configs)
     assert {c.protocol.target for c in configs if c.protocol.name == "input"} == {"label"}
     assert {c.protocol.layer for c in configs if c.protocol.name == "layer"} == {"L2"}
+
+
+def test_status_counts_cells_and_estimates_what_is_left(compose_cfg):
+    study = ["study.layer.methods=[random]", "study.layer.layers=[L4,L5]", "study.input=null"]
+    cfg = compose_cfg(study)
+    run_cell(cell_configs(cfg, compose_cfg.overrides)[0])  # one of four cells finished
+    out = run(compose_cfg([*study, "task=status"]), compose_cfg.overrides)
+    (group,) = out["summary"]
+    assert (group["done"], group["todo"], group["running"], group["failed"]) == (1, 3, 0, 0)
+    assert group["wall_hours_spent"] > 0 and group["est_wall_hours_left"] == pytest.approx(
+        3 * group["wall_hours_spent"]
+    )
+    assert group["gpu_hours_spent"] == 0.0  # CPU: no GPU-hours
+    assert "4 cells: 1 done, 0 running, 0 failed, 3 todo" in out["text"]

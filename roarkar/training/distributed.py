@@ -52,6 +52,8 @@ def export_cluster_environment() -> None:
         return
     from submitit.helpers import TorchDistributedEnvironment
 
+    if in_srun:  # plain srun: tell submitit which environment to read
+        os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")
     env = TorchDistributedEnvironment()
     if env.world_size > 1:
         env.export(set_cuda_visible_devices=False)
