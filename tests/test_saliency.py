@@ -20,6 +20,13 @@ METHODS = S.available()
 CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
 
 
+def make(name: str, model, **params):
+    """``create`` with cheap samples/steps: conformance does not need the paper's 750 passes/image."""
+    from roarkar.saliency.methods.wrappers import cheap_params
+
+    return S.create(name, model, **(cheap_params(name) | params))
+
+
 @pytest.fixture(scope="module")
 def model() -> TappedResNet:
     torch.manual_seed(0)
@@ -76,7 +83,7 @@ def run(method: SaliencyMethod, images, relevance, seed: int = 0) -> torch.Tenso
 @pytest.mark.parametrize("name", METHODS)
 def test_conformance(name, model, images, relevance):
     model.train()
-    method = S.create(name, model)
+    method = make(name, model)
     out = run(method, images[:2], relevance[:2])
     assert out.shape == (2, 32, 32) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
@@ -96,7 +103,7 @@ def test_conformance_plain_torchvision_resnet(name, plain_resnet18, images, rele
     frozen = plain_resnet18.fc.weight
     frozen.requires_grad_(False)
     try:
-        out = run(S.create(name, plain_resnet18), images[:2], relevance[:2])
+        out = run(make(name, plain_resnet18), images[:2], relevance[:2])
     finally:
         frozen.requires_grad_(True)
     assert out.shape == (2, 32, 32) and torch.isfinite(out).all()
@@ -107,7 +114,7 @@ def test_conformance_plain_torchvision_resnet(name, plain_resnet18, images, rele
 @pytest.mark.parametrize("name", METHODS)
 def test_state_restored_after_exception(name, model, images, relevance, monkeypatch):
     model.train()
-    method = S.create(name, model)
+    method = make(name, model)
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
@@ -155,12 +162,12 @@ def test_one_target_per_image(name, model, images, relevance):
     In float64, so that batched-vs-single convolution rounding does not blur the comparison."""
     m64 = copy.deepcopy(model).double().eval()
     x = images.double()
-    method = S.create(name, m64)
+    method = make(name, m64)
     batch = run(method, x, relevance)
     for i in range(3):
         alone = run(method, x[i : i + 1], relevance[i : i + 1])
         torch.testing.assert_close(batch[i : i + 1], alone, rtol=1e-5, atol=1e-6)
-    chunked = run(S.create(name, m64, batch_size=2), x, relevance)
+    chunked = run(make(name, m64, batch_size=2), x, relevance)
     torch.testing.assert_close(chunked, batch, rtol=1e-5, atol=1e-6)
 
 
@@ -212,7 +219,7 @@ def test_registry_errors_and_describe(model):
     for name in METHODS:
         info = S.describe(name)
         assert info.name == name and info.label and info.reference and info.kind in S.base.KINDS
-        assert S.create(name, model).name == name
+        assert make(name, model).name == name
 
 
 def test_targets_validation(model, images):
@@ -231,7 +238,7 @@ def test_targets_validation(model, images):
 @pytest.mark.parametrize("name", [n for n in METHODS if S.describe(n).supports_layer])
 def test_tap_saliency_shapes(name, model, images, relevance):
     model.eval()
-    method = S.create(name, model)
+    method = make(name, model)
     with torch.no_grad():
         taps, _ = model.forward_taps(images, pre_relu=method.needs_pre_relu)
     for tap in TAPS:

@@ -29,11 +29,17 @@ SQUASHES: tuple[str, ...] = ("normal", "gamma", "none")
 
 
 def resolve_weights(weights: str | Sequence[float], n: int = len(TAPS)) -> tuple[float, ...]:
-    """Layer weights from a name in :data:`WEIGHTS` or a sequence of ``n`` non-negative floats."""
+    """Layer weights from a name in :data:`WEIGHTS`, a ``prior_weights.json`` written by
+    ``roarkar-tables --prior-weights`` (derived from one's own per-layer results), or a sequence of
+    ``n`` non-negative floats."""
+    if isinstance(weights, str) and weights not in WEIGHTS and weights.endswith(".json"):
+        from roarkar.report.prior import load_prior_weights
+
+        weights = load_prior_weights(weights)
     if isinstance(weights, str):
         if weights not in WEIGHTS:
             raise ValueError(
-                f"unknown weights {weights!r}: expected one of {', '.join(WEIGHTS)} or a list"
+                f"unknown weights {weights!r}: expected one of {', '.join(WEIGHTS)}, a .json file or a list"
             )
         values = WEIGHTS[weights]
     else:

@@ -1,5 +1,5 @@
 """Saliency method implementations; importing a module registers its methods."""
 
-from roarkar.saliency.methods import controls, gradients, statistics
+from roarkar.saliency.methods import cams, controls, edges, gradients, signed, statistics, wrappers
 
-__all__ = ["controls", "gradients", "statistics"]
+__all__ = ["cams", "controls", "edges", "gradients", "signed", "statistics", "wrappers"]
