@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 # conf/ at the repository top level, reached through the roarkar/conf link (also packaged)
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
-TASKS = ("auto", "study", "cell", "base", "tables", "plan", "status", "sbatch")
+TASKS = ("auto", "study", "cell", "base", "tables", "plan", "status", "sbatch", "precompute")
 
 
 def resolve_task(cfg: DictConfig) -> str:
@@ -29,7 +29,7 @@ def resolve_task(cfg: DictConfig) -> str:
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Do what ``cfg.task`` says; ``overrides`` are the command-line overrides (for the study)."""
-    from roarkar.protocols.cell import run_base, run_cell
+    from roarkar.protocols.cell import run_base, run_cell, run_precompute
     from roarkar.study import run_plan, run_status, run_study, run_tables
 
     task = resolve_task(cfg)
@@ -41,6 +41,13 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         return run_plan(cfg, overrides)
     if task == "status":
         return run_status(cfg, overrides)
+    if task == "precompute":
+        result = run_precompute(cfg)
+        print(
+            f"saliency maps, part {result['part']} of {result['parts']}: {result['directory']}",
+            flush=True,
+        )
+        return result
     if task == "sbatch":
         from roarkar.cluster.sbatch import run_sbatch_dry_run
 

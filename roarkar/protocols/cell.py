@@ -15,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from roarkar.masking import MODES, check_percent
 from roarkar.models import check_tap
-from roarkar.protocols.base import ensure_base_model, recipe, stage_recipe
+from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model, recipe, stage_recipe
 from roarkar.protocols.context import Context, make_context
-from roarkar.protocols.input import ensure_ranks, run_input_cell
+from roarkar.protocols.input import run_input_cell
 from roarkar.protocols.layer import run_layer_cell
+from roarkar.protocols.precompute import compute_parts, ensure_ranks
 from roarkar.saliency import available, describe
 from roarkar.store import (
     RESULT_FILE,
@@ -180,7 +181,7 @@ def _run_claimed(
     try:
         checkpoint = directory / "checkpoint.pt"
         fraction = cell.percent / 100.0
-        method_params = OmegaConf.to_container(cfg.method.get("params", {}), resolve=True) or {}
+        method_params = ctx.method_params()
         if cell.protocol == "layer":
             result = run_layer_cell(
                 ctx,
@@ -195,7 +196,7 @@ def _run_claimed(
                 heartbeat=heartbeat,
             )
         else:
-            ranks = ensure_ranks(ctx, base, base_id)
+            ranks = ensure_ranks(ctx, base, base_id, base_dir(ctx, base_id) / MODEL_FILE)
             result = run_input_cell(
                 ctx, ranks, cell.mode, fraction, identity, checkpoint, heartbeat=heartbeat
             )
@@ -234,3 +235,26 @@ class CellJob(submitit.helpers.Checkpointable):
 
     def __call__(self, cfg: DictConfig) -> dict:
         return run_cell(cfg)
+
+
+def run_precompute(cfg: DictConfig) -> dict:
+    """Compute this worker's share of the saliency maps of the input protocol
+    (``precompute.part`` of ``precompute.parts``); cells then find them ready."""
+    cell_from_config(cfg)  # validates method, protocol and percent
+    if cfg.protocol.name != "input":
+        raise ValueError("task=precompute is for the input protocol: add protocol=input")
+    ctx = make_context(cfg, setup(str(cfg.device)))
+    base, base_id, _ = ensure_base_model(ctx)
+    directory = compute_parts(
+        ctx,
+        base,
+        base_id,
+        base_dir(ctx, base_id) / MODEL_FILE,
+        int(cfg.precompute.part),
+        int(cfg.precompute.parts),
+    )
+    return {
+        "directory": str(directory),
+        "part": int(cfg.precompute.part),
+        "parts": int(cfg.precompute.parts),
+    }

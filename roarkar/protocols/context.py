@@ -58,6 +58,18 @@ class Context:
             )
         return self.settings.batch_size // world
 
+    def method_params(self) -> dict:
+        """The method's parameters from config, plus the dataset's normalisation for methods that
+        build baselines or noise in pixel space (they declare ``mean``/``std`` parameters)."""
+        from roarkar.saliency import describe
+
+        params = OmegaConf.to_container(self.cfg.method.get("params", {}), resolve=True) or {}
+        accepted = describe(str(self.cfg.method.name)).params
+        for key, value in (("mean", self.info.mean), ("std", self.info.std)):
+            if key in accepted and key not in params:
+                params[key] = list(value)
+        return params
+
     def stage_settings(self, stage: str) -> TrainerSettings:
         """The recipe for one stage: ``trainer.lr_scale[stage]`` scales the learning rate."""
         scale = float(self.cfg.trainer.get("lr_scale", {}).get(stage, 1.0))
