@@ -167,6 +167,13 @@ def test_weights_of_another_model_are_refused(tmp_path):
     with pytest.raises(CheckpointMismatchError, match="expected \\('small_resnet', 'other'\\)"):
         load_model_file(path, "other", build_model("small_resnet", 4))
     # same name, other shapes (a hand-edited file): the load itself is refused with the file named
-    torch.save({"identity": "abc", "model": "small_resnet", "state_dict": build_model("small_resnet", 7).state_dict()}, path)
+    torch.save(
+        {
+            "identity": "abc",
+            "model": "small_resnet",
+            "state_dict": build_model("small_resnet", 7).state_dict(),
+        },
+        path,
+    )
     with pytest.raises(CheckpointMismatchError, match="does not fit model 'small_resnet'"):
         load_model_file(path, "abc", build_model("small_resnet", 4))
