@@ -103,3 +103,30 @@ def test_ddp_two_tasks_under_submitit_local_match_one_process(tmp_path):
         assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=0.03)
     assert base2["accuracy"] == pytest.approx(base1["accuracy"], abs=0.1)
     assert cell2["accuracy"] == pytest.approx(cell1["accuracy"], abs=0.2)
+
+
+def test_ddp_streaming_from_uneven_shards_does_not_hang(tmp_path):
+    """Two gloo ranks streaming shards of 40, 40 and 16 images: rank 0 reads two shards, rank 1
+    one, and both still take the same number of steps."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "roarkar.cli",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.tasks_per_node=2",
+        "hydra.launcher.timeout_min=5",
+        f"paths.results={tmp_path}",
+        "task=cell",
+        "debug=smoke",
+        "loader.in_memory=false",
+        "dataset.shard_size=40",
+        "protocol=input",
+        "method=smoe_scale",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=400, env=os.environ | {"OMP_NUM_THREADS": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = [json.loads(p.read_text()) for p in (tmp_path / "cells").rglob("result.json")]
+    assert result["status"] == "ok" and result["world_size"] == 2

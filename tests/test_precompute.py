@@ -18,7 +18,7 @@ SMALL = [
     "protocol=input",
     "method=smoe_scale",
     "trainer.eval_batch_size=16",
-    "precompute.part_size=32",
+    "dataset.shard_size=32",
 ]
 
 
@@ -58,7 +58,7 @@ def test_two_workers_share_the_parts_and_match_one_worker(compose_cfg, tmp_path)
     assert manifest["weights_sha256"] and manifest["method"]["name"] == "smoe_scale"
     # one worker, other results tree, other part size: the same maps
     _, ctx1, base1, base_id1, weights1 = _ctx(
-        compose_cfg, ["precompute.part_size=1000"], results=tmp_path / "one"
+        compose_cfg, ["dataset.shard_size=1000"], results=tmp_path / "one"
     )
     alone = ensure_ranks(ctx1, base1, base_id1, weights1)
     for split in ("train", "val"):

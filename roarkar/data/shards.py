@@ -288,6 +288,58 @@ def _iter_shard(path: Path) -> Iterator[dict[str, Any]]:
         yield raw
 
 
+def _shard_offsets(info: DatasetInfo, split: str) -> list[int]:
+    offsets, total = [], 0
+    for entry in info.shards.get(split, []):
+        offsets.append(total)
+        total += int(entry["count"])
+    return offsets
+
+
+def _read_shard(info: DatasetInfo, split: str, index: int, first: int) -> ImageSplit:
+    """Decode and check shard ``index`` of ``split`` whose first sample is number ``first``."""
+    entry = info.shards[split][index]
+    path = info.root / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"shard {path} listed in {info.root / INFO_FILE} does not exist")
+    count, size = int(entry["count"]), info.image_size
+    images = torch.empty((count, 3, size, size), dtype=torch.uint8)
+    labels = torch.empty(count, dtype=torch.int64)
+    rel = torch.empty((count, size, size), dtype=torch.float32) if info.has_relevance else None
+    keys: list[str] = []
+    for raw in _iter_shard(path):
+        image, label, r, key = _decode_sample(raw, path, size, info.has_relevance)
+        got = len(keys)
+        if got >= count:
+            raise CorruptShardError(
+                f"shard {path}: more samples than the {count} recorded in {INFO_FILE}"
+            )
+        if key != sample_key(split, first + got):
+            raise CorruptShardError(
+                f"shard {path}: sample {got} has key {key!r}, expected {sample_key(split, first + got)!r}"
+            )
+        if not 0 <= label < info.num_classes:
+            raise CorruptShardError(
+                f"shard {path}: sample {key!r} has label {label}, expected 0..{info.num_classes - 1}"
+            )
+        images[got] = torch.from_numpy(image)
+        labels[got] = label
+        if rel is not None:
+            rel[got] = torch.from_numpy(r.astype(np.float32))
+        keys.append(key)
+    if len(keys) != count:
+        raise CorruptShardError(
+            f"shard {path}: holds {len(keys)} samples, expected {count} (from {INFO_FILE}); truncated?"
+        )
+    return ImageSplit(images=images, labels=labels, relevance=rel, keys=keys)
+
+
+def load_shard(info: DatasetInfo, split: str, index: int) -> ImageSplit:
+    """One shard of ``split`` in memory (streaming reads data too big for memory shard by shard)."""
+    _check_split(split)
+    return _read_shard(info, split, index, _shard_offsets(info, split)[index])
+
+
 def load_split(info: DatasetInfo, split: str) -> ImageSplit:
     """Read every shard of ``split`` into memory and check it against ``dataset.json``.
 
@@ -301,41 +353,22 @@ def load_split(info: DatasetInfo, split: str) -> ImageSplit:
     labels = torch.empty(n, dtype=torch.int64)
     rel = torch.empty((n, size, size), dtype=torch.float32) if info.has_relevance else None
     keys: list[str] = []
-    i = 0
-    for entry in info.shards.get(split, []):
-        path = info.root / entry["file"]
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"shard {path} listed in {info.root / INFO_FILE} does not exist"
-            )
-        got = 0
-        for raw in _iter_shard(path):
-            image, label, r, key = _decode_sample(raw, path, size, info.has_relevance)
-            if i >= n:
-                raise CorruptShardError(
-                    f"shard {path}: more samples than the {n} recorded for {split!r}"
-                )
-            if key != sample_key(split, i):
-                raise CorruptShardError(
-                    f"shard {path}: sample {got} has key {key!r}, expected {sample_key(split, i)!r}"
-                )
-            if not 0 <= label < info.num_classes:
-                raise CorruptShardError(
-                    f"shard {path}: sample {key!r} has label {label}, expected 0..{info.num_classes - 1}"
-                )
-            images[i] = torch.from_numpy(image)
-            labels[i] = label
-            if rel is not None:
-                rel[i] = torch.from_numpy(r.astype(np.float32))
-            keys.append(key)
-            i += 1
-            got += 1
-        if got != int(entry["count"]):
+    for index, first in enumerate(_shard_offsets(info, split)):
+        part = _read_shard(info, split, index, first)
+        stop = first + len(part.keys)
+        if stop > n:
             raise CorruptShardError(
-                f"shard {path}: holds {got} samples, expected {entry['count']} (from {INFO_FILE}); truncated?"
+                f"{info.root}: split {split!r} holds more than the {n} samples recorded"
             )
-    if i != n:
-        raise CorruptShardError(f"{info.root}: split {split!r} holds {i} samples, expected {n}")
+        images[first:stop] = part.images
+        labels[first:stop] = part.labels
+        if rel is not None:
+            rel[first:stop] = part.relevance
+        keys.extend(part.keys)
+    if len(keys) != n:
+        raise CorruptShardError(
+            f"{info.root}: split {split!r} holds {len(keys)} samples, expected {n}"
+        )
     return ImageSplit(images=images, labels=labels, relevance=rel, keys=keys)
 
 

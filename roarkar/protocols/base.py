@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from roarkar.models import TappedResNet, build_model
 from roarkar.protocols.context import Context
 from roarkar.store import file_lock, git_commit, identity_hash, read_result, write_json_atomic
-from roarkar.training import ArrayBatches, CheckpointMismatchError, fit
+from roarkar.training import CheckpointMismatchError, fit
 from roarkar.training.distributed import barrier, broadcast_object
 
 log = logging.getLogger(__name__)
@@ -115,16 +115,8 @@ def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
                 model,
                 list(model.parameters()),
                 plain_prepare(ctx),
-                ArrayBatches(
-                    {"images": ctx.train.images, "labels": ctx.train.labels},
-                    ctx.rank_batch_size,
-                    ctx.dist,
-                ),
-                ArrayBatches(
-                    {"images": ctx.val.images, "labels": ctx.val.labels},
-                    ctx.settings.eval_batch_size,
-                    ctx.dist,
-                ),
+                ctx.batches("train", ctx.rank_batch_size),
+                ctx.batches("val", ctx.settings.eval_batch_size),
                 ctx.stage_settings("base"),
                 epochs=ctx.epochs("base"),
                 seed=int(ctx.cfg.seed),

@@ -13,13 +13,14 @@ from torch import Tensor
 
 from roarkar.data import DatasetInfo, ImageSplit, load_split, normalize, prepare
 from roarkar.store import file_lock
-from roarkar.training import DistInfo, TrainerSettings
+from roarkar.training import ArrayBatches, DistInfo, TrainerSettings
 from roarkar.training.augment import augment
 from roarkar.training.distributed import barrier
+from roarkar.training.streaming import ShardBatches
 
 log = logging.getLogger(__name__)
 
-_SPLITS: dict[str, tuple[DatasetInfo, ImageSplit, ImageSplit]] = {}
+_SPLITS: dict[str, tuple[DatasetInfo, ImageSplit | None, ImageSplit | None]] = {}
 
 
 @dataclass
@@ -28,8 +29,8 @@ class Context:
 
     cfg: DictConfig
     info: DatasetInfo
-    train: ImageSplit
-    val: ImageSplit
+    train: ImageSplit | None  # None when streamed from shards
+    val: ImageSplit | None
     dist: DistInfo
     settings: TrainerSettings
     results: Path
@@ -45,6 +46,33 @@ class Context:
                 f"trainer.epochs has no entry {stage!r}: expected keys base, layer, input"
             )
         return int(epochs[stage])
+
+    @property
+    def streaming(self) -> bool:
+        return self.train is None
+
+    def batches(self, split: str, batch_size: int, *, relevance: bool = False, ranks=None):
+        """Batches of ``split``: from memory (:class:`ArrayBatches`) or streamed shard by shard
+        (:class:`ShardBatches`). ``ranks`` are the split's saliency ranks: a tensor in memory, a
+        per-shard reader when streaming."""
+        held = self.train if split == "train" else self.val
+        if held is None:
+            return ShardBatches(
+                self.info,
+                split,
+                batch_size,
+                self.dist,
+                relevance=relevance,
+                attach=ranks,
+                pool=int(self.cfg.get("loader", {}).get("pool", 4)),
+            )
+        arrays = {
+            "images": held.images,
+            "labels": held.labels,
+            "relevance": held.relevance if relevance else None,
+            "ranks": ranks,
+        }
+        return ArrayBatches(arrays, batch_size, self.dist)
 
     @property
     def rank_batch_size(self) -> int:
@@ -95,8 +123,24 @@ def load_data(cfg: DictConfig, dist: DistInfo) -> tuple[DatasetInfo, ImageSplit,
     key = str(info.root)
     if key not in _SPLITS:
         _SPLITS.clear()  # keep one dataset in memory at a time
-        _SPLITS[key] = (info, load_split(info, "train"), load_split(info, "val"))
+        if fits_in_memory(info, cfg.get("loader", {})):
+            _SPLITS[key] = (info, load_split(info, "train"), load_split(info, "val"))
+        else:
+            log.info("streaming %s from its shards (loader.in_memory)", info.name)
+            _SPLITS[key] = (info, None, None)
     return _SPLITS[key]
+
+
+def fits_in_memory(info: DatasetInfo, loader) -> bool:
+    """``loader.in_memory``: true, false, or auto (both splits' images under ``memory_limit_gb``)."""
+    choice = str(loader.get("in_memory", "auto")).lower()
+    if choice in ("true", "false"):
+        return choice == "true"
+    if choice != "auto":
+        raise ValueError(f"loader.in_memory={choice!r}: expected auto, true or false")
+    per_image = 3 * info.image_size**2 + (4 * info.image_size**2 if info.has_relevance else 0)
+    total = sum(info.counts.values()) * per_image
+    return total < float(loader.get("memory_limit_gb", 8)) * 2**30
 
 
 def make_context(cfg: DictConfig, dist: DistInfo) -> Context:

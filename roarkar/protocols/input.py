@@ -14,11 +14,10 @@ import logging
 
 import torch
 
-from roarkar.data import ImageSplit
 from roarkar.masking import apply_keep_mask, keep_mask_from_ranks
 from roarkar.protocols.base import new_model
 from roarkar.protocols.context import Context
-from roarkar.training import ArrayBatches, FitResult, fit
+from roarkar.training import FitResult, fit
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ REPLACEMENTS = ("mean", "zero")
 
 def run_input_cell(
     ctx: Context,
-    ranks: dict[str, torch.Tensor],
+    ranks: dict,
     mode: str,
     fraction: float,
     identity: str,
@@ -56,15 +55,12 @@ def run_input_cell(
             x = ctx.augment(x, generator)
         return x, batch["labels"].to(ctx.dist.device), {}
 
-    def arrays(split: ImageSplit, name: str) -> dict:
-        return {"images": split.images, "labels": split.labels, "ranks": ranks[name]}
-
     return fit(
         model,
         list(model.parameters()),
         prepare,
-        ArrayBatches(arrays(ctx.train, "train"), ctx.rank_batch_size, ctx.dist),
-        ArrayBatches(arrays(ctx.val, "val"), ctx.settings.eval_batch_size, ctx.dist),
+        ctx.batches("train", ctx.rank_batch_size, ranks=ranks["train"]),
+        ctx.batches("val", ctx.settings.eval_batch_size, ranks=ranks["val"]),
         ctx.stage_settings("input"),
         epochs=ctx.epochs("input"),
         seed=int(ctx.cfg.seed),

@@ -16,7 +16,7 @@ from roarkar.masking import keep_mask_from_ranks, saliency_ranks
 from roarkar.models import TappedResNet
 from roarkar.protocols.context import Context
 from roarkar.saliency import SaliencyMethod, create
-from roarkar.training import ArrayBatches, FitResult, fit
+from roarkar.training import FitResult, fit
 
 
 class TapMaskedNet(nn.Module):
@@ -76,7 +76,7 @@ def run_layer_cell(
     trainable = model.freeze_prefix(tap)
     net = TapMaskedNet(model, tap, method, mode, fraction).to(ctx.dist.device)
     prefix = model.prefix_modules(tap)
-    use_relevance = ctx.train.relevance is not None
+    use_relevance = ctx.info.has_relevance
 
     def prepare(batch, train, generator):
         x = ctx.inputs(batch["images"])
@@ -91,16 +91,12 @@ def run_layer_cell(
         for module in prefix:
             module.eval()
 
-    def arrays(split) -> dict:
-        relevance = split.relevance if use_relevance else None
-        return {"images": split.images, "labels": split.labels, "relevance": relevance}
-
     return fit(
         net,
         trainable,
         prepare,
-        ArrayBatches(arrays(ctx.train), ctx.rank_batch_size, ctx.dist),
-        ArrayBatches(arrays(ctx.val), ctx.settings.eval_batch_size, ctx.dist),
+        ctx.batches("train", ctx.rank_batch_size, relevance=use_relevance),
+        ctx.batches("val", ctx.settings.eval_batch_size, relevance=use_relevance),
         ctx.stage_settings("layer"),
         epochs=ctx.epochs("layer"),
         seed=int(ctx.cfg.seed),

@@ -1,9 +1,9 @@
 """Saliency precompute for the input protocol: one rank map per train and val image, in shards.
 
-The work is cut into parts of ``precompute.part_size`` images per split, each written atomically as
-its own shard, so a killed precompute resumes where it stopped and a SLURM array can share it out
-(``task=precompute precompute.part=I precompute.parts=N``: task I computes the parts p with
-p % N == I). A spec file pins what the maps are of — base model identity, the SHA-256 of its weights
+Part i of a split holds the maps of the dataset's image shard i, in the same order, so a streaming
+reader zips the two. Each part is written atomically, so a killed precompute resumes where it
+stopped, and a SLURM array can share the parts out (``task=precompute precompute.part=I
+precompute.parts=N``: task I computes the parts p with p % N == I). A spec file pins what the maps are of — base model identity, the SHA-256 of its weights
 file, method and parameters, target — and a directory whose spec differs is stale: it is moved
 aside and recomputed, never reused. Before training reads the maps they are verified: every key
 present once, counts as in the dataset, every map a permutation of 0..H*W-1.
@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +25,8 @@ import webdataset as wds
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from roarkar.data import ImageSplit
+from roarkar.data import ImageSplit, load_shard
+from roarkar.data.shards import sample_key
 from roarkar.masking import saliency_ranks
 from roarkar.models import TappedResNet
 from roarkar.protocols.context import Context
@@ -62,14 +62,10 @@ def spec_for(ctx: Context, base_id: str, weights: Path) -> dict:
         "method": OmegaConf.to_container(ctx.cfg.method, resolve=True),
         "target": target,
         "seed": int(ctx.cfg.seed),
-        "part_size": part_size(ctx),
+        "shards": {
+            split: [int(e["count"]) for e in entries] for split, entries in ctx.info.shards.items()
+        },
     }
-
-
-def part_size(ctx: Context) -> int:
-    """Images per part, a multiple of the batch so maps do not depend on how parts are shared out."""
-    batch = ctx.settings.eval_batch_size
-    return max(batch, math.ceil(int(ctx.cfg.precompute.part_size) / batch) * batch)
 
 
 def precompute_dir(ctx: Context, base_id: str) -> Path:
@@ -84,32 +80,46 @@ def precompute_dir(ctx: Context, base_id: str) -> Path:
     return ctx.results / "saliency" / str(ctx.cfg.dataset.name) / f"{ctx.cfg.method.id}-{pid[:8]}"
 
 
-def _parts(n: int, size: int) -> list[tuple[int, int]]:
-    return [(start, min(start + size, n)) for start in range(0, n, size)]
+def _parts(ctx: Context, split: str) -> list[tuple[int, int, int]]:
+    """(shard index, first sample, count) of every image shard of ``split``."""
+    out, first = [], 0
+    for index, entry in enumerate(ctx.info.shards[split]):
+        out.append((index, first, int(entry["count"])))
+        first += int(entry["count"])
+    return out
+
+
+def _shard_images(ctx: Context, split: str, index: int, first: int, count: int) -> ImageSplit:
+    held = ctx.train if split == "train" else ctx.val
+    if held is None:  # streaming: read the shard itself
+        return load_shard(ctx.info, split, index)
+    rel = held.relevance[first : first + count] if held.relevance is not None else None
+    return ImageSplit(
+        held.images[first : first + count],
+        held.labels[first : first + count],
+        rel,
+        held.keys[first : first + count],
+    )
 
 
 def _part_path(directory: Path, split: str, index: int) -> Path:
     return directory / f"{split}-{index:06d}.tar"
 
 
-def _compute_part(
-    ctx: Context, base: TappedResNet, split: ImageSplit, name: str, span: tuple[int, int]
-) -> torch.Tensor:
+def _compute_part(ctx: Context, base: TappedResNet, part: ImageSplit, first: int) -> torch.Tensor:
     method = create(str(ctx.cfg.method.name), base, **ctx.method_params())
     by_label = str(ctx.cfg.protocol.target) == "label"
     base.eval()
     out = []
     batch = ctx.settings.eval_batch_size
-    for start in range(span[0], span[1], batch):
-        stop = min(start + batch, span[1])
-        images = ctx.inputs(split.images[start:stop])
-        targets = split.labels[start:stop].to(images.device) if by_label else None
+    for start in range(0, len(part.labels), batch):
+        stop = min(start + batch, len(part.labels))
+        images = ctx.inputs(part.images[start:stop])
+        targets = part.labels[start:stop].to(images.device) if by_label else None
         relevance = (
-            split.relevance[start:stop].to(images.device) if split.relevance is not None else None
+            part.relevance[start:stop].to(images.device) if part.relevance is not None else None
         )
-        generator = epoch_generator(
-            int(ctx.cfg.seed), start, salt=11
-        )  # by image position: reproducible
+        generator = epoch_generator(int(ctx.cfg.seed), first + start, salt=11)  # by image position
         maps = method.saliency(images, targets, relevance=relevance, generator=generator)
         out.append(saliency_ranks(maps.float().cpu(), generator).to(torch.int32))
     return torch.cat(out)
@@ -153,76 +163,92 @@ def compute_parts(
     spec = spec_for(ctx, base_id, weights)
     with file_lock(directory.parent / f".{directory.name}.lock"):
         _open_directory(directory, spec)
-    size = spec["part_size"]
     jobs = [
-        (name, split, i, span)
-        for name, split in (("train", ctx.train), ("val", ctx.val))
-        for i, span in enumerate(_parts(len(split.labels), size))
-        if i % parts == part
+        (split, index, first, count)
+        for split in ("train", "val")
+        for index, first, count in _parts(ctx, split)
+        if index % parts == part
     ]
-    todo = [j for j in jobs if not _part_path(directory, j[0], j[2]).exists()]
-    for name, split, index, span in tqdm(
+    todo = [job for job in jobs if not _part_path(directory, job[0], job[1]).exists()]
+    for split, index, first, count in tqdm(
         todo, desc=f"saliency {ctx.cfg.method.id}", leave=False, disable=not ctx.settings.progress
     ):
-        ranks = _compute_part(ctx, base, split, name, span)
-        _write_part(_part_path(directory, name, index), split.keys[span[0] : span[1]], ranks)
+        images = _shard_images(ctx, split, index, first, count)
+        _write_part(
+            _part_path(directory, split, index),
+            images.keys,
+            _compute_part(ctx, base, images, first),
+        )
     return directory
 
 
-def _read_split(directory: Path, name: str, split: ImageSplit, size: int) -> torch.Tensor:
-    found: dict[str, np.ndarray] = {}
-    for index, _ in enumerate(_parts(len(split.labels), size)):
-        path = _part_path(directory, name, index)
-        if not path.exists():
-            raise RuntimeError(
-                f"saliency part {path} is missing; run task=precompute for it (or the cell again)"
-            )
-        try:
-            for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
-                if sample["__key__"] in found:
-                    raise RuntimeError(f"key {sample['__key__']} appears twice")
-                found[sample["__key__"]] = np.load(io.BytesIO(sample["ranks.npy"]))
-        except Exception as exc:
-            raise RuntimeError(
-                f"saliency part {path} is unreadable or inconsistent ({exc}); delete it to recompute"
-            ) from exc
-    missing = [k for k in split.keys if k not in found]
-    if missing or len(found) != len(split.keys):
+def read_part(directory: Path, split: str, index: int, first: int, count: int) -> torch.Tensor:
+    """Ranks of one part, checked: the image shard's keys in order, each map a permutation."""
+    path = _part_path(directory, split, index)
+    if not path.exists():
         raise RuntimeError(
-            f"{directory}: {len(found)} maps for {len(split.keys)} {name} images "
-            f"(first missing: {missing[:3]}); delete the affected parts to recompute"
+            f"saliency part {path} is missing; run task=precompute for it (or the cell again)"
         )
-    ranks = torch.from_numpy(np.stack([found[k].astype(np.int32) for k in split.keys]))
-    flat = ranks.flatten(1)
-    if (
-        not (flat.min(1).values == 0).all()
-        or not (flat.max(1).values == flat.shape[1] - 1).all()
-        or not (flat.sort(1).values == torch.arange(flat.shape[1])).all()
-    ):
+    keys, maps = [], []
+    try:
+        for sample in wds.WebDataset(
+            str(path), shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None
+        ):
+            keys.append(sample["__key__"])
+            maps.append(np.load(io.BytesIO(sample["ranks.npy"])).astype(np.int32))
+    except Exception as exc:
         raise RuntimeError(
-            f"{directory}: some {name} maps are not a permutation of 0..{flat.shape[1] - 1}"
+            f"saliency part {path} is unreadable ({exc}); delete it to recompute"
+        ) from exc
+    expected = [sample_key(split, first + j) for j in range(count)]
+    if keys != expected:
+        missing = sorted(set(expected) - set(keys))[:3]
+        raise RuntimeError(
+            f"saliency part {path} holds {len(keys)} maps, not the {count} of image shard {index} "
+            f"in order (first missing: {missing}); delete it to recompute"
+        )
+    ranks = torch.from_numpy(np.stack(maps))
+    flat = ranks.flatten(1)
+    if not (flat.sort(1).values == torch.arange(flat.shape[1])).all():
+        raise RuntimeError(
+            f"saliency part {path}: some maps are not a permutation of 0..{flat.shape[1] - 1}"
         )
     return ranks
 
 
 def ensure_ranks(
     ctx: Context, base: TappedResNet, base_id: str, weights: Path
-) -> dict[str, torch.Tensor]:
-    """Ranks of every train and val image for the configured method: computed once (what is missing),
-    verified, then read. Rank 0 computes; the other ranks wait and read."""
+) -> dict[str, object]:
+    """Ranks of every train and val image for the configured method, computed once (what is missing)
+    and verified. In memory: a tensor per split. Streaming: a function giving each image shard's
+    ranks, for :class:`~roarkar.training.streaming.ShardBatches`. Rank 0 computes; others wait."""
     if ctx.dist.is_main:
-        directory = compute_parts(ctx, base, base_id, weights)
+        compute_parts(ctx, base, base_id, weights)
     barrier(ctx.dist)
     directory = precompute_dir(ctx, base_id)
-    size = json.loads((directory / SPEC).read_text())["part_size"]
-    ranks = {
-        name: _read_split(directory, name, split, size)
-        for name, split in (("train", ctx.train), ("val", ctx.val))
-    }
-    if ctx.dist.is_main and not (directory / MANIFEST).exists():
-        write_json_atomic(
-            directory / MANIFEST,
-            json.loads((directory / SPEC).read_text())
-            | {"counts": {k: len(v) for k, v in ranks.items()}, "verified": True},
-        )
-    return ranks
+    layout = {split: _parts(ctx, split) for split in ("train", "val")}
+    if ctx.train is not None or not (directory / MANIFEST).exists():
+        ranks = {
+            split: [read_part(directory, split, *part) for part in parts]
+            for split, parts in layout.items()
+        }
+        if ctx.dist.is_main and not (directory / MANIFEST).exists():
+            write_json_atomic(
+                directory / MANIFEST,
+                json.loads((directory / SPEC).read_text())
+                | {
+                    "counts": {k: sum(len(r) for r in v) for k, v in ranks.items()},
+                    "verified": True,
+                },
+            )
+        if ctx.train is not None:
+            return {split: torch.cat(parts) for split, parts in ranks.items()}
+
+    def attach_for(split: str):
+        def attach(index: int, shard: ImageSplit) -> dict[str, torch.Tensor]:
+            _, first, count = layout[split][index]
+            return {"ranks": read_part(directory, split, index, first, count)}
+
+        return attach
+
+    return {split: attach_for(split) for split in layout}
