@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# before torch is imported: idle OpenMP threads must not spin on a shared 2-core machine
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
