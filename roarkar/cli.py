@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 # conf/ at the repository top level, reached through the roarkar/conf link (also packaged)
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
-TASKS = ("auto", "study", "cell", "base", "tables", "plan", "status", "sbatch", "precompute")
+TASKS = ("auto", "study", "cell", "base", "tables", "plan", "status", "sbatch", "precompute", "perturbation")
 
 
 def resolve_task(cfg: DictConfig) -> str:
@@ -48,6 +48,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
             flush=True,
         )
         return result
+    if task == "perturbation":
+        from roarkar.metrics.run import run_perturbation
+
+        return run_perturbation(cfg)
     if task == "sbatch":
         from roarkar.cluster.sbatch import run_sbatch_dry_run
 

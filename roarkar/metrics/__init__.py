@@ -1,0 +1,52 @@
+"""Metrics without retraining (paper 003) and ROAD, their statistics, and agreement with ROAR/KAR.
+
+>>> from roarkar.metrics import Settings, perturbation_metrics
+>>> values = perturbation_metrics(model, images, ranks, targets, Settings())  # per image
+>>> values["aopc"], values["n_morf"], values["road_lerf"]
+
+``roarkar.metrics.run.run_perturbation(cfg)`` is ``task=perturbation`` (``experiment=perturbation``).
+"""
+
+from roarkar.metrics.agreement import agreement, retrain_scores
+from roarkar.metrics.imputation import REPLACEMENTS, blur, linear_impute, replace
+from roarkar.metrics.perturbation import (
+    BASE_METRICS,
+    ROAD_METRICS,
+    Settings,
+    delta_metrics,
+    partners,
+    perturbation_metrics,
+    removal_mask,
+    scores_after_removal,
+)
+from roarkar.metrics.stats import (
+    HIGHER_IS_BETTER,
+    all_statistics,
+    krippendorff_alpha,
+    metric_spearman,
+    wilcoxon_pvalues,
+    win_rates,
+)
+
+__all__ = [
+    "BASE_METRICS",
+    "HIGHER_IS_BETTER",
+    "REPLACEMENTS",
+    "ROAD_METRICS",
+    "Settings",
+    "agreement",
+    "all_statistics",
+    "blur",
+    "delta_metrics",
+    "krippendorff_alpha",
+    "linear_impute",
+    "metric_spearman",
+    "partners",
+    "perturbation_metrics",
+    "removal_mask",
+    "replace",
+    "retrain_scores",
+    "scores_after_removal",
+    "wilcoxon_pvalues",
+    "win_rates",
+]

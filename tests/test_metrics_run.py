@@ -1,0 +1,87 @@
+"""``experiment=perturbation`` end to end on synth_objects (debug=smoke, a few images)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from roarkar.metrics.run import RunSettings, load_method, run_perturbation
+
+
+def _fake_study(cells, dataset: str, methods: dict[str, float]) -> None:
+    """Input-protocol result.json files whose Table 2 SUM orders the methods as ``methods``."""
+    for method, level in methods.items():
+        for percent in (10, 50, 90):
+            for mode in ("kar", "roar"):
+                acc = 0.5 + level / 3 if mode == "kar" else 0.5
+                cell = dict(dataset=dataset, model="small_resnet", protocol="input",
+                            method=method, layer="", mode=mode, percent=percent, seed=0)  # fmt: skip
+                d = cells / dataset / "small_resnet" / "input" / method / f"{mode}-{percent}"
+                d.mkdir(parents=True)
+                (d / "result.json").write_text(
+                    json.dumps({"cell": cell, "status": "ok", "accuracy": acc})
+                )
+
+
+def test_perturbation_experiment_writes_tidy_metrics_stats_figures_and_agreement(
+    compose_cfg, tmp_path, capsys
+):
+    results = tmp_path / "results"
+    _fake_study(results / "cells", "synth_objects", {"random": 0.0, "ground_truth": 1.0})
+    cfg = compose_cfg(
+        [
+            "experiment=perturbation",
+            "perturbation.images=6",
+            "perturbation.K=2",
+            "perturbation.methods=[random,ground_truth]",
+            "perturbation.percents=[30,70]",
+        ],
+        results=results,
+    )
+    assert cfg.task == "perturbation"
+    out = run_perturbation(cfg)
+    directory = results / "perturbation" / "synth_objects"
+    metrics = pd.read_csv(directory / "metrics.csv")
+    assert list(metrics.columns) == ["image", "method", "metric", "value"]
+    expected = {"aopc", "afoc_lerf", "afoc_morf", "n_morf", "n_lerf", "road_morf", "road_lerf"}
+    expected |= {f"delta_{m}" for m in ("aopc", "afoc_lerf", "afoc_morf", "n_morf", "n_lerf")}
+    assert set(metrics["metric"]) == expected
+    assert len(metrics) == 6 * 2 * len(expected) and metrics["value"].notna().all()
+    assert metrics["image"].nunique() == 6
+    stats = pd.read_csv(directory / "stats.csv")
+    assert {"win_rate", "wilcoxon_p", "krippendorff_alpha", "spearman"} <= set(stats["statistic"])
+    for name in ("fig6_means.png", "fig7_win_rates.png", "fig9_wilcoxon.png", "road_curves.png"):
+        assert (directory / name).stat().st_size > 1000
+    road = pd.read_csv(directory / "road_curves.csv")
+    assert sorted(road["percent"].unique()) == [30.0, 70.0]
+    agree = pd.read_csv(directory / "agreement.csv")
+    assert set(agree["metric"]) == expected and (agree["n_methods"] == 2).all()
+    assert (results / "perturbation" / "agreement.csv").is_file()
+    assert out["agreement"] is not None and out["images"] == 6
+    printed = capsys.readouterr().out
+    assert "agreement with ROAR/KAR" in printed and "aopc" in printed
+    again = run_perturbation(cfg)  # same base model and settings: the metrics are reused
+    assert "reusing" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(
+        again["metrics"].reset_index(drop=True), pd.read_csv(directory / "metrics.csv")
+    )
+
+
+def test_settings_reject_unknown_keys_and_methods_load_from_conf():
+    with pytest.raises(ValueError, match="unknown key"):
+        RunSettings.from_config({"imgs": 3})
+    with pytest.raises(ValueError, match="replacement"):
+        RunSettings.from_config({"replacement": "zero"})
+    run = RunSettings.from_config({"replacement": "blur", "percents": [10, 90]})
+    assert run.metrics.replacement == "blur" and run.metrics.percents == (10.0, 90.0)
+    assert run.K == 5 and run.images == 100
+    assert load_method("smoe_scale") == (
+        "smoe_scale",
+        "smoe_scale",
+        {"weights": "equal", "squash": "normal"},
+    )
+    assert load_method({"name": "gradient", "params": {"reduce": "abs_max"}})[2] == {
+        "reduce": "abs_max"
+    }
