@@ -66,19 +66,21 @@ class HookSet:
 def inference_state(model: nn.Module, freeze: bool = True) -> Iterator[None]:
     """Eval mode (and frozen parameters) inside the block; each module's and parameter's own
     ``training`` / ``requires_grad`` flag is restored afterwards, also on exception."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    # Only the flags that change are set and restored (model.eval() recurses with one
+    # Module.__setattr__ per module, twice per call: ~0.3-0.5 ms on a small ResNet).
+    training = [m for m in model.modules() if m.training]
+    frozen = [p for p in model.parameters() if p.requires_grad] if freeze else []
     try:
-        model.eval()
-        if freeze:
-            for p, _ in flags:
-                p.requires_grad_(False)
+        for m in training:
+            m.training = False
+        for p in frozen:
+            p.requires_grad_(False)
         yield
     finally:
-        for m, training in modes:
-            m.training = training
-        for p, requires_grad in flags:
-            p.requires_grad_(requires_grad)
+        for m in training:
+            m.training = True
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def gather_targets(logits: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -77,10 +77,15 @@ def squash_normal_cdf(maps: Tensor) -> Tensor:
     A constant map (std 0) becomes 0.5 everywhere instead of NaN.
     """
     flat = _flat(maps)
-    mu = flat.mean(dim=1, keepdim=True)
-    sd = flat.std(dim=1, keepdim=True, correction=1 if flat.shape[1] > 1 else 0)
-    z = (flat - mu) / torch.where(sd > 0, sd, torch.ones_like(sd))
-    out = torch.where(sd > 0, torch.special.ndtr(z), torch.full_like(z, 0.5))
+    # Two-pass sample std (as torch.std, but several times faster than its Welford kernel).
+    z = flat - flat.mean(dim=1, keepdim=True)
+    n = flat.shape[1]
+    sd = torch.linalg.vector_norm(z, dim=1, keepdim=True) / math.sqrt(max(n - 1, 1))
+    # Constant exactly when every value is equal (the mean's rounding can leave a tiny sd otherwise).
+    lo, hi = torch.aminmax(flat, dim=1, keepdim=True)
+    constant = (hi <= lo) | (sd <= 0)
+    z.div_(sd.masked_fill(constant, 1.0))
+    out = torch.special.ndtr(z).masked_fill_(constant, 0.5)
     return out.view_as(maps)
 
 
@@ -140,11 +145,27 @@ def combine(
     maps = _ordered(tap_maps)
     w = resolve_weights(weights, len(maps))
     how = check_squash(squash)
+    size = tuple(size)
     total = None
     for weight, m in zip(w, maps, strict=True):
-        term = upsample(squash_map(m, how), size) * weight
-        total = term if total is None else total + term
-    return total / sum(w)
+        term = _upsample_images_last(squash_map(m, how), size)
+        if total is None:
+            total = torch.empty_like(term, memory_format=torch.channels_last)
+            torch.mul(term, weight, out=total)
+        else:
+            total.add_(term, alpha=weight)
+    return total.div_(sum(w))[0].contiguous()
+
+
+def _upsample_images_last(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """:func:`upsample` of [B, h, w] maps as one [1, B, H, W] channels-last tensor (the images are the
+    channels, so the bilinear kernel vectorises over them: many times faster than [B, 1, h, w] for
+    small maps; equal to :func:`upsample` up to float rounding)."""
+    x = maps[None]
+    if tuple(maps.shape[-2:]) == size:
+        return x
+    x = x.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 __all__ = [

@@ -51,9 +51,33 @@ def smoe_scale(x: Tensor, eps: float = EPS) -> Tensor:
     ``mu`` is the mean of the shifted values, so this equals Eq 1 / Eq 14 exactly. Negative inputs
     (not expected after a ReLU) are clamped to zero so the log stays finite.
     """
-    x = x.clamp_min(0) + eps
-    mu = x.mean(dim=1)
-    return mu * (torch.log2(mu) - torch.log2(x).mean(dim=1))
+    b = x.shape[0]
+    per = max(1, _BLOCK // max(1, x[0].numel())) if b else 1
+    if b <= per:
+        return _smoe_block(x, eps)
+    # A large tap goes through in blocks of whole images that share one work buffer: the buffer stays
+    # mapped (and mostly cached) instead of a tap-sized temporary being mapped afresh. Each
+    # location's column is reduced exactly as in a single call, so the result is bit-identical.
+    work = torch.empty_like(x[:per])
+    out = x.new_empty((b, *x.shape[2:]))
+    for i in range(0, b, per):
+        block = x[i : i + per]
+        _smoe_block(block, eps, work[: block.shape[0]], out[i : i + per])
+    return out
+
+
+#: Elements per block of :func:`smoe_scale` (4 MiB of float32).
+_BLOCK = 1 << 20
+
+
+def _smoe_block(x: Tensor, eps: float, work: Tensor | None = None, out: Tensor | None = None):
+    # One temporary, updated in place: t = max(x, 0) + eps, then log2(t) -- the same arithmetic and a
+    # bit-identical result to ``t = x.clamp_min(0) + eps; mu * (log2(mu) - log2(t).mean(1))`` without
+    # two more full-size tensors (allocating and first touching them cost more than the arithmetic).
+    t = torch.clamp_min(x, 0) if work is None else torch.clamp_min(x, 0, out=work)
+    mu = t.add_(eps).mean(dim=1)
+    log_mean = t.log2_().mean(dim=1)
+    return torch.mul(mu, torch.log2(mu).sub_(log_mean), out=out)
 
 
 @_float_column

@@ -126,7 +126,7 @@ class GradXInput(ReducedPixelMethod):
     """
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> Tensor:
-        return input_gradient(self.model, images, targets) * images
+        return input_gradient(self.model, images, targets).mul_(images)  # a fresh gradient tensor
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from roarkar.models.taps import TapActivation
+from roarkar.models.taps import TAPS, TapActivation
 from roarkar.saliency import stats
 from roarkar.saliency.base import SaliencyMethod
 from roarkar.saliency.combine import check_squash, combine, resolve_weights
@@ -58,10 +58,21 @@ class StatisticMethod(SaliencyMethod):
         return self.statistic(self._input(act))
 
     def tap_maps(self, images: Tensor) -> dict[str, Tensor]:
-        """Raw statistic maps of all five taps, L1..L5, from one forward pass."""
+        """Raw statistic maps of all five taps, L1..L5, from one forward pass.
+
+        Each tap's statistic is taken as soon as the forward pass reaches it, so no tap outlives the
+        next stage: as in a plain forward pass, freed memory is reused rather than newly mapped
+        (holding all five taps, as ``forward_taps`` does, costs about 3 % of a ResNet-50 forward).
+        """
+        maps = {}
         with torch.no_grad():
-            taps, _ = self.model.forward_taps(images, pre_relu=self.needs_pre_relu)
-            return {name: self.statistic(self._input(act)) for name, act in taps.items()}
+            x = images
+            for index, name in enumerate(TAPS):
+                x, pre = self.model._stage(index, x, self.needs_pre_relu)
+                maps[name] = self.statistic(self._input(TapActivation(x, pre)))
+                del pre
+            self.model.head(x)  # the whole network runs, as for every other method
+        return maps
 
     def _saliency(self, images, targets, *, relevance, generator):
         maps = self.tap_maps(images)

@@ -17,8 +17,8 @@ Targets are resolved once on the clean images (argmax when not given), one per i
 sample and path point of image i is explained for image i's class.
 
 Randomness: each image gets a seed hashed from the ``generator``'s state (not advanced) and the
-image's own bytes; every noise sample and every nested stochastic call derives its own generator from
-that seed. The maps are therefore reproducible with a fixed generator and do not depend on the other
+image's own bytes; the image's noise for all its samples is one draw [samples, C, H, W] from a
+generator seeded from that seed, and every nested stochastic call derives its own seed from it. The maps are therefore reproducible with a fixed generator and do not depend on the other
 images of the batch, on ``batch_size`` or on ``max_batch``. With ``generator=None`` the seed is drawn
 from torch's global RNG.
 
@@ -75,18 +75,29 @@ def image_seeds(images: Tensor, generator: torch.Generator | None) -> list[int]:
     else:
         state = int(torch.randint(0, 2**62, (1,))).to_bytes(8, "little")
     raw = images.detach().cpu().contiguous()
+    prefix = hashlib.blake2b(state, digest_size=8)
+    prefix.update(str(raw.dtype).encode())
     seeds = []
     for image in raw:
-        h = hashlib.blake2b(state, digest_size=8)
-        h.update(str(image.dtype).encode())
-        h.update(image.flatten().view(torch.uint8).numpy().tobytes())
+        h = prefix.copy()
+        h.update(image.flatten().view(torch.uint8).numpy())  # the buffer itself, no bytes copy
         seeds.append(int.from_bytes(h.digest(), "little") & _MASK63)
     return seeds
 
 
-def _randn_like(image: Tensor, seed: int) -> Tensor:
-    gen = torch.Generator(device=image.device).manual_seed(seed)
-    return torch.randn(image.shape, generator=gen, device=image.device, dtype=image.dtype)
+def _randn(shape: tuple[int, ...], seed: int, like: Tensor) -> Tensor:
+    gen = torch.Generator(device=like.device).manual_seed(seed)
+    return torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
+
+
+def _segments(idx: list[int], sub: list[int]) -> Iterator[tuple[int, int, int, int]]:
+    """Runs of one image in a chunk's (image, sub-index) lists: (image, first sub-index, start, stop)
+    with chunk rows start:stop holding sub-indices first .. first + stop - start - 1 of that image."""
+    start = 0
+    for j in range(1, len(idx) + 1):
+        if j == len(idx) or idx[j] != idx[start]:
+            yield idx[start], sub[start], start, j
+            start = j
 
 
 # -- quadrature ---------------------------------------------------------------------------------------------
@@ -300,48 +311,58 @@ class NoiseTunnel(Composite):
 
     def _attribute(self, images, targets, seeds=None, noise: Tensor | None = None) -> Tensor:
         b = images.shape[0]
-        if noise is not None and tuple(noise.shape) != (b, self.samples, *images.shape[1:]):
+        shape = images.shape[1:]
+        if noise is not None and tuple(noise.shape) != (b, self.samples, *shape):
             raise ValueError(
-                f"noise must be [B, samples, C, H, W] = {(b, self.samples, *images.shape[1:])}, "
+                f"noise must be [B, samples, C, H, W] = {(b, self.samples, *shape)}, "
                 f"got {tuple(noise.shape)}"
             )
         inner_stochastic = bool(getattr(self.inner, "stochastic", False))
         if seeds is None and (noise is None or inner_stochastic):
             seeds = image_seeds(images, None)
         targets = self._resolve_targets(images, targets)
-        scale = self.sigma * (images.amax(dim=(1, 2, 3)) - images.amin(dim=(1, 2, 3)))
-        total = torch.zeros_like(images)
-        squares = torch.zeros_like(images) if self.noise_kind != "smoothgrad" else None
+        scale = (self.sigma * (images.amax(dim=(1, 2, 3)) - images.amin(dim=(1, 2, 3)))).tolist()
+        # Image i's noise: all its samples in one draw [samples, C, H, W] from its own seed (the same
+        # whichever chunks they go through); the image a chunk boundary splits is drawn once.
+        drawn: tuple[int, Tensor] | None = None
+        sums = squares = None
         for idx, sample in self._index_chunks(b):
-            if noise is not None:
-                eps = noise[idx, sample].to(images)
-            else:
-                eps = torch.stack(
-                    [
-                        _randn_like(images[i], mix_seed(seeds[i], s, 1))
-                        for i, s in zip(idx, sample, strict=True)
-                    ]
-                )
+            x = images.new_empty((len(idx), *shape))
+            for i, first, start, stop in _segments(idx, sample):
+                if noise is not None:
+                    eps = noise[i, first : first + stop - start].to(images)
+                else:
+                    if drawn is None or drawn[0] != i:
+                        drawn = (i, _randn((self.samples, *shape), mix_seed(seeds[i], 1), images))
+                    eps = drawn[1][first : first + stop - start]
+                torch.add(images[i], eps, alpha=scale[i], out=x[start:stop])
             where = torch.tensor(idx, device=images.device)
-            x = images[where] + scale[where].view(-1, 1, 1, 1) * eps
             inner_seeds = (
                 [mix_seed(seeds[i], s, 2) for i, s in zip(idx, sample, strict=True)]
                 if inner_stochastic
                 else None
             )
             a = self._inner(x, targets[where], inner_seeds).to(images.dtype)
-            total.index_add_(0, where, a)
-            if squares is not None:
-                squares.index_add_(0, where, a * a)
-        mean = total / self.samples
+            if self.noise_kind != "smoothgrad_sq":
+                sums = _accumulate(sums, images, where, a)
+            if self.noise_kind != "smoothgrad":
+                squares = _accumulate(squares, images, where, a.square_())
         if self.noise_kind == "smoothgrad":
-            return mean
+            return sums / self.samples
         if self.noise_kind == "smoothgrad_sq":
             return squares / self.samples
+        mean = sums / self.samples
         return squares / self.samples - mean * mean
 
     def attribute(self, images, targets=None, *, generator=None, noise=None) -> Tensor:
         return super().attribute(images, targets, generator=generator, noise=noise)
+
+
+def _accumulate(total: Tensor | None, images: Tensor, where: Tensor, rows: Tensor) -> Tensor:
+    """``total[where[j]] += rows[j]`` for every row j (``total`` zeros like ``images`` at first)."""
+    if total is None:
+        total = torch.zeros_like(images)
+    return total.index_add_(0, where, rows)
 
 
 class PathIntegral(Composite):
@@ -407,7 +428,11 @@ class PathIntegral(Composite):
         for idx, step in self._index_chunks(images.shape[0]):
             where = torch.tensor(idx, device=images.device)
             at = torch.tensor(step, device=images.device)
-            x = base[where] + alphas_t[at].view(-1, 1, 1, 1) * delta[where]
+            # x' + alpha (x - x') written straight into the chunk, one op per image it holds.
+            x = images.new_empty((len(idx), *images.shape[1:]))
+            for i, first, start, stop in _segments(idx, step):
+                path = alphas_t[first : first + stop - start].view(-1, 1, 1, 1)
+                torch.addcmul(base[i], path, delta[i], out=x[start:stop])
             inner_seeds = (
                 [mix_seed(seeds[i], k, 3) for i, k in zip(idx, step, strict=True)]
                 if self.stochastic
