@@ -13,7 +13,18 @@ from omegaconf import DictConfig
 # conf/ at the repository top level, reached through the roarkar/conf link (also packaged)
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
-TASKS = ("auto", "study", "cell", "base", "tables", "plan", "status", "sbatch", "precompute", "perturbation")
+TASKS = (
+    "auto",
+    "study",
+    "cell",
+    "base",
+    "tables",
+    "plan",
+    "status",
+    "sbatch",
+    "precompute",
+    "perturbation",
+)
 
 
 def resolve_task(cfg: DictConfig) -> str:

@@ -18,21 +18,33 @@ LAYER_METHODS = [n for n in available() if describe(n).supports_layer]
 
 
 def _with_method(cfg, name):
-    OmegaConf.update(cfg, "method", {"id": name, "name": name, "params": cheap_params(name)}, merge=False)
+    OmegaConf.update(
+        cfg, "method", {"id": name, "name": name, "params": cheap_params(name)}, merge=False
+    )
     return cfg
 
 
 @pytest.mark.parametrize("name", LAYER_METHODS)
 def test_layer_protocol_accepts_every_per_tap_statistic(compose_cfg, name):
-    cfg = _with_method(compose_cfg(["task=cell", "protocol.layer=L2", "dataset.train_size=32",
-                                    "trainer.batch_size=32"]), name)
+    cfg = _with_method(
+        compose_cfg(
+            ["task=cell", "protocol.layer=L2", "dataset.train_size=32", "trainer.batch_size=32"]
+        ),
+        name,
+    )
     record = run_cell(cfg)
     assert record["status"] == "ok", record.get("error")
 
 
 def test_input_protocol_accepts_every_method(compose_cfg):
-    cfg = compose_cfg(["protocol=input", "dataset.train_size=16", "dataset.val_size=8",
-                       "trainer.eval_batch_size=8"])
+    cfg = compose_cfg(
+        [
+            "protocol=input",
+            "dataset.train_size=16",
+            "dataset.val_size=8",
+            "trainer.eval_batch_size=8",
+        ]
+    )
     ctx = make_context(cfg, DistInfo())
     base, base_id, _ = ensure_base_model(ctx)
     failures = {}
