@@ -122,20 +122,7 @@ def figure4(
     for ax in axes[-1, :]:
         ax.set_xlabel("layer")
     fig.suptitle(f"Figure 4: per-layer score, top {len(methods)} methods by AVG Difference")
-    fig.legend(
-        list(handles.values()),
-        list(handles),
-        loc="center left",
-        bbox_to_anchor=(1.0, 0.5),
-        fontsize=8,
-        frameon=False,
-    )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save_with_legend(fig, handles, path)
 
 
 def _t5_with_std(d: pd.DataFrame) -> pd.DataFrame:
@@ -208,20 +195,7 @@ def figure5(
             ax.set_ylabel("accuracy (%)")
             ax.grid(alpha=0.3)
     fig.suptitle("Figure 5: accuracy vs percent of the input kept or removed")
-    fig.legend(
-        list(handles.values()),
-        list(handles),
-        loc="center left",
-        bbox_to_anchor=(1.0, 0.5),
-        fontsize=8,
-        frameon=False,
-    )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save_with_legend(fig, handles, path)
 
 
 def write_figures(
@@ -255,3 +229,23 @@ def write_figures(
         )
         written[p.name] = p
     return written
+
+
+def _save_with_legend(fig, handles: dict, path) -> Path:
+    """Legend to the right of the panels, then write the PNG (creating its folder) and close."""
+    import matplotlib.pyplot as plt
+
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
