@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from roarkar.report import read_long
+from roarkar.report.aggregate import LONG_COLUMNS
 from roarkar.report.cli import main as tables_main
 from roarkar.report.paper import (
     KNOWN_INCONSISTENT,
@@ -117,17 +118,7 @@ def test_derive_prior_weights_by_hand() -> None:
                 ("d", "x", "layer", method, layer, "kar", 2.5, 0, kar),
                 ("d", "x", "layer", method, layer, "roar", 10.0, 0, roar),
             ]
-    cols = [
-        "dataset",
-        "model",
-        "protocol",
-        "method",
-        "layer",
-        "mode",
-        "percent",
-        "seed",
-        "accuracy",
-    ]
+    cols = list(LONG_COLUMNS)
     df = pd.DataFrame(rows, columns=cols)
     import math
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from roarkar.report import table1, table2, write_tables
+from roarkar.report.aggregate import LONG_COLUMNS
 from roarkar.report.render import (
     fmt_cell,
     latex_escape,
@@ -53,17 +54,7 @@ def _long(seeds: tuple[int, ...] = (0, 1, 2), noise: float = 0.02) -> pd.DataFra
                 for s in seeds:
                     a = acc + (p / 1000 if mode == "kar" else -p / 1000) + rng.normal(0, noise)
                     rows.append(("synth_a", "m", "input", method, "", mode, p, s, a))
-    cols = [
-        "dataset",
-        "model",
-        "protocol",
-        "method",
-        "layer",
-        "mode",
-        "percent",
-        "seed",
-        "accuracy",
-    ]
+    cols = list(LONG_COLUMNS)
     return pd.DataFrame(rows, columns=cols)
 
 
