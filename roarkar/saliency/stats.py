@@ -69,15 +69,50 @@ def smoe_scale(x: Tensor, eps: float = EPS) -> Tensor:
 #: Elements per block of :func:`smoe_scale` (4 MiB of float32).
 _BLOCK = 1 << 20
 
+#: Smallest product of shifted activations that :func:`_smoe_block` lets a group reach (far above
+#: float32's smallest normal number, 1.2e-38, so no precision is lost to subnormals).
+_MIN_PRODUCT = 1e-30
+
+
+def _log_halvings(channels: int, eps: float) -> int:
+    """How many times the column can be halved into pairwise products (groups of 2, 4, ...) whose
+    smallest possible value, ``eps ** group``, stays above :data:`_MIN_PRODUCT`; at most 2 (groups
+    of 4, which is where the time saved levels off)."""
+    halvings = 0
+    while (
+        halvings < 2
+        and channels % 2 == 0
+        and channels > 1
+        and (2 * 2**halvings) * math.log10(eps) >= math.log10(_MIN_PRODUCT)
+    ):
+        channels //= 2
+        halvings += 1
+    return halvings
+
 
 def _smoe_block(x: Tensor, eps: float, work: Tensor | None = None, out: Tensor | None = None):
-    # One temporary, updated in place: t = max(x, 0) + eps, then log2(t) -- the same arithmetic and a
-    # bit-identical result to ``t = x.clamp_min(0) + eps; mu * (log2(mu) - log2(t).mean(1))`` without
-    # two more full-size tensors (allocating and first touching them cost more than the arithmetic).
+    # t = max(x, 0) + eps in one temporary, updated in place. The log-mean is taken over products of
+    # groups of four channels: mean_k log2(t_k) = sum_j log2(prod_{k in group j} t_k) / C, which is
+    # the same sum in exact arithmetic and a quarter of the logs (the log, not memory, dominates the
+    # statistic's time on a CPU: 2.1x faster on ResNet-50's taps at 224 px). Float rounding moves the
+    # result by ~3e-7 relative. A product that overflows (activations above ~1e9) shows up as a
+    # non-finite result and that block is recomputed one log per value. CPU only (see below).
     t = torch.clamp_min(x, 0) if work is None else torch.clamp_min(x, 0, out=work)
     mu = t.add_(eps).mean(dim=1)
-    log_mean = t.log2_().mean(dim=1)
-    return torch.mul(mu, torch.log2(mu).sub_(log_mean), out=out)
+    channels = t.shape[1]
+    # On a GPU the log is cheap next to memory traffic, and the overflow check would be a sync.
+    halvings = _log_halvings(channels, eps) if eps > 0 and x.device.type == "cpu" else 0
+    group = t
+    for _ in range(halvings):
+        half = group.shape[1] // 2
+        group = torch.mul(group[:, :half], group[:, half:], out=group[:, :half])
+    log_mean = group.log2_().sum(dim=1).div_(channels)
+    result = torch.mul(mu, torch.log2(mu).sub_(log_mean), out=out)
+    if halvings and not bool(torch.isfinite(result).all()) and bool(torch.isfinite(x).all()):
+        t = torch.clamp_min(x, 0, out=t).add_(eps)
+        log_mean = t.log2_().mean(dim=1)
+        result = torch.mul(mu, torch.log2(mu).sub_(log_mean), out=out)
+    return result
 
 
 @_float_column
