@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import roarkar.saliency as S
-from roarkar.models import TAPS, TappedResNet, build_model
+from roarkar.models import TAPS, TappedResNet, build_model, fused
 from roarkar.saliency.base import HookSet, SaliencyMethod
 
 METHODS = S.available()
@@ -56,12 +56,20 @@ def relevance() -> torch.Tensor:
 
 
 def hook_dicts(model: nn.Module) -> list[str]:
-    """Names of every non-empty hook registry on any module (and the global module hooks)."""
+    """Names of every non-empty hook registry on any module of ``model`` or of the BatchNorm-folded
+    copies the gradient methods run (and the global module hooks)."""
     found = []
-    for name, module in model.named_modules():
-        for attr, value in vars(module).items():
-            if "hook" in attr and "state_dict" not in attr and isinstance(value, dict) and value:
-                found.append(f"{name or '<root>'}.{attr}")
+    copies = [(f"fused{i}", c) for i, (_, c) in enumerate(list(fused._COPIES.values()))]
+    for prefix, root in [("", model), *copies]:
+        for name, module in root.named_modules():
+            for attr, value in vars(module).items():
+                if (
+                    "hook" in attr
+                    and "state_dict" not in attr
+                    and isinstance(value, dict)
+                    and value
+                ):
+                    found.append(f"{prefix}{name or '<root>'}.{attr}")
     g = nn.modules.module
     for attr in dir(g):
         if attr.startswith("_global") and "hook" in attr:
@@ -121,6 +129,7 @@ def test_state_restored_after_exception(name, model, images, relevance, monkeypa
 
     monkeypatch.setattr(model.net.fc, "forward", boom)
     monkeypatch.setattr(model.net.layer2, "forward", boom)
+    monkeypatch.setattr(nn.Linear, "forward", boom)  # also in the BatchNorm-folded copy
     if method.uses_model:
         with pytest.raises(RuntimeError, match="boom"):
             run(method, images[:2], relevance[:2])

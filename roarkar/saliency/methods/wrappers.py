@@ -172,8 +172,9 @@ class Composite(ReducedPixelMethod):
         std: Sequence[float] = IMAGENET_STD,
         batch_size: int | None = None,
         reduce: str = "abs_max",
+        fused: bool = True,
     ):
-        super().__init__(model, batch_size=batch_size, reduce=reduce)
+        super().__init__(model, batch_size=batch_size, reduce=reduce, fused=fused)
         if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
             raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
         self.max_batch = max_batch
@@ -192,7 +193,7 @@ class Composite(ReducedPixelMethod):
 
             params = dict(inner_params or {})
             accepted = describe(inner).params
-            shared = {"max_batch": max_batch, "mean": self.mean, "std": self.std}
+            shared = {"max_batch": max_batch, "mean": self.mean, "std": self.std, "fused": fused}
             for key, value in shared.items():
                 if key in accepted and key not in params:
                     params[key] = value

@@ -1,0 +1,91 @@
+"""The BatchNorm-folded copy the gradient methods run: same function, fresh whenever weights change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import roarkar.saliency as S
+from roarkar.models import build_model
+from roarkar.models.fused import fold_batchnorm, inference_copy
+
+
+@pytest.fixture()
+def model64():
+    torch.manual_seed(0)
+    model = build_model("small_resnet", 5).double()
+    for m in model.modules():  # BatchNorm statistics far from the identity, so folding matters
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.3, 3)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return model
+
+
+def test_folded_copy_is_the_same_function(model64):
+    model64.train()
+    folded = fold_batchnorm(model64.net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert not any(p.requires_grad for p in folded.parameters())
+    assert all(m.training for m in model64.modules())  # the original keeps its mode
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    model64.eval()
+    torch.testing.assert_close(folded(x), model64(x), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["gradient", "guided_backprop", "grad_x_input", "smoothgrad_sq"])
+def test_fused_and_unfused_attributions_agree(model64, name):
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+
+    def run(method):
+        noisy = name == "smoothgrad_sq"
+        seeded = {"generator": torch.Generator().manual_seed(1)} if noisy else {}
+        return method.attribute(x, [1, 3], **seeded)
+
+    fast = run(S.create(name, model64))
+    plain = run(S.create(name, model64, fused=False))
+    assert fast.is_contiguous()
+    torch.testing.assert_close(fast, plain, rtol=1e-9, atol=1e-12)
+
+
+def test_copy_is_cached_until_the_weights_change(model64):
+    net = model64.net
+    first = inference_copy(net)
+    assert inference_copy(net) is first
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    # An optimizer step (in-place update) makes a fresh copy with the new weights.
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net.train()
+    net(x).sum().backward()
+    opt.step()
+    net.eval()
+    second = inference_copy(net)
+    assert second is not first
+    torch.testing.assert_close(second(x), net(x), rtol=1e-10, atol=1e-12)
+    # So do a new state dict and a new dtype.
+    net.load_state_dict(build_model("small_resnet", 5).double().net.state_dict())
+    third = inference_copy(net)
+    assert third is not second
+    torch.testing.assert_close(third(x), net.eval()(x), rtol=1e-10, atol=1e-12)
+    net.float()
+    assert next(inference_copy(net).parameters()).dtype == torch.float32
+
+
+def test_untraceable_network_runs_unfused_with_a_warning():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.bn = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            return y if y.sum() > 0 else -y  # data-dependent: torch.fx cannot trace it
+
+    net = Branchy().eval()
+    with pytest.warns(UserWarning, match="cannot fold BatchNorm into the convolutions of Branchy"):
+        copy = fold_batchnorm(net)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(copy(x), net(x))
