@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import torchvision
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 from roarkar.models.taps import TappedResNet
+
+# torchvision is imported where a model is built, not at import: it costs ~2 s of start-up (its
+# ops import torch._dynamo), which is most of re-running a finished study.
 
 
 class SmallResNet(nn.Module):
@@ -41,6 +42,8 @@ class SmallResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def _layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        from torchvision.models.resnet import BasicBlock
+
         downsample = None
         if stride != 1 or self.inplanes != planes:
             downsample = nn.Sequential(
@@ -63,6 +66,8 @@ MODELS = ("resnet50", "resnet18", "small_resnet")
 def build_model(name: str, num_classes: int, **params) -> TappedResNet:
     """Build a model by name with freshly initialised weights, wrapped with its five taps."""
     if name in ("resnet50", "resnet18"):
+        import torchvision
+
         net = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **params)
     elif name == "small_resnet":
         net = SmallResNet(num_classes, **params)

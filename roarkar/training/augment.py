@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import roi_align
 
 AUGMENTATIONS = ("none", "flip", "crop_flip", "crop", "resized_crop_flip")
 
@@ -51,6 +50,8 @@ def random_resized_crop(
     boxes = torch.stack(
         [torch.arange(b, device=x.device, dtype=x.dtype), x0, y0, x0 + cw, y0 + ch], 1
     )
+    from torchvision.ops import roi_align  # imported here: ~2 s of start-up otherwise
+
     return roi_align(
         x, boxes.to(x.dtype), output_size=(h, w), spatial_scale=1.0, sampling_ratio=2, aligned=True
     )
