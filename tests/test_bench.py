@@ -14,7 +14,7 @@ import pytest
 from roarkar.bench.cli import SECTIONS, parse_args
 from roarkar.bench.common import COLUMNS, meets, sizes_for
 from roarkar.bench.gpu import peak_tflops
-from roarkar.bench.study import run_study
+from roarkar.bench.study import _precision, run_study
 
 TINY = ("saliency", "smoe", "captum", "training", "layer", "loader", "gpu")
 
@@ -95,12 +95,28 @@ def test_study_section_times_the_command_twice(tmp_path):
         return [sys.executable, "-c", "print('study')"]
 
     rows = run_study(sz, cmd_for=fake)
-    assert len(rows) == 2 and len(calls) == 2 and calls[0] == calls[1]
-    assert all(r["section"] == "study" and r["value"] >= 0 for r in rows)
+    study = [r for r in rows if r["section"] == "study"]
+    assert len(study) == 2 and calls[0] == calls[1]
+    assert all(r["value"] >= 0 for r in study)
     assert "debug=smoke" in calls[0][1]
+    # the precision runs go through the same command; this one writes no model: named as failed
+    precision = [r for r in rows if r["section"] == "precision"]
+    assert len(precision) == 2 and all(math.isnan(r["value"]) for r in precision)
+    assert all("FAILED" in r["notes"] for r in precision)
+    assert any("trainer.amp=bf16" in c[1] for c in calls[2:])
     failing = run_study(sz, cmd_for=lambda r, o: [sys.executable, "-c", "raise SystemExit(3)"])
+    failing = [r for r in failing if r["section"] == "study"]  # stops after the failed first run
     assert len(failing) == 1 and math.isnan(failing[0]["value"])
     assert "exit code 3" in failing[0]["notes"]
+
+
+def test_precision_rows_train_the_embedded_base_model_in_both_precisions():
+    """The real `roarkar task=base` (debug=smoke) in float32 and bf16: accuracies read back."""
+    rows = _precision(sizes_for("tiny"))
+    assert [r["what"].rsplit(", ", 1)[1] for r in rows] == ["float32", "bf16 autocast"]
+    assert all(0.0 <= r["value"] <= 1.0 for r in rows), rows
+    assert math.isnan(rows[0]["ratio"]) and math.isfinite(rows[1]["ratio"])
+    assert "x float32's" in rows[1]["notes"]
 
 
 def test_arguments_and_helpers():

@@ -82,6 +82,8 @@ class Sizes:
     # study
     study_overrides: tuple[str, ...] = ()
     study_note: str = ""
+    # the embedded base model trained in float32 and with bf16 autocast (held-out accuracy)
+    precision_overrides: tuple[str, ...] | None = None
     # gpu
     gpu_batch: int = 128
     gpu_steps: int = 20
@@ -168,6 +170,7 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             loader_val=400,
             study_overrides=(),
             study_note="the default embedded study (`roarkar`), as a subprocess",
+            precision_overrides=(),
         )
     if mode == "tiny":
         k = repeats or 2
@@ -194,6 +197,7 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             loader_val=16,
             study_overrides=QUICK_STUDY,
             study_note="tiny",
+            precision_overrides=("debug=smoke",),
             gpu_batch=2,
             gpu_steps=2,
         )

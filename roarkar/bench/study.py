@@ -1,8 +1,10 @@
 """Wall time of the embedded study (`roarkar` as a subprocess into a fresh results directory) and of
-re-running it once finished (every cell skipped)."""
+re-running it once finished (every cell skipped); in the full bench also the embedded base model
+trained in float32 and under bf16 autocast, to see whether accuracy holds in bf16."""
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
 import sys
@@ -69,4 +71,58 @@ def run_study(sz: Sizes, cmd_for=command) -> list[dict]:
             )
             if code != 0:
                 break
+    if sz.precision_overrides is not None:
+        rows += _precision(sz, cmd_for)
+    return rows
+
+
+PRECISIONS = (
+    ("float32", ("trainer.amp=off",)),
+    ("bf16 autocast", ("trainer.amp=bf16",)),
+)
+
+
+def _precision(sz: Sizes, cmd_for=command) -> list[dict]:
+    """The embedded base model (`roarkar task=base`) trained in float32 and in bf16 autocast, both
+    channels-last: held-out accuracy and wall time. The trainer keeps bf16 off on a CPU by default
+    (``amp: auto``); this shows what it would cost and whether accuracy holds (it is on for CUDA)."""
+    rows, measured = [], {}
+    overrides = tuple(sz.precision_overrides or ())
+    with tempfile.TemporaryDirectory(prefix="roarkar-bench-precision-") as tmp:
+        for label, settings in PRECISIONS:
+            results = Path(tmp) / label.split()[0]
+            log = Path(tmp) / f"{label.split()[0]}.log"
+            cmd = cmd_for(results, ("task=base", "trainer.progress=false", *overrides, *settings))
+            wall, cpu, code = _run(cmd, log)
+            found = sorted((results / "models").glob("*/*/result.json"))
+            if code != 0 or not found:
+                rows.append(
+                    row(
+                        "precision",
+                        f"embedded base model, {label}",
+                        " ".join((*overrides, *settings)),
+                        None,
+                        "accuracy",
+                        notes=f"FAILED with exit code {code}: {_tail(log)}",
+                    )
+                )
+                continue
+            result = json.loads(found[0].read_text())
+            reference = measured.get(PRECISIONS[0][0])
+            measured[label] = (float(result["accuracy"]), float(result.get("wall_time_s", wall)))
+            accuracy, train_s = measured[label]
+            rows.append(
+                row(
+                    "precision",
+                    f"embedded base model held-out accuracy, {label}",
+                    " ".join((*overrides, *settings)) or "default",
+                    accuracy,
+                    "accuracy",
+                    ratio=None if reference is None else accuracy / reference[0],
+                    samples=Samples(wall={0: wall}, cpu={0: cpu}),
+                    notes=f"training {train_s:.1f} s"
+                    + ("" if reference is None else f" ({train_s / reference[1]:.2f}x float32's)")
+                    + "; ratio = accuracy / float32 accuracy; one seed",
+                )
+            )
     return rows
