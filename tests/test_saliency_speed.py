@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import roarkar.saliency as S
 from roarkar.models import build_model
 from roarkar.saliency import combine as C
 from roarkar.saliency import stats
@@ -59,6 +60,27 @@ def test_smoe_scale_matches_eq2(shape, dtype):
     before = x.clone()
     stats.smoe_scale(x)
     assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("block", [1, 10**6])
+def test_smoe_scale_nonnegative_skips_only_the_clamp(block, monkeypatch):
+    """A ReLU's output needs no clamp: the one-pass shift gives the same bits."""
+    monkeypatch.setattr(stats, "_BLOCK", block)
+    x = torch.randn(3, 64, 7, 5, generator=torch.Generator().manual_seed(4)).relu()
+    x[1, :, 2, 2] = 0.0
+    assert torch.equal(stats.smoe_scale(x, nonnegative=True), stats.smoe_scale(x))
+
+
+def test_smoe_method_tells_the_statistic_its_taps_are_post_relu():
+    model = build_model("small_resnet", 4).eval()
+    method = S.create("smoe_scale", model)
+    assert method._post_relu == {"nonnegative": True}
+    assert S.create("truncnormal_std", model)._post_relu == {}  # pre-ReLU input: clamps stay
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        taps, _ = model.forward_taps(images)
+    for name, got in method.tap_maps(images).items():
+        assert torch.equal(got, stats.smoe_scale(taps[name].post)), name
 
 
 @pytest.mark.parametrize("eps", [1e-6, 1e-12, 1e-20, 1e-40])

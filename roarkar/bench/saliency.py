@@ -394,7 +394,7 @@ def run_smoe(sz: Sizes) -> list[dict]:
 
     def stat_only():
         with torch.no_grad():
-            return [stats.smoe_scale(a.post) for a in taps.values()]
+            return [stats.smoe_scale(a.post, nonnegative=True) for a in taps.values()]
 
     maps = {k: stats.smoe_scale(a.post) for k, a in taps.items()}
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -45,6 +46,10 @@ class StatisticMethod(SaliencyMethod):
         self.needs_pre_relu = bool(needs_pre_relu)
         self.weights = resolve_weights(weights)
         self.squash = check_squash(squash)
+        # A statistic that can skip clamping negatives gets told when its input is a ReLU's output.
+        self._post_relu = {}
+        if not self.needs_pre_relu and "nonnegative" in inspect.signature(statistic).parameters:
+            self._post_relu = {"nonnegative": True}
 
     def _input(self, act: TapActivation) -> Tensor:
         if not self.needs_pre_relu:
@@ -69,7 +74,8 @@ class StatisticMethod(SaliencyMethod):
             x = images
             for index, name in enumerate(TAPS):
                 x, pre = self.model._stage(index, x, self.needs_pre_relu)
-                maps[name] = self.statistic(self._input(TapActivation(x, pre)))
+                # x is the stage's ReLU output (TappedResNet._stage): never negative
+                maps[name] = self.statistic(self._input(TapActivation(x, pre)), **self._post_relu)
                 del pre
             self.model.head(x)  # the whole network runs, as for every other method
         return maps
