@@ -26,10 +26,11 @@ def model64():
 
 def test_folded_copy_is_the_same_function(model64):
     model64.train()
+    model64.net.bn1.eval()  # a mixed state (a frozen prefix), restored module by module
     folded = fold_batchnorm(model64.net)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert not any(p.requires_grad for p in folded.parameters())
-    assert all(m.training for m in model64.modules())  # the original keeps its mode
+    assert [m for m in model64.modules() if not m.training] == [model64.net.bn1]  # unchanged
     x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
     model64.eval()
     torch.testing.assert_close(folded(x), model64(x), rtol=1e-10, atol=1e-12)
@@ -89,3 +90,30 @@ def test_untraceable_network_runs_unfused_with_a_warning():
         copy = fold_batchnorm(net)
     x = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(copy(x), net(x))
+
+
+@pytest.mark.parametrize("tap", ["L1", "L3", "L5"])
+def test_layer_protocol_prefix_runs_folded_with_the_same_result(model64, tap):
+    """TapMaskedNet's frozen prefix (eval mode) runs the folded copy: same logits, no new weights."""
+    from roarkar.protocols.layer import TapMaskedNet
+
+    net = TapMaskedNet(model64, tap, S.create("smoe_scale", model64), "kar", 0.5).eval()
+    assert net._prefix is not None
+    assert set(net.state_dict()) == {f"model.{k}" for k in model64.state_dict()}
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        net.generator = torch.Generator().manual_seed(3)  # ties in the map are broken alike
+        folded = net(x)
+        net._prefix = None  # the stage-by-stage path
+        net.generator = torch.Generator().manual_seed(3)
+        plain = net(x)
+    torch.testing.assert_close(folded, plain, rtol=1e-9, atol=1e-12)
+    # Training: the prefix stays in eval mode while its copy is built (its BatchNorm is frozen).
+    net.train()
+    for module in model64.prefix_modules(tap):
+        module.eval()
+    net._prefix = (model64.prefix_sequential(tap),)
+    net(x).sum().backward()
+    assert not any(m.training for p in model64.prefix_modules(tap) for m in p.modules())
+    pre = TapMaskedNet(model64, tap, S.create("truncnormal_std", model64), "kar", 0.5)
+    assert pre._prefix is None  # needs the pre-ReLU tensor

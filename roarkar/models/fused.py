@@ -34,7 +34,7 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     """An eval-mode, frozen, channels-last copy of ``net`` with every BatchNorm that follows a
     convolution folded into it. A network ``torch.fx`` cannot trace is copied unfused (with a
     warning that says why): same results, without the speed-up."""
-    was_training = net.training
+    training = [m for m in net.modules() if m.training]  # each module's own flag, restored below
     net.eval()
     try:
         try:
@@ -49,7 +49,8 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
             )
             folded = copy.deepcopy(net)
     finally:
-        net.train(was_training)
+        for module in training:
+            module.training = True
     folded.eval()
     for p in folded.parameters():
         p.requires_grad_(False)

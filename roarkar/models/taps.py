@@ -114,6 +114,17 @@ class TappedResNet(nn.Module):
             x, pre = self._stage(index, x, pre_relu and index == last)
         return TapActivation(x, pre)
 
+    def prefix_sequential(self, tap: str) -> nn.Sequential:
+        """The network up to ``tap``'s post-ReLU activation as one Sequential of its own modules
+        (shared, not copied): what :meth:`forward_to` computes without ``pre_relu``."""
+        net = self.net
+        modules = [net.conv1, net.bn1, net.relu]
+        last = check_tap(tap)
+        if last >= 1:
+            modules.append(net.maxpool)
+        modules += [getattr(net, f"layer{index}") for index in range(1, last + 1)]
+        return nn.Sequential(*modules)
+
     def forward_from(self, h: Tensor, tap: str) -> Tensor:
         """Logits from an activation at ``tap`` (the rest of the network after it)."""
         first = check_tap(tap) + 1

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from roarkar.masking import keep_mask_from_ranks, saliency_ranks
-from roarkar.models import TappedResNet
+from roarkar.models import TapActivation, TappedResNet
+from roarkar.models.fused import inference_copy
 from roarkar.protocols.context import Context
 from roarkar.saliency import SaliencyMethod, create
 from roarkar.training import FitResult, fit
@@ -34,12 +35,25 @@ class TapMaskedNet(nn.Module):
             fraction,
         )
         self.generator = torch.Generator().manual_seed(0)  # set per batch by the protocol
+        # The frozen prefix (eval mode, no autograd) runs as a BatchNorm-folded, channels-last copy
+        # (roarkar.models.fused): the same function, and ResNet-50's L3 step 1.48x -> ~1.55x faster
+        # than full fine-tuning. Kept in a tuple so it is not a submodule (no state-dict entries).
+        # A statistic of the pre-ReLU tensor needs the stage-by-stage path.
+        self._prefix = None if self._needs_pre_relu else (model.prefix_sequential(tap),)
+
+    @property
+    def _needs_pre_relu(self) -> bool:
+        return bool(getattr(self.method, "needs_pre_relu", False))
+
+    def _tap(self, x: Tensor) -> TapActivation:
+        if self._prefix is None:
+            return self.model.forward_to(x, self.tap, pre_relu=self._needs_pre_relu)
+        # NCHW again for the trained suffix: channels-last training on CPU is unsafe (trainer.py)
+        return TapActivation(inference_copy(self._prefix[0])(x).contiguous())
 
     def forward(self, x: Tensor, relevance: Tensor | None = None) -> Tensor:
         with torch.no_grad():
-            act = self.model.forward_to(
-                x, self.tap, pre_relu=getattr(self.method, "needs_pre_relu", False)
-            )
+            act = self._tap(x)
             tap_map = self.method.tap_saliency(act, relevance=relevance, generator=self.generator)
             keep = keep_mask_from_ranks(
                 saliency_ranks(tap_map, self.generator), self.mode, self.fraction
