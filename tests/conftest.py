@@ -10,11 +10,33 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def randomize_batchnorm(
+    model: nn.Module,
+    mean: tuple[float, float] = (-0.2, 0.2),
+    var: tuple[float, float] = (0.5, 1.5),
+    weight: tuple[float, float] | None = None,
+    bias: tuple[float, float] | None = None,
+) -> nn.Module:
+    """Draw every BatchNorm's running statistics (and, when given, its affine weight and bias) from
+    uniform ranges, so eval and train mode differ and folding BatchNorm is not the identity."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(*mean)
+                module.running_var.uniform_(*var)
+                if weight is not None:
+                    module.weight.uniform_(*weight)
+                if bias is not None:
+                    module.bias.uniform_(*bias)
+    return model
 
 
 @pytest.fixture

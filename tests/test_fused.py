@@ -10,18 +10,15 @@ import roarkar.saliency as S
 from roarkar.models import build_model
 from roarkar.models.fused import fold_batchnorm, inference_copy
 
+from .conftest import randomize_batchnorm
+
 
 @pytest.fixture()
 def model64():
     torch.manual_seed(0)
     model = build_model("small_resnet", 5).double()
-    for m in model.modules():  # BatchNorm statistics far from the identity, so folding matters
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.3, 3)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-    return model
+    # BatchNorm far from the identity, so folding matters
+    return randomize_batchnorm(model, (-1, 1), (0.3, 3), weight=(0.5, 1.5), bias=(-0.5, 0.5))
 
 
 def test_folded_copy_is_the_same_function(model64):

@@ -16,6 +16,8 @@ import roarkar.saliency as S
 from roarkar.models import TAPS, TappedResNet, build_model, fused
 from roarkar.saliency.base import HookSet, SaliencyMethod
 
+from .conftest import randomize_batchnorm
+
 METHODS = S.available()
 CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
 
@@ -30,13 +32,7 @@ def make(name: str, model, **params):
 @pytest.fixture(scope="module")
 def model() -> TappedResNet:
     torch.manual_seed(0)
-    m = build_model("small_resnet", 4)
-    with torch.no_grad():  # non-trivial BN statistics, so eval and train mode differ
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.2, 0.2)
-                mod.running_var.uniform_(0.5, 1.5)
-    return m
+    return randomize_batchnorm(build_model("small_resnet", 4))
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from roarkar.saliency.methods.wrappers import (
     quadrature,
 )
 
+from .conftest import randomize_batchnorm
 from .test_saliency import hook_dicts
 
 captum_attr = pytest.importorskip("captum.attr")
@@ -30,13 +31,7 @@ captum_attr = pytest.importorskip("captum.attr")
 @pytest.fixture(scope="module")
 def m64() -> nn.Module:
     torch.manual_seed(0)
-    m = build_model("small_resnet", 4, width=8).double().eval()
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.2, 0.2)
-                mod.running_var.uniform_(0.5, 1.5)
-    return m
+    return randomize_batchnorm(build_model("small_resnet", 4, width=8).double().eval())
 
 
 @pytest.fixture(scope="module")
