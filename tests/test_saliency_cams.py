@@ -136,6 +136,24 @@ def test_fastcam_is_gradcampp_times_smoe(small, x):
 # -- FullGrad and DeepMaps ------------------------------------------------------------------------------
 
 
+def _outputs_and_grads(model, x: torch.Tensor, targets: torch.Tensor, modules):
+    """Reference: each module's output (a forward hook passes on a clone, so in-place ops after it
+    leave the captured tensor alone) and the gradients of each image's own logit w.r.t. the input
+    and those outputs: (outputs, [input grad, *output grads])."""
+    outs = []
+    handles = [
+        m.register_forward_hook(lambda m, i, o: (outs.append(o), o.clone())[1]) for m in modules
+    ]
+    try:
+        xx = x.clone().requires_grad_(True)
+        own = model(xx)[torch.arange(len(targets)), targets]
+        grads = torch.autograd.grad(own.sum(), [xx, *outs])
+    finally:
+        for h in handles:
+            h.remove()
+    return outs, grads
+
+
 def _psi(a: torch.Tensor, size=(32, 32)) -> torch.Tensor:
     """seed 003 Eq 5 for [B, h, w]: bilinear upscale of the per-map min-max of |a|."""
     a = a.abs()
@@ -151,15 +169,7 @@ def test_fullgrad_reference_on_resnet18(resnet18, x):
     targets = torch.tensor([1, 1, 3])
     bns = [m for m in resnet18.modules() if isinstance(m, nn.BatchNorm2d)]
     assert not any(isinstance(m, nn.Conv2d) and m.bias is not None for m in resnet18.modules())
-    outs = []
-    handles = [m.register_forward_hook(lambda m, i, o: (outs.append(o), o.clone())[1]) for m in bns]
-    try:
-        xx = x.clone().requires_grad_(True)
-        own = resnet18(xx)[torch.arange(3), targets]
-        grads = torch.autograd.grad(own.sum(), [xx, *outs])
-    finally:
-        for h in handles:
-            h.remove()
+    outs, grads = _outputs_and_grads(resnet18, x, targets, bns)
     expected = _psi((x * grads[0]).sum(1))
     for bn, g in zip(bns, grads[1:], strict=True):
         bias = bn.bias - bn.weight * bn.running_mean / torch.sqrt(bn.running_var + bn.eps)
@@ -176,17 +186,7 @@ def test_deepmaps_reference(resnet18, x):
     targets = torch.tensor([0, 2, 3])
     layers = hidden_layers(resnet18)
     assert len(layers) == 1 + 8  # resnet18: 2 blocks per stage
-    outs = []
-    handles = [
-        m.register_forward_hook(lambda m, i, o: (outs.append(o), o.clone())[1]) for m in layers
-    ]
-    try:
-        xx = x.clone().requires_grad_(True)
-        own = resnet18(xx)[torch.arange(3), targets]
-        grads = torch.autograd.grad(own.sum(), [xx, *outs])
-    finally:
-        for h in handles:
-            h.remove()
+    outs, grads = _outputs_and_grads(resnet18, x, targets, layers)
     hidden = sum(_psi((a.detach() * g).sum(1)) for a, g in zip(outs, grads[1:], strict=True))
     ours = S.create("deepmaps", resnet18).saliency(x, targets)
     torch.testing.assert_close(ours, hidden.float(), rtol=1e-5, atol=1e-5)
