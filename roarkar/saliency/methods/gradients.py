@@ -80,11 +80,15 @@ class ReducedPixelMethod(PixelMethod):
         """The network the gradients run through (see ``fused``)."""
         return inference_copy(self.model.net) if self.fused else self.model
 
-    def input_gradient(self, images: Tensor, targets: Tensor | None) -> Tensor:
-        """:func:`input_gradient` through :attr:`network`, in the images' memory layout."""
+    def input_gradient(
+        self, images: Tensor, targets: Tensor | None, network: nn.Module | None = None
+    ) -> Tensor:
+        """:func:`input_gradient` through ``network`` (default :attr:`network`, looked up once by a
+        caller that also hooks it), in the images' memory layout."""
+        network = self.network if network is None else network
         if not self.fused:
-            return input_gradient(self.model, images, targets)
-        grad = input_gradient(self.network, channels_last_input(images), targets)
+            return input_gradient(network, images, targets)
+        grad = input_gradient(network, channels_last_input(images), targets)
         return grad.contiguous()
 
 
@@ -132,11 +136,12 @@ class GuidedBackprop(ReducedPixelMethod):
     """
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> Tensor:
+        network = self.network
         with HookSet() as hooks:
-            for module in self.network.modules():
+            for module in network.modules():
                 if isinstance(module, nn.ReLU):
                     hooks.forward(module, _guide)
-            return self.input_gradient(images, targets)
+            return self.input_gradient(images, targets, network)
 
 
 @register(
