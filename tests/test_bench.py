@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 
 from roarkar.bench.cli import SECTIONS, parse_args
-from roarkar.bench.common import COLUMNS, meets, sizes_for
+from roarkar.bench.common import (
+    COLUMNS,
+    Samples,
+    meets,
+    paired_quartiles,
+    paired_ratio,
+    sizes_for,
+)
 from roarkar.bench.gpu import peak_tflops
 from roarkar.bench.study import _precision, run_study
 
@@ -132,3 +139,15 @@ def test_arguments_and_helpers():
     assert peak_tflops("Some GPU") is None
     for mode in ("quick", "full", "tiny"):
         assert sizes_for(mode).repeats >= 1
+
+
+def test_paired_ratio_and_quartiles_use_only_rounds_both_ran():
+    a, b = Samples(), Samples()
+    a.wall = {0: 2.0, 1: 3.0, 2: 4.0, 3: 5.0, 9: 100.0}
+    b.wall = {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}
+    assert paired_ratio(a, b) == 3.5
+    assert paired_quartiles(a, b) == (2.75, 4.25)
+    b.wall = {0: 1.0}
+    assert paired_quartiles(a, b) == (2.0, 2.0)
+    b.wall = {}
+    assert all(math.isnan(q) for q in paired_quartiles(a, b))

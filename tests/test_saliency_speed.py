@@ -120,6 +120,23 @@ def test_smoe_scale_blocks_of_images_are_bit_identical(block, monkeypatch):
         assert torch.equal(stats.smoe_scale(x[1:]), expected[1:])  # a view
 
 
+def test_smoe_scale_work_buffer_is_kept_and_never_shared_with_results(monkeypatch):
+    """The CPU work buffer is reused across calls (not grown for a smaller tap); results are fresh
+    tensors, so a later call cannot overwrite an earlier result. Above the cap, a fresh buffer."""
+    g = torch.Generator().manual_seed(11)
+    big, small = torch.rand(4, 32, 6, 6, generator=g), torch.rand(2, 16, 5, 5, generator=g)
+    first = stats.smoe_scale(big)
+    kept = stats._kept.buffer
+    saved = first.clone()
+    stats.smoe_scale(small)
+    assert stats._kept.buffer is kept
+    assert torch.equal(first, saved)
+    assert first.untyped_storage().data_ptr() != kept.untyped_storage().data_ptr()
+    monkeypatch.setattr(stats, "_MAX_KEPT", 16)  # bytes: every request is over the cap
+    assert torch.equal(stats.smoe_scale(big), saved)
+    assert stats._kept.buffer is kept
+
+
 def test_smoe_scale_half_precision_input_is_float32():
     x = torch.rand(2, 32, 5, 5, generator=torch.Generator().manual_seed(1)).bfloat16()
     out = stats.smoe_scale(x)

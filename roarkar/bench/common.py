@@ -160,7 +160,7 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             big_methods=BIG_FULL,
             expensive_images=1,
             budget_s=15.0,
-            smoe_rounds=3 * k,
+            smoe_rounds=8 * k,  # the difference of two full passes is noisy: many rounds
             captum_batch=16,
             captum_big=True,
             train_batch=64,
@@ -356,6 +356,16 @@ def paired_ratio(a: Samples, b: Samples, scale_a: float = 1.0, scale_b: float = 
     if common:
         return statistics.median((a.wall[r] / scale_a) / (b.wall[r] / scale_b) for r in common)
     return (a.median / scale_a) / (b.median / scale_b)
+
+
+def paired_quartiles(a: Samples, b: Samples) -> tuple[float, float]:
+    """First and third quartiles over the rounds both ran of a / b (NaN when they share none): how
+    far a paired ratio moves from round to round on a noisy machine."""
+    ratios = [a.wall[r] / b.wall[r] for r in sorted(set(a.wall) & set(b.wall))]
+    if len(ratios) < 2:
+        return (ratios[0], ratios[0]) if ratios else (math.nan, math.nan)
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return q1, q3
 
 
 def paired_cpu_over_wall(*samples: Samples) -> float:
