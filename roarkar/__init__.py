@@ -1,10 +1,9 @@
 """roarkar: ROAR/KAR benchmarking of saliency maps."""
 
-import os
+from roarkar import runtime as _runtime
 
-# OpenMP threads that spin while idle make torch on shared or busy CPUs many times slower (a small
-# ResNet forward: 524 ms spinning vs 7 ms passive, measured by roarkar-bench under load). Set before
-# torch is imported; a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch is imported (see roarkar/runtime.py for what each does and how to opt out).
+_runtime.set_omp_wait_policy()
+_runtime.tune_malloc()
 
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from roarkar.bench.common import (
 from roarkar.bench.gpu import peak_tflops
 from roarkar.bench.study import _precision, run_study
 
-TINY = ("saliency", "smoe", "captum", "training", "layer", "loader", "gpu")
+TINY = ("saliency", "smoe", "captum", "training", "layer", "loader", "runtime", "gpu")
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +73,22 @@ def test_tiny_run_has_every_section_with_finite_values(tiny_run):
     # CSV and Markdown both written, with the environment
     md = (out / "latest-tiny.md").read_text()
     assert "torch" in md and "OMP_WAIT_POLICY" in md and "| section |" in md
+    assert "glibc malloc" in md
     assert len(list(out.glob("bench-*-tiny.csv"))) == 1
     gpu = df[df.section == "gpu"]
     assert len(gpu) >= 1
+
+
+def test_runtime_rows_compare_each_side_in_its_own_process(tiny_run):
+    df, _, _ = tiny_run
+    rt = df[df.section == "runtime"]
+    sides = rt[rt.unit == "ms"]
+    assert len(sides) == 4 and (sides.value.astype(float) > 0).all()
+    assert sides[sides.what.str.endswith("malloc roarkar")].notes.str.startswith("tuned").all()
+    glibc = sides[sides.what.str.endswith("malloc glibc default")]
+    assert glibc.notes.str.startswith("glibc defaults").all()
+    speedups = rt[rt.unit == "x"]
+    assert len(speedups) == 2 and (speedups.ratio.astype(float) > 0).all()
 
 
 def test_captum_parity_rows_name_the_reference(tiny_run):

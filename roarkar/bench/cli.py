@@ -27,7 +27,17 @@ if TYPE_CHECKING:  # torch and pandas load in run(), after OMP_WAIT_POLICY is se
 
     from roarkar.bench.common import Sizes
 
-SECTIONS = ("saliency", "smoe", "captum", "training", "layer", "loader", "study", "gpu")
+SECTIONS = (
+    "saliency",
+    "smoe",
+    "captum",
+    "training",
+    "layer",
+    "loader",
+    "runtime",
+    "study",
+    "gpu",
+)
 
 
 def _runner(name: str) -> Callable[[Sizes], list[dict]]:
@@ -43,6 +53,10 @@ def _runner(name: str) -> Callable[[Sizes], list[dict]]:
         from roarkar.bench.loader import run_loader
 
         return run_loader
+    if name == "runtime":
+        from roarkar.bench.runtime import run_runtime
+
+        return run_runtime
     if name == "study":
         from roarkar.bench.study import run_study
 
@@ -128,6 +142,8 @@ def settle_omp_wait_policy() -> str:
 def environment(sz: Sizes, sections: list[str], omp: str) -> dict[str, str]:
     import torch
 
+    from roarkar import runtime
+
     try:
         import captum
 
@@ -149,6 +165,7 @@ def environment(sz: Sizes, sections: list[str], omp: str) -> dict[str, str]:
         "cpu cores (os.cpu_count)": str(os.cpu_count()),
         "torch threads": str(torch.get_num_threads()),
         "OMP_WAIT_POLICY": omp,
+        "glibc malloc": runtime.malloc_state,
         "device (CPU sections)": sz.device,
         "gpu": gpu,
         "load average at start": " ".join(f"{v:.2f}" for v in os.getloadavg()),

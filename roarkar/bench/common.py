@@ -79,6 +79,8 @@ class Sizes:
     # loader
     loader_train: int = 1200
     loader_val: int = 400
+    # glibc malloc settings: subprocess pairs (one of each kind) per workload
+    runtime_pairs: int = 2
     # study
     study_overrides: tuple[str, ...] = ()
     study_note: str = ""
@@ -166,6 +168,7 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             train_batch=64,
             train_rounds=4 * k,
             layer_big=True,
+            runtime_pairs=3,
             loader_train=1200,
             loader_val=400,
             study_overrides=(),
@@ -193,6 +196,7 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             train_batch=8,
             train_rounds=2,
             layer_taps=("L3",),
+            runtime_pairs=1,
             loader_train=32,
             loader_val=16,
             study_overrides=QUICK_STUDY,
