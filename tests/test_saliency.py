@@ -136,6 +136,21 @@ def test_state_restored_after_exception(name, model, images, relevance, monkeypa
     assert all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.parametrize(
+    ("bad", "raises"),
+    [(float("nan"), True), (float("inf"), True), (3e38, False)],  # 3e38 + 3e38 sums to inf
+)
+def test_output_check_rejects_only_non_finite_maps(model, bad, raises):
+    method = make("random", model)
+    maps = torch.zeros(2, 4, 4)
+    maps[0, 0, :2] = bad
+    if raises:
+        with pytest.raises(RuntimeError, match="non-finite saliency values"):
+            method._check_output(maps, (2, 4, 4))
+    else:
+        assert torch.equal(method._check_output(maps, (2, 4, 4)), maps)
+
+
 def test_hookset_removes_every_hook_on_exception(model, images):
     class Hooked(SaliencyMethod):
         def _saliency(self, images, targets, *, relevance, generator):

@@ -9,6 +9,7 @@ output is a finite float32 [B, H, W] map at input resolution.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -231,7 +232,9 @@ class SaliencyMethod:
         if tuple(out.shape) != shape:
             raise RuntimeError(f"{self.name}: produced maps {tuple(out.shape)}, expected {shape}")
         out = out.detach().float()
-        if not torch.isfinite(out).all():
+        # A finite sum means every value is finite (NaN and inf propagate): one reduction, no
+        # [B, H, W] mask, in the common case; a non-finite sum is checked value by value.
+        if not math.isfinite(float(out.sum())) and not torch.isfinite(out).all():
             raise RuntimeError(f"{self.name}: produced non-finite saliency values")
         return out
 
