@@ -25,13 +25,22 @@ TRIM_THRESHOLD = 256 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
 _ENV = {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD, "MALLOC_TRIM_THRESHOLD_": TRIM_THRESHOLD}
 
-#: What :func:`tune_malloc` did in this process, for the bench's environment table.
+#: What :func:`tune_malloc` and :func:`set_omp_wait_policy` did here, for the bench's environment.
 malloc_state = "not set yet"
+omp_wait_policy_state = "not set yet"
 
 
-def set_omp_wait_policy() -> None:
-    """``OMP_WAIT_POLICY=PASSIVE`` unless the environment chose a policy (before torch loads)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+def set_omp_wait_policy() -> str:
+    """``OMP_WAIT_POLICY=PASSIVE`` unless the environment chose a policy. It takes effect only if
+    torch (its OpenMP runtime) was not loaded yet. Returns (and keeps) what was done."""
+    global omp_wait_policy_state
+    if "OMP_WAIT_POLICY" in os.environ:
+        omp_wait_policy_state = f"{os.environ['OMP_WAIT_POLICY']} (from the environment)"
+    else:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        late = " (torch was already loaded: no effect)" if "torch" in sys.modules else ""
+        omp_wait_policy_state = f"PASSIVE (set by roarkar at import){late}"
+    return omp_wait_policy_state
 
 
 def tune_malloc() -> str:
@@ -75,4 +84,11 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "malloc_state", "set_omp_wait_policy", "tune_malloc"]
+__all__ = [
+    "MMAP_THRESHOLD",
+    "TRIM_THRESHOLD",
+    "malloc_state",
+    "omp_wait_policy_state",
+    "set_omp_wait_policy",
+    "tune_malloc",
+]

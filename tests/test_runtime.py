@@ -48,9 +48,18 @@ def test_tune_malloc_leaves_a_choice_of_the_user_alone(clean_env, name, value, e
 
 
 def test_importing_roarkar_applies_the_settings_in_a_fresh_process(clean_env):
-    code = "import os, roarkar.runtime as r; print(r.malloc_state); print(os.environ['OMP_WAIT_POLICY'])"
+    clean_env.delenv("OMP_WAIT_POLICY", raising=False)
+    code = (
+        "import os, roarkar.runtime as r; print(r.malloc_state); print(os.environ['OMP_WAIT_POLICY']);"
+        " print(r.omp_wait_policy_state)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    assert out[1] == "PASSIVE"
     assert out[0].startswith("tuned by roarkar") or out[0].startswith("left alone (not glibc)")
+    assert out[1:] == ["PASSIVE", "PASSIVE (set by roarkar at import)"]
+    clean_env.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[1:] == ["ACTIVE", "ACTIVE (from the environment)"]

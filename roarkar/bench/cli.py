@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # torch and pandas load in run(), after OMP_WAIT_POLICY is settled
+if TYPE_CHECKING:  # torch and pandas load in run() (roarkar.runtime settled OpenMP at import)
     import pandas as pd
 
     from roarkar.bench.common import Sizes
@@ -123,23 +123,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def settle_omp_wait_policy() -> str:
-    """Make idle OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``) unless the caller chose a policy.
-
-    On shared cores, busy-waiting OpenMP threads make each parallel region wait for a descheduled
-    sibling: measured here under load, a small-ResNet forward took 0.52 s with the default policy
-    and 7 ms with PASSIVE (6 ms on one thread). It takes effect only before torch is loaded.
-    """
-    if "OMP_WAIT_POLICY" in os.environ:
-        return f"{os.environ['OMP_WAIT_POLICY']} (from the environment)"
-    loaded = "torch" in sys.modules
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    if loaded:
-        return "default (torch was loaded before roarkar-bench could set PASSIVE)"
-    return "PASSIVE (set by roarkar-bench before torch loaded; also for the study subprocesses)"
-
-
-def environment(sz: Sizes, sections: list[str], omp: str) -> dict[str, str]:
+def environment(sz: Sizes, sections: list[str]) -> dict[str, str]:
     import torch
 
     from roarkar import runtime
@@ -164,7 +148,7 @@ def environment(sz: Sizes, sections: list[str], omp: str) -> dict[str, str]:
         "cpu": cpu_model(),
         "cpu cores (os.cpu_count)": str(os.cpu_count()),
         "torch threads": str(torch.get_num_threads()),
-        "OMP_WAIT_POLICY": omp,
+        "OMP_WAIT_POLICY": runtime.omp_wait_policy_state,
         "glibc malloc": runtime.malloc_state,
         "device (CPU sections)": sz.device,
         "gpu": gpu,
@@ -260,14 +244,13 @@ def write(df: pd.DataFrame, env: dict[str, str], out: Path, mode: str, lines: li
 
 def run(argv: list[str] | None = None) -> tuple[pd.DataFrame, Path]:
     args = parse_args(argv)
-    omp = settle_omp_wait_policy()
     import pandas as pd
 
     from roarkar.bench.common import COLUMNS, row, sizes_for
 
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     sz = sizes_for(mode, args.repeats, args.device)
-    env = environment(sz, args.sections, omp)
+    env = environment(sz, args.sections)
     w0, c0 = time.perf_counter(), time.process_time()
     rows: list[dict] = []
     for section in args.sections:
