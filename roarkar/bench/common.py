@@ -65,6 +65,8 @@ class Sizes:
     steps: int = 50  # IG steps
     budget_s: float = 4.0  # a task stops repeating once its timed rounds took this long
     smoe_rounds: int = 7
+    # the SMOE overhead section's batch, 4 in every mode but tiny (fixed costs shrink with batch)
+    smoe_batch: int = 4
     flop_count: bool = True
     # captum
     captum_batch: int = 8
@@ -138,7 +140,7 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             big_methods=BIG_QUICK,
             expensive_images=1,
             budget_s=3.0,
-            smoe_rounds=2 * k + 1,
+            smoe_rounds=4 * k + 1,
             captum_batch=8,
             train_batch=64,
             train_rounds=2 * k + 2,
@@ -192,6 +194,7 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             steps=2,
             budget_s=1.0,
             smoe_rounds=3,
+            smoe_batch=1,
             captum_batch=2,
             train_batch=8,
             train_rounds=2,

@@ -376,7 +376,7 @@ def run_smoe(sz: Sizes) -> list[dict]:
     """SMOE Scale's overhead over a plain forward pass at ImageNet size, by time and by op count."""
     device = sz.device
     model = _model(sz.big_model, sz.big_classes, device)
-    b, size = sz.big_batch, sz.big_size
+    b, size = sz.smoe_batch, sz.big_size
     x = fixed_images(b, size, device=device)
     method = create("smoe_scale", model)
     with torch.no_grad():
