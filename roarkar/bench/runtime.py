@@ -20,10 +20,10 @@ SIDES = {"roarkar": {}, "glibc default": {"ROARKAR_MALLOC": "default"}}
 
 
 def _side_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ROARKAR_MALLOC",)}
-    env.pop("MALLOC_MMAP_THRESHOLD_", None)  # this process put them there for its own children
-    env.pop("MALLOC_TRIM_THRESHOLD_", None)
-    return {**env, **extra}
+    """This environment without any malloc choice (roarkar put its thresholds here for the processes
+    it starts, or the user did), plus the side's own."""
+    drop = {"ROARKAR_MALLOC", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"}
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
 
 
 def _workloads(sz: Sizes) -> dict[str, tuple[str, dict]]:
