@@ -7,7 +7,7 @@
   page-faulting fresh zeroed pages in on the next allocation) and returns memory to the system only
   past 256 MiB free at the top of the heap. Torch's CPU allocator asks malloc for every activation,
   so this is measured by ``roarkar-bench --only runtime`` side by side with glibc's defaults (a
-  ResNet-50 forward at 224 px, batch 4, on the 2-core CPU: 1.19x faster; peak RSS unchanged).
+  ResNet-50 forward at 224 px, batch 4, on the 2-core CPU: 1.18x faster; peak RSS unchanged).
   ``ROARKAR_MALLOC=default``, or setting ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
   yourself, or preloading another allocator (jemalloc, tcmalloc) leaves malloc alone.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -24,8 +25,6 @@ def test_tune_malloc_sets_glibc_and_the_environment_for_children(clean_env):
         pytest.skip("not glibc")
     state = runtime.tune_malloc()
     assert state.startswith("tuned by roarkar") and runtime.malloc_state == state
-    import os
-
     assert os.environ["MALLOC_MMAP_THRESHOLD_"] == str(runtime.MMAP_THRESHOLD)
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == str(runtime.TRIM_THRESHOLD)
 
@@ -42,8 +41,6 @@ def test_tune_malloc_leaves_a_choice_of_the_user_alone(clean_env, name, value, e
     clean_env.setenv(name, value)
     assert runtime.tune_malloc().startswith(expected)
     if name != "MALLOC_TRIM_THRESHOLD_":
-        import os
-
         assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
 
 

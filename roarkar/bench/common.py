@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from roarkar.models import TappedResNet, build_model
+
 COLUMNS = (
     "section",
     "what",
@@ -448,6 +450,13 @@ def skipped(section: str, what: str, why: str) -> dict[str, Any]:
 
 def config_str(**kv: Any) -> str:
     return " ".join(f"{k}={v}" for k, v in kv.items())
+
+
+def bench_model(name: str, classes: int, device: str = "cpu") -> TappedResNet:
+    """A freshly initialised model (torch seed 0), as every section builds it; ``small_resnet`` at its
+    defaults (width 16, one block per stage, CIFAR stem)."""
+    torch.manual_seed(0)
+    return build_model(name, classes).to(device)
 
 
 def fixed_images(n: int, size: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from roarkar.bench.common import Samples, Sizes, config_str, row
+from roarkar.bench.common import Samples, Sizes, bench_model, config_str, row
 
 #: Environment of each side: roarkar's settings (the child applies them at import) or glibc's.
 SIDES = {"roarkar": {}, "glibc default": {"ROARKAR_MALLOC": "default"}}
@@ -112,11 +112,8 @@ def _worker(kind: str, args: dict, rounds: int) -> dict:
     import torch
 
     from roarkar import runtime
-    from roarkar.models import build_model
 
-    torch.manual_seed(0)
-    params = {"width": 16, "blocks": 1, "stem": "cifar"} if args["model"] == "small_resnet" else {}
-    model = build_model(args["model"], args["classes"], **params)
+    model = bench_model(args["model"], args["classes"])
     x = torch.randn(args["batch"], 3, args["size"], args["size"])
     if kind == "forward":
         model.eval()

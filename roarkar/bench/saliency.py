@@ -17,6 +17,7 @@ from roarkar.bench.common import (
     Samples,
     Sizes,
     Task,
+    bench_model,
     config_str,
     fixed_images,
     interleave,
@@ -27,7 +28,7 @@ from roarkar.bench.common import (
     skipped,
     targets_for,
 )
-from roarkar.models import TAPS, build_model
+from roarkar.models import TAPS
 from roarkar.saliency import combine, create, describe, stats
 
 PAPER_TABLE6 = Path(__file__).resolve().parents[2] / "results" / "paper" / "table6.csv"
@@ -36,9 +37,7 @@ SG_CLAIM = "paper: 1456-5181x faster than 15-sample SmoothGrad"
 
 
 def _model(name: str, classes: int, device: str):
-    torch.manual_seed(0)
-    params = {"width": 16, "blocks": 1, "stem": "cifar"} if name == "small_resnet" else {}
-    return build_model(name, classes, **params).eval().to(device)
+    return bench_model(name, classes, device).eval()
 
 
 def _expensive(name: str) -> bool:

@@ -9,20 +9,22 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
-from roarkar.bench.common import Sizes, Task, config_str, interleave, paired_ratio, row
+from roarkar.bench.common import (
+    Sizes,
+    Task,
+    bench_model,
+    config_str,
+    interleave,
+    paired_ratio,
+    row,
+)
 from roarkar.data import normalize
 from roarkar.masking import apply_keep_mask, keep_mask_from_ranks, saliency_ranks
-from roarkar.models import build_model
 from roarkar.protocols.layer import TapMaskedNet
 from roarkar.saliency import create
 from roarkar.training.augment import augment
 
 INFO = SimpleNamespace(mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))
-
-
-def _small(classes: int = 8) -> nn.Module:
-    torch.manual_seed(0)
-    return build_model("small_resnet", classes, width=16, blocks=1, stem="cifar")
 
 
 def _batch(n: int, size: int, classes: int, seed: int = 0):
@@ -63,7 +65,7 @@ def run_training(sz: Sizes) -> list[dict]:
     b = sz.train_batch
     images, labels, ranks = _batch(b, 32, 8)
     images, labels, ranks = images.to(device), labels.to(device), ranks.to(device)
-    nets = {k: _small().to(device).train() for k in ("masked", "plain", "bf16")}
+    nets = {k: bench_model("small_resnet", 8, device).train() for k in ("masked", "plain", "bf16")}
     nets["bf16"].to(memory_format=torch.channels_last)
 
     def masked_prepare(generator):
@@ -196,9 +198,7 @@ def _layer_pair(base: nn.Module, tap: str, x: Tensor, y: Tensor, device: str):
 
 def _layer_rows(sz: Sizes, model_name: str, size: int, classes: int, batch: int, rounds: int):
     device = sz.device
-    torch.manual_seed(0)
-    params = {"width": 16, "blocks": 1, "stem": "cifar"} if model_name == "small_resnet" else {}
-    base = build_model(model_name, classes, **params).to(device)
+    base = bench_model(model_name, classes, device)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, size, size, generator=g).to(device)
     y = torch.randint(0, classes, (batch,), generator=g).to(device)
