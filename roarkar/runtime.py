@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import warnings
 
 #: Largest block glibc serves from its heap rather than a fresh mapping (glibc's own maximum).
 MMAP_THRESHOLD = 32 << 20
@@ -53,8 +54,15 @@ def tune_malloc() -> str:
 
 
 def _tune_malloc() -> str:
-    if os.environ.get("ROARKAR_MALLOC", "tuned") == "default":
+    choice = os.environ.get("ROARKAR_MALLOC", "tuned")
+    if choice == "default":
         return "glibc defaults (ROARKAR_MALLOC=default)"
+    if choice != "tuned":
+        warnings.warn(
+            f"ROARKAR_MALLOC={choice!r} is not a known setting: expected 'tuned' (the default) or "
+            "'default' (glibc's own thresholds); using 'tuned'",
+            stacklevel=3,
+        )
     if any(name in os.environ for name in _ENV):
         return "from the environment: " + ", ".join(
             f"{name}={os.environ[name]}" for name in _ENV if name in os.environ

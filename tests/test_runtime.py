@@ -60,3 +60,10 @@ def test_importing_roarkar_applies_the_settings_in_a_fresh_process(clean_env):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out[1:] == ["ACTIVE", "ACTIVE (from the environment)"]
+
+
+def test_an_unknown_malloc_choice_is_named_and_the_default_used(clean_env):
+    clean_env.setenv("ROARKAR_MALLOC", "jemalloc")
+    with pytest.warns(UserWarning, match="ROARKAR_MALLOC='jemalloc' is not a known setting"):
+        state = runtime.tune_malloc()
+    assert state.startswith("tuned by roarkar") or state == "left alone (not glibc)"
