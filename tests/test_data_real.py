@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,12 @@ def png(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (30, 2
     """A solid image whose centre crop must come back as exactly ``colour``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path)
+
+
+def shard_sources(path: Path) -> list[str]:
+    """The source file of each sample, as recorded in the shard (plain tar + JSON)."""
+    with tarfile.open(path) as tar:
+        return json.loads(tar.extractfile("sources.json").read())
 
 
 def imagefolder_tree(root: Path) -> None:
@@ -54,7 +62,11 @@ def test_imagefolder(tmp_path):
     assert info.root.name.startswith("imagenet-")
     check_split(info, "train", 9)
     check_split(info, "val", 3)
-    assert torch.equal(load_split(info, "train").labels, torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2]))
+    labels = load_split(info, "train").labels.tolist()
+    assert sorted(labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert labels != sorted(labels), "written in a seeded random order, not listing order"
+    sources = [src for path in info.shard_paths("train") for src in shard_sources(path)]
+    assert [info.class_names.index(Path(src).parent.name) for src in sources] == labels
     m = np.mean([c for c in COLOURS for _ in range(3)], axis=0) / 255
     assert np.allclose(info.mean, m, atol=1e-6)
     # the hash ignores the root: the same tree elsewhere maps to the same shards

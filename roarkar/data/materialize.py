@@ -1,10 +1,12 @@
 """``prepare``: materialise a dataset config once as shards (under a lock) or find it already there.
 
 The shard directory is ``data_root / f"{name}-{hash8}"`` where ``hash8`` hashes the content-relevant
-config (generator parameters, sizes, seed, image size; never paths), so changing what the images are
-gives a new directory and changing where the raw data lives does not. Shards are written into a
-temporary directory that is renamed into place after ``dataset.json``, under ``fcntl.flock`` on a lock
-file beside it: processes starting together generate once and the others wait, then read.
+config (generator parameters, sizes, seeds, image size, the shard format version; never paths or
+worker counts), so changing what the images are gives a new directory and changing where the raw
+data lives does not. Shards are written into ``.{name}-{hash8}.partial`` and the directory is renamed
+into place after ``dataset.json``, under ``fcntl.flock`` on a lock file beside it: processes starting
+together convert once and the others wait, then read; a conversion killed part-way resumes from the
+shards it finished (see ``roarkar.data.convert``).
 """
 
 from __future__ import annotations
@@ -16,28 +18,33 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from roarkar.data import real, synthetic
+from roarkar.data import convert, real, synthetic
 from roarkar.data.shards import (
+    FORMAT_VERSION,
+    INFO_FILE,
     ChannelStats,
     CorruptShardError,
     DatasetInfo,
     load_info,
+    shard_name,
     write_info,
-    write_split,
+    write_shard,
 )
 
 log = logging.getLogger(__name__)
 
 DATASETS: tuple[str, ...] = ("synthetic", "imagefolder", "places365", "cowc", "shards")
-# keys that say where things are, not what the images are: never part of the directory hash
-NON_CONTENT_KEYS = frozenset({"name", "root", "nominal_train_size", "nominal_val_size"})
+# keys that say where things are or how to convert, not what the images are: never in the hash
+NON_CONTENT_KEYS = frozenset(
+    {"name", "root", "nominal_train_size", "nominal_val_size", "workers", "skip_corrupt"}
+)
 SYNTHETIC_KEYS = frozenset(
     {
         "name",
@@ -49,6 +56,8 @@ SYNTHETIC_KEYS = frozenset(
         "seed",
         "shard_size",
         "root",
+        "workers",
+        "skip_corrupt",
     }
 )
 DEFAULT_SHARD_SIZE = 1000
@@ -66,10 +75,13 @@ def to_plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(cfg), default=str))
 
 
-def content_hash(cfg: Mapping[str, Any]) -> str:
-    """Eight hex digits identifying what the images are (all keys but name and paths)."""
+def content_hash(cfg: Mapping[str, Any], format_version: int = FORMAT_VERSION) -> str:
+    """Eight hex digits identifying what the images are and how they are stored (all keys but
+    name, paths and worker settings, plus the shard format version)."""
     plain = to_plain(cfg)
     content = {k: v for k, v in plain.items() if k not in NON_CONTENT_KEYS}
+    if format_version != 1:  # format 1 hashed the config alone
+        content["format_version"] = format_version
     blob = json.dumps(content, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
@@ -100,6 +112,19 @@ def _find(directory: Path) -> DatasetInfo | None:
         return load_info(directory)
     except (FileNotFoundError, CorruptShardError):
         return None
+
+
+def _warn_old_format(plain: dict[str, Any], data_root: Path) -> None:
+    """Say so when format-1 shards of the same dataset sit beside the new ones (never reused)."""
+    old = Path(data_root) / f"{plain['name']}-{content_hash(plain, format_version=1)}"
+    if (old / INFO_FILE).is_file():
+        size = sum(f.stat().st_size for f in old.glob("*.tar")) / 2**30
+        log.warning(
+            "%s holds this dataset in shard format 1 (listing order: streamed batches of a few "
+            "classes); it is not used. Delete it to free %.2f GiB.",
+            old,
+            size,
+        )
 
 
 @contextlib.contextmanager
@@ -142,21 +167,18 @@ def prepare(cfg: Mapping[str, Any], data_root: str | Path) -> DatasetInfo:
     if found is not None:
         return found
     out.parent.mkdir(parents=True, exist_ok=True)
+    _warn_old_format(plain, out.parent)
     with _locked(out.parent / f"{out.name}.lock"):
         found = _find(out)  # another process may have finished while we waited
         if found is not None:
             return found
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        tmp.mkdir()
-        try:
-            info = _build(plain, kind, tmp)
-            info.root = out
-            if out.exists():  # an incomplete earlier attempt
-                shutil.rmtree(out)
-            os.rename(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        partial = out.parent / f".{out.name}.partial"  # kept on failure: the next attempt resumes
+        partial.mkdir(exist_ok=True)
+        info = _build(plain, kind, partial)
+        info.root = out
+        if out.exists():  # an incomplete earlier attempt of the old layout
+            shutil.rmtree(out)
+        os.rename(partial, out)
     log.info("prepared %s in %s", plain.get("name"), out)
     return load_info(out)
 
@@ -193,34 +215,18 @@ def _build(plain: dict[str, Any], kind: str, directory: Path) -> DatasetInfo:
     name = str(plain["name"])
     image_size = int(_require(plain, "image_size"))
     shard_size = int(plain.get("shard_size") or DEFAULT_SHARD_SIZE)
+    if shard_size < 1:
+        raise ValueError(f"dataset.shard_size={shard_size} must be >= 1")
     stats = ChannelStats()
     shards: dict[str, list[dict[str, Any]]] = {}
     counts: dict[str, int] = {}
+    skipped: list[dict[str, str]] = []
     if kind == "synthetic":
-        generator = str(plain["generator"])
-        params = _generator_params(plain)
-        names = synthetic.class_names(generator, **params)
-        seed = int(plain.get("seed") or 0)
+        names = synthetic.class_names(str(plain["generator"]), **_generator_params(plain))
         for split in ("train", "val"):
-            n = int(_require(plain, f"{split}_size"))
-
-            def samples(split: str = split, n: int = n) -> Iterator[Any]:
-                for images, labels, rel in synthetic.generate_chunks(
-                    generator, split, n, image_size, seed, **params
-                ):
-                    yield from zip(images, labels, rel, strict=True)
-
-            shards[split] = write_split(
-                directory,
-                split,
-                samples(),
-                n,
-                shard_size,
-                stats=stats if split == "train" else None,
-                desc=f"{name} {split}",
-            )
-            counts[split] = n
+            shards[split] = _write_synthetic(plain, split, image_size, shard_size, directory, stats)
         has_relevance = True
+        order = f"generated (labels drawn i.i.d. from seed {int(plain.get('seed') or 0)})"
     else:
         listing = real.list_real(kind, plain)
         names = listing.class_names
@@ -230,25 +236,39 @@ def _build(plain: dict[str, Any], kind: str, directory: Path) -> DatasetInfo:
                 f"dataset.num_classes={expected} but dataset.root={plain.get('root')} has "
                 f"{len(names)} classes; set dataset.num_classes={len(names)} (or null)"
             )
-        resize = plain.get("resize")
-        for split in ("train", "val"):
-            items = limit_samples(listing.samples[split], plain.get(f"{split}_size"), split)
-
-            def samples(items: list[Any] = items) -> Iterator[Any]:
-                for path, label in items:
-                    yield real.load_image(path, image_size, resize), label, None
-
-            shards[split] = write_split(
+        seed = int(plain.get("shuffle_seed") or 0)
+        workers = int(plain.get("workers") or 1)
+        if workers < 1:
+            raise ValueError(f"dataset.workers={workers} must be >= 1")
+        tasks = [
+            task
+            for split in ("train", "val")
+            for task in convert.plan_tasks(
                 directory,
                 split,
-                samples(),
-                len(items),
-                shard_size,
-                stats=stats if split == "train" else None,
-                desc=f"{name} {split}",
+                limit_samples(listing.samples[split], plain.get(f"{split}_size"), split),
+                real.resolve_root(plain, kind),
+                image_size=image_size,
+                resize=plain.get("resize"),
+                shard_size=shard_size,
+                seed=seed,
+                skip_corrupt=bool(plain.get("skip_corrupt", False)),
             )
-            counts[split] = len(items)
+        ]
+        shards, skipped = convert.convert(tasks, workers=workers, stats=stats, desc=name)
+        convert.finish(directory, skipped)
+        if skipped:
+            log.warning(
+                "%s: %d unreadable images left out (dataset.skip_corrupt=true); listed in %s",
+                name,
+                len(skipped),
+                directory.name.removeprefix(".").removesuffix(".partial") + "/skipped.json",
+            )
         has_relevance = False
+        order = f"shuffled over each split (dataset.shuffle_seed={seed})"
+    for split in ("train", "val"):
+        shards.setdefault(split, [])
+        counts[split] = sum(int(e["count"]) for e in shards[split])
     mean, std = stats.result()
     info = DatasetInfo(
         name=name,
@@ -262,6 +282,50 @@ def _build(plain: dict[str, Any], kind: str, directory: Path) -> DatasetInfo:
         class_names=names,
         shards=shards,
         config=plain,
+        order=order,
+        skipped=len(skipped),
     )
     write_info(info, directory)
     return info
+
+
+def _write_synthetic(
+    plain: dict[str, Any],
+    split: str,
+    image_size: int,
+    shard_size: int,
+    directory: Path,
+    stats: ChannelStats,
+) -> list[dict[str, Any]]:
+    """Generate a synthetic split and write it in generation order: its labels are already drawn
+    i.i.d. at random, so every shard mixes the classes."""
+    n = int(_require(plain, f"{split}_size"))
+    chunks = synthetic.generate_chunks(
+        str(plain["generator"]),
+        split,
+        n,
+        image_size,
+        int(plain.get("seed") or 0),
+        **_generator_params(plain),
+    )
+    shards: list[dict[str, Any]] = []
+    held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def flush(final: bool) -> None:
+        while held and (final or sum(len(h[1]) for h in held) >= shard_size):
+            images, labels, rel = (np.concatenate(x) for x in zip(*held, strict=True))
+            take = min(shard_size, len(labels))
+            name = shard_name(split, len(shards))
+            write_shard(
+                directory / name, images[:take], labels[:take], rel[:take].astype(np.float16)
+            )
+            if split == "train":
+                stats.update(images[:take])
+            shards.append({"file": name, "count": take})
+            held[:] = [(images[take:], labels[take:], rel[take:])] if take < len(labels) else []
+
+    for chunk in chunks:
+        held.append(chunk)
+        flush(final=False)
+    flush(final=True)
+    return shards

@@ -19,6 +19,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 ROOT_ENV = {"imagefolder": "IMAGENET_ROOT", "places365": "PLACES365_ROOT", "cowc": "COWC_ROOT"}
 
 
+class CorruptImageError(ValueError):
+    """An image file that cannot be decoded (the message names it)."""
+
+
 @dataclass
 class Listing:
     """What a real layout holds: per split ``[(path, label)]`` and the class names."""
@@ -171,13 +175,20 @@ def load_image(path: Path, image_size: int, resize: int | None) -> np.ndarray:
     resize = int(resize or image_size)
     if resize < image_size:
         raise ValueError(f"dataset.resize={resize} must be >= dataset.image_size={image_size}")
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        scale = resize / min(w, h)
-        nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
-        im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
-        left, top = (nw - image_size) // 2, (nh - image_size) // 2
-        im = im.crop((left, top, left + image_size, top + image_size))
-        arr = np.asarray(im, dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = resize / min(w, h)
+            nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
+            im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
+            left, top = (nw - image_size) // 2, (nh - image_size) // 2
+            im = im.crop((left, top, left + image_size, top + image_size))
+            arr = np.asarray(im, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        # PIL: UnidentifiedImageError (an OSError), "image file is truncated", bad headers
+        raise CorruptImageError(
+            f"image {path} cannot be decoded ({type(e).__name__}: {e}); fix or remove it, or set "
+            "dataset.skip_corrupt=true to leave such images out (listed in skipped.json)"
+        ) from e
     return np.ascontiguousarray(arr.transpose(2, 0, 1))

@@ -62,9 +62,8 @@ def spec_for(ctx: Context, base_id: str, weights: Path) -> dict:
         "method": OmegaConf.to_container(ctx.cfg.method, resolve=True),
         "target": target,
         "seed": int(ctx.cfg.seed),
-        "shards": {
-            split: [int(e["count"]) for e in entries] for split, entries in ctx.info.shards.items()
-        },
+        # which image is behind each key: maps of another shard order or format are stale
+        "data": ctx.info.fingerprint(),
     }
 
 
@@ -182,8 +181,11 @@ def compute_parts(
     return directory
 
 
-def read_part(directory: Path, split: str, index: int, first: int, count: int) -> torch.Tensor:
-    """Ranks of one part, checked: the image shard's keys in order, each map a permutation."""
+def read_part(
+    directory: Path, split: str, index: int, first: int, count: int, *, verify: bool = True
+) -> torch.Tensor:
+    """Ranks of one part, checked: the image shard's keys in order and, with ``verify``, each map a
+    permutation (streaming skips that after the manifest records a full verification)."""
     path = _part_path(directory, split, index)
     if not path.exists():
         raise RuntimeError(
@@ -209,11 +211,16 @@ def read_part(directory: Path, split: str, index: int, first: int, count: int) -
         )
     ranks = torch.from_numpy(np.stack(maps))
     flat = ranks.flatten(1)
-    if not (flat.sort(1).values == torch.arange(flat.shape[1])).all():
+    if verify and not (flat.sort(1).values == torch.arange(flat.shape[1])).all():
         raise RuntimeError(
             f"saliency part {path}: some maps are not a permutation of 0..{flat.shape[1] - 1}"
         )
     return ranks
+
+
+def _write_manifest(directory: Path, counts: dict[str, int]) -> None:
+    spec = json.loads((directory / SPEC).read_text())
+    write_json_atomic(directory / MANIFEST, spec | {"counts": counts, "verified": True})
 
 
 def ensure_ranks(
@@ -227,27 +234,27 @@ def ensure_ranks(
     barrier(ctx.dist)
     directory = precompute_dir(ctx, base_id)
     layout = {split: _parts(ctx, split) for split in ("train", "val")}
-    if ctx.train is not None or not (directory / MANIFEST).exists():
+    if ctx.train is not None:
         ranks = {
-            split: [read_part(directory, split, *part) for part in parts]
+            split: torch.cat([read_part(directory, split, *part) for part in parts])
             for split, parts in layout.items()
         }
         if ctx.dist.is_main and not (directory / MANIFEST).exists():
-            write_json_atomic(
-                directory / MANIFEST,
-                json.loads((directory / SPEC).read_text())
-                | {
-                    "counts": {k: sum(len(r) for r in v) for k, v in ranks.items()},
-                    "verified": True,
-                },
-            )
-        if ctx.train is not None:
-            return {split: torch.cat(parts) for split, parts in ranks.items()}
+            _write_manifest(directory, {split: len(r) for split, r in ranks.items()})
+        return ranks
+    if not (directory / MANIFEST).exists():
+        if ctx.dist.is_main:  # streaming: verify part by part, holding one part at a time
+            counts = {
+                split: sum(len(read_part(directory, split, *part)) for part in parts)
+                for split, parts in layout.items()
+            }
+            _write_manifest(directory, counts)
+        barrier(ctx.dist)
 
     def attach_for(split: str):
-        def attach(index: int, shard: ImageSplit) -> dict[str, torch.Tensor]:
+        def attach(index: int) -> dict[str, torch.Tensor]:
             _, first, count = layout[split][index]
-            return {"ranks": read_part(directory, split, index, first, count)}
+            return {"ranks": read_part(directory, split, index, first, count, verify=False)}
 
         return attach
 
