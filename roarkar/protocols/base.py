@@ -35,6 +35,7 @@ def recipe(ctx: Context, stage: str) -> dict:
 def stage_recipe(cfg, stage: str) -> dict:
     """Trainer settings of one stage: its epochs and learning-rate scale, not the other stages'."""
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer.pop("log_every", None)  # how often the loss is read: no effect on the result
     epochs = trainer.pop("epochs")
     if stage not in epochs:
         raise ValueError(f"trainer.epochs has no entry {stage!r}: expected keys base, layer, input")
@@ -70,7 +71,7 @@ def plain_prepare(ctx: Context):
         x = ctx.inputs(batch["images"])
         if train:
             x = ctx.augment(x, generator)
-        return x, batch["labels"].to(ctx.dist.device), {}
+        return x, batch["labels"].to(ctx.dist.device, non_blocking=True), {}
 
     return prepare
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from roarkar.training.streaming import ShardBatches
 
 log = logging.getLogger(__name__)
 
-_SPLITS: dict[str, tuple[DatasetInfo, ImageSplit | None, ImageSplit | None]] = {}
+_SPLITS: dict[tuple[str, bool], tuple[DatasetInfo, ImageSplit | None, ImageSplit | None]] = {}
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Context:
         per-shard reader when streaming."""
         held = self.train if split == "train" else self.val
         if held is None:
+            loader = self.cfg.get("loader", {})
             return ShardBatches(
                 self.info,
                 split,
@@ -64,7 +66,9 @@ class Context:
                 self.dist,
                 relevance=relevance,
                 attach=ranks,
-                pool=int(self.cfg.get("loader", {}).get("pool", 4)),
+                pool=int(loader.get("pool", 4)),
+                workers=loader_workers(loader, self.dist),
+                prefetch=int(loader.get("prefetch", 2)),
             )
         arrays = {
             "images": held.images,
@@ -120,15 +124,34 @@ def load_data(cfg: DictConfig, dist: DistInfo) -> tuple[DatasetInfo, ImageSplit,
     barrier(dist)
     if not dist.is_main:
         info = prepare(cfg.dataset, data_root)
-    key = str(info.root)
+    in_memory = fits_in_memory(info, cfg.get("loader", {}))
+    key = (str(info.root), in_memory)
     if key not in _SPLITS:
         _SPLITS.clear()  # keep one dataset in memory at a time
-        if fits_in_memory(info, cfg.get("loader", {})):
+        if in_memory:
             _SPLITS[key] = (info, load_split(info, "train"), load_split(info, "val"))
         else:
             log.info("streaming %s from its shards (loader.in_memory)", info.name)
             _SPLITS[key] = (info, None, None)
     return _SPLITS[key]
+
+
+def loader_workers(loader, dist: DistInfo) -> int:
+    """``loader.workers``: a number, or auto (none on a CPU, where training needs the cores; on a
+    GPU node this rank's share of the cores, at most 8)."""
+    choice = str(loader.get("workers", "auto")).lower()
+    if choice != "auto":
+        try:
+            workers = int(choice)
+        except ValueError:
+            workers = -1
+        if workers < 0:
+            raise ValueError(f"loader.workers={choice!r}: expected auto or a number >= 0")
+        return workers
+    if dist.device.type != "cuda":
+        return 0
+    per_node = max(1, torch.cuda.device_count())
+    return max(1, min(8, (os.cpu_count() or 1) // per_node - 1))
 
 
 def fits_in_memory(info: DatasetInfo, loader) -> bool:

@@ -49,11 +49,11 @@ def run_input_cell(
 
     def prepare(batch, train, generator):
         x = ctx.inputs(batch["images"])
-        keep = keep_mask_from_ranks(batch["ranks"].to(x.device), mode, fraction)
+        keep = keep_mask_from_ranks(batch["ranks"].to(x.device, non_blocking=True), mode, fraction)
         x = apply_keep_mask(x, keep, fill)
         if train:
             x = ctx.augment(x, generator)
-        return x, batch["labels"].to(ctx.dist.device), {}
+        return x, batch["labels"].to(ctx.dist.device, non_blocking=True), {}
 
     return fit(
         model,

@@ -95,11 +95,13 @@ def run_layer_cell(
     def prepare(batch, train, generator):
         x = ctx.inputs(batch["images"])
         relevance = batch.get("relevance")
-        relevance = relevance.to(ctx.dist.device) if relevance is not None else None
+        relevance = (
+            relevance.to(ctx.dist.device, non_blocking=True) if relevance is not None else None
+        )
         if train:
             x, relevance = _augment_with_relevance(ctx, x, relevance, generator)
         net.generator = generator
-        return x, batch["labels"].to(ctx.dist.device), {"relevance": relevance}
+        return x, batch["labels"].to(ctx.dist.device, non_blocking=True), {"relevance": relevance}
 
     def freeze_statistics():
         for module in prefix:

@@ -81,10 +81,12 @@ def barrier(info: DistInfo) -> None:
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sum a tensor over ranks (returns it unchanged in a single process)."""
+    """Sum a tensor over ranks (returns it unchanged in a single process). The sum runs on this
+    rank's device (NCCL reduces CUDA tensors only) and comes back where ``values`` was."""
     if info.enabled:
-        values = values.clone()
-        dist.all_reduce(values)
+        reduced = values.to(info.device, copy=True)
+        dist.all_reduce(reduced)
+        values = reduced.to(values.device)
     return values
 
 

@@ -1,30 +1,118 @@
-"""Batches streamed from webdataset shards, for datasets too big for memory (ImageNet, Places365).
+"""Batches streamed from shards, for datasets too big for memory (ImageNet, Places365).
 
-Same interface as :class:`~roarkar.training.batches.ArrayBatches`. Each epoch the shard order is a
-permutation seeded by (seed, epoch); rank r reads every world-th shard of it (all shards, keeping
-every world-th sample, when there are fewer shards than ranks); samples are drawn at random from a
-pool of a few open shards. Every rank yields exactly ``steps_per_epoch()`` full batches, cycling its
-shards again if it runs short, so uneven shards never leave one DDP rank waiting. Memory holds at
-most ``pool`` shards per process.
+Same interface as :class:`~roarkar.training.batches.ArrayBatches`. An epoch is planned up front in
+index space, from (seed, epoch) alone: the shard order is a seeded permutation; rank r takes every
+world-th shard of it (all shards, keeping every world-th sample, when there are fewer shards than
+ranks); the samples of each window of ``pool`` consecutive shards are shuffled together, and the
+stream is cut into full batches, cycling the rank's shards again if it runs short, so every rank
+yields exactly ``steps_per_epoch()`` batches and DDP never waits on one. Shards are written in a
+random order over the whole split (``roarkar.data.convert``), so any window already mixes the classes.
+
+Batches are then gathered from the memory-mapped shards: one ``np.take`` per shard a batch touches,
+no per-sample Python. With ``workers`` > 0, background processes do it (``roarkar.training.workers``:
+worker w assembles batches w, w + W, ... into a ring of reused shared-memory slots, and they are
+handed back in plan order, so the batches are the same for any number of workers), prefetching
+``prefetch`` batches each; on CUDA the batches arrive in pinned memory, ready for a ``non_blocking``
+copy.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from roarkar.data import DatasetInfo, ImageSplit, load_shard
-from roarkar.training.batches import epoch_generator
+from roarkar.data import DatasetInfo, ShardArrays
 from roarkar.training.distributed import DistInfo
+from roarkar.training.workers import WorkerPool
 
-# attach(shard index, shard) -> extra per-sample tensors (e.g. the saliency ranks of that shard)
-Attach = Callable[[int, ImageSplit], dict[str, Tensor]]
+# attach(shard index) -> extra per-sample tensors of that shard (e.g. its saliency ranks)
+Attach = Callable[[int], dict[str, Tensor]]
+
+
+class SplitReader:
+    """Random access by sample index to one split's shards, memory-mapped as they are needed and
+    kept open (a fresh mapping costs page faults on every epoch: 2.5x slower, results/bench)."""
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        split: str,
+        *,
+        relevance: bool = False,
+        attach: Attach | None = None,
+        cache: int = 16,
+    ) -> None:
+        self.info, self.split, self.attach, self.cache = info, split, attach, max(1, cache)
+        self.relevance = relevance and info.has_relevance
+        self.counts = np.asarray(info.shard_counts(split), dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        self._open: OrderedDict[int, tuple[ShardArrays, dict[str, np.ndarray]]] = OrderedDict()
+
+    def _shard(self, index: int) -> tuple[ShardArrays, dict[str, np.ndarray]]:
+        if index in self._open:
+            self._open.move_to_end(index)
+            return self._open[index]
+        shard = ShardArrays(self.info, self.split, index)
+        extra = {k: v.numpy() for k, v in (self.attach(index) if self.attach else {}).items()}
+        for name, t in extra.items():
+            if len(t) != shard.count:
+                raise RuntimeError(
+                    f"{name} of shard {shard.path} holds {len(t)} entries, expected {shard.count}"
+                )
+        self._open[index] = (shard, extra)
+        if len(self._open) > self.cache:
+            self._open.popitem(last=False)
+        return shard, extra
+
+    def layout(self, batch: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """Name -> (shape, dtype) of every tensor of a batch of ``batch`` samples."""
+        size = self.info.image_size
+        out = {"images": ((batch, 3, size, size), torch.uint8), "labels": ((batch,), torch.int64)}
+        if self.relevance:
+            out["relevance"] = ((batch, size, size), torch.float32)
+        if self.attach is not None and len(self.counts):
+            for name, t in self.attach(0).items():
+                out[name] = ((batch, *t.shape[1:]), t.dtype)
+        out["index"] = ((batch,), torch.int64)
+        return out
+
+    def gather_into(self, index: np.ndarray, out: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Fill ``out`` (tensors laid out as ``layout``) with the samples ``index`` (sorted
+        ascending): one ``np.take`` per shard the batch touches. Returns views of length n."""
+        n = len(index)
+        batch = {name: t[:n] for name, t in out.items()}
+        views = {name: t.numpy() for name, t in batch.items()}
+        shard_of = np.searchsorted(self.offsets, index, side="right") - 1
+        cuts = [0, *(np.flatnonzero(np.diff(shard_of)) + 1).tolist(), n]
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            s = int(shard_of[a])
+            shard, extra = self._shard(s)
+            local = index[a:b] - self.offsets[s]
+            np.take(shard.images, local, axis=0, out=views["images"][a:b], mode="clip")
+            views["labels"][a:b] = shard.labels[local]
+            if self.relevance:
+                views["relevance"][a:b] = np.take(shard.relevance, local, axis=0)
+            for name, t in extra.items():
+                np.take(t, local, axis=0, out=views[name][a:b], mode="clip")
+        views["index"][:] = index
+        return batch
+
+    def gather(self, index: np.ndarray) -> dict[str, Tensor]:
+        """The samples ``index`` (sorted ascending) as a batch of newly allocated tensors."""
+        out = {
+            name: torch.empty(shape, dtype=dtype)
+            for name, (shape, dtype) in self.layout(len(index)).items()
+        }
+        return self.gather_into(index, out)
 
 
 class ShardBatches:
-    """Mini-batches read shard by shard from a prepared dataset."""
+    """Mini-batches streamed from a prepared dataset's shards."""
 
     def __init__(
         self,
@@ -36,9 +124,16 @@ class ShardBatches:
         relevance: bool = False,
         attach: Attach | None = None,
         pool: int = 4,
+        workers: int = 0,
+        prefetch: int = 2,
+        pin_memory: bool | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        if workers < 0 or prefetch < 1:
+            raise ValueError(
+                f"loader.workers={workers} must be >= 0, loader.prefetch={prefetch} >= 1"
+            )
         self.info, self.split, self.batch_size = info, split, batch_size
         self.dist = dist or DistInfo()
         self.relevance, self.attach, self.pool = (
@@ -46,81 +141,94 @@ class ShardBatches:
             attach,
             max(1, pool),
         )
-        self.counts = [int(e["count"]) for e in info.shards[split]]
-        self.size = sum(self.counts)
+        self.workers, self.prefetch = workers, prefetch
+        self.pin_memory = self.dist.device.type == "cuda" if pin_memory is None else pin_memory
+        self.counts = info.shard_counts(split)
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
+        self.size = int(sum(self.counts))
+        self._reader: SplitReader | None = None  # in-process reading (workers=0), kept
+        self._pool: WorkerPool | None = None  # background processes, started at first use
 
     def steps_per_epoch(self) -> int:
         per_rank = self.size // self.dist.world_size
         return max(self.size // (self.batch_size * self.dist.world_size), 1 if per_rank else 0)
 
-    def _shard(self, index: int) -> dict[str, Tensor]:
-        part = load_shard(self.info, self.split, index)
-        arrays = {"images": part.images, "labels": part.labels}
-        if self.relevance:
-            arrays["relevance"] = part.relevance
-        if self.attach is not None:
-            arrays |= self.attach(index, part)
-        return arrays
-
-    def _mine(self, order: list[int]) -> tuple[list[int], bool]:
+    def _mine(self, order: np.ndarray) -> tuple[np.ndarray, bool]:
+        """This rank's shards; with fewer shards than ranks, all of them, split by sample."""
         world, rank = self.dist.world_size, self.dist.rank
         if len(order) >= world:
             return order[rank::world], False
-        return (
-            order,
-            True,
-        )  # fewer shards than ranks: everyone reads all, keeps every world-th sample
+        return order, True
 
-    def _stream(
-        self, shards: list[int], generator: torch.Generator, by_sample: bool
-    ) -> Iterator[dict[str, Tensor]]:
-        """Single samples, drawn at random from a pool of open shards, cycling forever."""
-        world, rank = self.dist.world_size, self.dist.rank
-        queue: list[int] = []
-        pool: list[tuple[dict[str, Tensor], Tensor]] = []  # (arrays, remaining positions)
-        while True:
-            # a new pass over the shards starts only when the previous one is used up entirely
-            while len(pool) < self.pool and (queue or not pool):
-                if not queue:
-                    queue = list(shards)
-                arrays = self._shard(queue.pop(0))
-                n = len(arrays["labels"])
-                positions = torch.randperm(n, generator=generator)
-                if by_sample:
-                    positions = positions[positions % world == rank]
-                if len(positions):
-                    pool.append((arrays, positions))
-            pick = int(torch.randint(len(pool), (1,), generator=generator))
-            arrays, positions = pool[pick]
-            i = int(positions[0])
-            yield {name: t[i] for name, t in arrays.items()}
-            if len(positions) == 1:
-                pool.pop(pick)
-            else:
-                pool[pick] = (arrays, positions[1:])
+    def _samples(self, shards: np.ndarray, by_sample: bool) -> np.ndarray:
+        idx = np.concatenate(
+            [np.arange(self.offsets[s], self.offsets[s + 1]) for s in shards] or [np.empty(0, int)]
+        ).astype(np.int64)
+        if by_sample:
+            idx = idx[idx % self.dist.world_size == self.dist.rank]
+        return idx
+
+    def plan_epoch(self, seed: int, epoch: int) -> list[np.ndarray]:
+        """This rank's training batches of ``epoch`` as sorted sample indices (sample order within
+        a batch does not matter to SGD; sorted, the gathers read each shard front to back)."""
+        steps = self.steps_per_epoch()
+        batch = min(self.batch_size, max(self.size // self.dist.world_size, 1))
+        need, parts, have, rounds = steps * batch, [], 0, 0
+        while have < need:
+            order = np.random.default_rng([int(seed), int(epoch), rounds]).permutation(
+                len(self.counts)
+            )
+            mine, by_sample = self._mine(order)
+            mix = np.random.default_rng([int(seed), int(epoch), rounds, 1000 + self.dist.rank])
+            for w in range(0, len(mine), self.pool):
+                idx = self._samples(mine[w : w + self.pool], by_sample)
+                parts.append(idx[mix.permutation(len(idx))])
+                have += len(idx)
+            rounds += 1
+            if rounds > 1 and have == 0:
+                raise RuntimeError(f"{self.info.root}: rank {self.dist.rank} has no samples")
+        stream = np.concatenate(parts)[:need].reshape(steps, batch)
+        return [np.sort(row) for row in stream]
+
+    def eval_plan(self) -> list[np.ndarray]:
+        """Every sample once across ranks, in shard order, in batches of ``batch_size``."""
+        mine, by_sample = self._mine(np.arange(len(self.counts)))
+        idx = self._samples(mine, by_sample)
+        return [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
 
     def train_epoch(self, seed: int, epoch: int) -> Iterator[dict[str, Tensor]]:
         """Exactly ``steps_per_epoch()`` shuffled full batches for this rank."""
-        order = torch.randperm(
-            len(self.counts), generator=epoch_generator(seed, epoch, salt=1)
-        ).tolist()
-        mine, by_sample = self._mine(order)
-        generator = epoch_generator(seed, epoch, salt=1000 + self.dist.rank)
-        samples = self._stream(mine, generator, by_sample)
-        batch = min(self.batch_size, max(self.size // self.dist.world_size, 1))
-        for _ in range(self.steps_per_epoch()):
-            items = [next(samples) for _ in range(batch)]
-            yield {name: torch.stack([item[name] for item in items]) for name in items[0]}
+        return self._iterate(self.plan_epoch(seed, epoch))
 
     def eval_batches(self) -> Iterator[dict[str, Tensor]]:
-        """Every sample once across ranks, in shard order."""
-        mine, by_sample = self._mine(list(range(len(self.counts))))
-        world, rank = self.dist.world_size, self.dist.rank
-        for index in mine:
-            arrays = self._shard(index)
-            keep = torch.arange(len(arrays["labels"]))
-            if by_sample:
-                keep = keep[keep % world == rank]
-            for start in range(0, len(keep), self.batch_size):
-                sel = keep[start : start + self.batch_size]
-                yield {name: t[sel] for name, t in arrays.items()}
+        return self._iterate(self.eval_plan())
+
+    def reader(self) -> Callable[[], SplitReader]:
+        """A maker of this loader's reader (a partial, not a bound method: the worker processes
+        must not keep this object alive, or they would outlive it)."""
+        return functools.partial(
+            SplitReader,
+            self.info,
+            self.split,
+            relevance=self.relevance,
+            attach=self.attach,
+            cache=2 * self.pool + 2,
+        )
+
+    def _iterate(self, plan: list[np.ndarray]) -> Iterator[dict[str, Tensor]]:
+        if self.workers == 0 or not plan:
+            if self._reader is None:
+                self._reader = self.reader()()
+            for index in plan:
+                batch = self._reader.gather(index)
+                yield {k: v.pin_memory() for k, v in batch.items()} if self.pin_memory else batch
+            return
+        if self._pool is None:
+            self._pool = WorkerPool(self.reader(), self.batch_size, self.workers, self.prefetch)
+        yield from self._pool.run(plan, pin_memory=self.pin_memory)
+
+    def close(self) -> None:
+        """Stop the worker processes (also done when the object is collected or at exit)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None

@@ -60,6 +60,7 @@ class TrainerSettings:
     channels_last: str = "auto"
     eval_batch_size: int = 256
     progress: bool = True
+    log_every: int = 50  # steps between reads of the loss from the device (and NaN checks)
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> TrainerSettings:
@@ -123,6 +124,20 @@ def _use_channels_last(settings: TrainerSettings, device: torch.device) -> bool:
     return bool(settings.channels_last)
 
 
+def _check_finite(
+    totals: list[float], desc: str, epoch: int, first: int, step: int, lr: float
+) -> None:
+    """Raise if any loss of steps ``first..step`` of ``epoch`` was NaN or infinite (before the
+    epoch's checkpoint is written, so no checkpoint ever holds weights trained on such a step)."""
+    if totals[3] > 0:
+        where = f"step {step + 1}" if first == step else f"steps {first + 1}-{step + 1}"
+        value = "nan" if math.isnan(totals[0]) else totals[0]
+        raise NonFiniteLossError(
+            f"{desc}: loss is {value} at epoch {epoch + 1}, {where} (lr {lr:.3g}; the loss is "
+            "read from the device every trainer.log_every steps)"
+        )
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -162,16 +177,20 @@ def evaluate(
 ) -> float:
     """Top-1 accuracy on every sample of ``batches`` (summed over ranks)."""
     net.eval()
-    counts = torch.zeros(2, dtype=torch.float64)
+    counts = torch.zeros(2, dtype=torch.float64, device=dist.device)  # read once, at the end
     generator = epoch_generator(seed, -1, salt=2)
     with torch.no_grad(), _autocast(settings, dist.device):
         for batch in batches.eval_batches():
             inputs, targets, kwargs = prepare(batch, False, generator)
             logits = net(inputs, **kwargs)
-            counts[0] += (logits.argmax(1) == targets).sum().item()
+            counts[0] += (logits.argmax(1) == targets).sum()
             counts[1] += len(targets)
-    counts = all_reduce_sum(counts, dist)
-    return float(counts[0] / counts[1]) if counts[1] else float("nan")
+    correct, seen = counts.tolist()
+    if dist.enabled:
+        correct, seen = all_reduce_sum(
+            torch.tensor([correct, seen], dtype=torch.float64), dist
+        ).tolist()
+    return correct / seen if seen else float("nan")
 
 
 def fit(
@@ -246,7 +265,11 @@ def fit(
         if on_train_mode is not None:
             on_train_mode()
         generator = epoch_generator(seed, epoch)
-        totals = torch.zeros(3, dtype=torch.float64)
+        # loss sum, correct, seen, non-finite losses: kept on the device and read every
+        # log_every steps, so a step never waits for the GPU (one sync per interval)
+        totals = torch.zeros(4, dtype=torch.float64, device=device)
+        checked = [0.0] * 4
+        first_unchecked = 0
         for step, batch in enumerate(train.train_epoch(seed, epoch)):
             _maybe_kill(epoch * steps + step)
             if heartbeat is not None:
@@ -258,24 +281,24 @@ def fit(
             with _autocast(settings, device):
                 logits = model(inputs, **kwargs)
                 loss = criterion(logits.float(), targets)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"{desc}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g})"
-                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            totals += torch.tensor(
-                [
-                    loss.item() * len(targets),
-                    (logits.argmax(1) == targets).sum().item(),
-                    len(targets),
-                ],
-                dtype=torch.float64,
-            )
+            with torch.no_grad():
+                loss = loss.detach()
+                totals[0] += loss.double() * len(targets)
+                totals[1] += (logits.argmax(1) == targets).sum()
+                totals[2] += len(targets)
+                totals[3] += ~torch.isfinite(loss)
+            if (step + 1) % settings.log_every == 0 or step + 1 == steps:
+                checked = totals.tolist()
+                _check_finite(checked, desc, epoch, first_unchecked, step, lr)
+                first_unchecked = step + 1
+                bar.set_postfix(epoch=epoch + 1, loss=f"{checked[0] / max(checked[2], 1):.3f}")
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-        totals = all_reduce_sum(totals, dist)
+        totals = checked
+        if dist.enabled:
+            totals = all_reduce_sum(torch.tensor(checked, dtype=torch.float64), dist).tolist()
         history.append(
             {
                 "epoch": epoch + 1,
