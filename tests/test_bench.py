@@ -65,6 +65,13 @@ def test_tiny_run_has_every_section_with_finite_values(tiny_run):
     targets = df[df.target != ""]
     assert {"smoe", "captum", "training", "layer"} <= set(targets.section)
     assert set(targets.meets_target) <= {"yes", "no"}
+    # issue 12: streaming against a memcpy of the same bytes, conversion with 1 and 2 workers
+    loader = df[df.section == "loader"]
+    assert loader.what.str.contains("memcpy").any()
+    streamed = loader[loader.what.str.contains("streamed") & (loader.target != "")]
+    assert len(streamed) == 3 and (streamed.ratio.astype(float) > 0).all()
+    convert = loader[loader.what.str.contains("convert") & loader.what.str.contains("workers")]
+    assert len(convert) == 3 and convert.target.str.contains(">= 1.5").any()
     # one line names SMOE's overhead over a forward pass
     assert any("SMOE" in line and "forward" in line for line in stdout.splitlines())
     # the paper's Table 6 sits beside our op counts

@@ -83,6 +83,14 @@ class Sizes:
     # loader
     loader_train: int = 1200
     loader_val: int = 400
+    loader_px: int = 224  # streaming: random-pixel shards of this size
+    loader_images: int = 2048
+    loader_batch: int = 256
+    loader_shard: int = 256
+    loader_rounds: int = 7
+    convert_images: int = 480  # JPEG conversion, 1 vs 2 workers
+    convert_shard: int = 10
+    convert_rounds: int = 3
     # glibc malloc settings: subprocess pairs (one of each kind) per workload
     runtime_pairs: int = 2
     # study
@@ -148,6 +156,13 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             train_rounds=2 * k + 2,
             loader_train=1200,
             loader_val=400,
+            loader_images=1024,
+            loader_batch=128,
+            loader_shard=128,
+            loader_rounds=5,
+            convert_images=160,
+            convert_shard=10,
+            convert_rounds=2,
             study_overrides=QUICK_STUDY,
             study_note=(
                 "quick: debug=smoke with 2 cells (layer smoe_scale L3 KAR, input smoe_scale KAR 50 %), "
@@ -204,6 +219,14 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             runtime_pairs=1,
             loader_train=32,
             loader_val=16,
+            loader_px=32,
+            loader_images=64,
+            loader_batch=16,
+            loader_shard=16,
+            loader_rounds=2,
+            convert_images=16,
+            convert_shard=4,
+            convert_rounds=1,
             study_overrides=QUICK_STUDY,
             study_note="tiny",
             precision_overrides=("debug=smoke",),
