@@ -106,8 +106,8 @@ def test_ddp_two_tasks_under_submitit_local_match_one_process(tmp_path):
 
 
 def test_ddp_streaming_from_uneven_shards_does_not_hang(tmp_path):
-    """Two gloo ranks streaming shards of 40, 40 and 16 images: rank 0 reads two shards, rank 1
-    one, and both still take the same number of steps."""
+    """Two gloo ranks streaming shards of 40, 40 and 16 images, each through a loader worker
+    process: rank 0 reads two shards, rank 1 one, and both still take the same number of steps."""
     cmd = [
         sys.executable,
         "-m",
@@ -120,6 +120,7 @@ def test_ddp_streaming_from_uneven_shards_does_not_hang(tmp_path):
         "task=cell",
         "debug=smoke",
         "loader.in_memory=false",
+        "loader.workers=1",
         "dataset.shard_size=40",
         "protocol=input",
         "method=smoe_scale",

@@ -68,7 +68,7 @@ def synth(compose_cfg, tmp_path):
 
 
 def copies(batches):
-    """A batch from the workers is a view of a reused slot, valid until the next is requested."""
+    """A streamed batch is a view of a reused buffer, valid until the next is requested."""
     return [{k: v.clone() for k, v in b.items()} for b in batches]
 
 
@@ -135,16 +135,16 @@ def test_uneven_shards_give_every_rank_the_same_steps(compose_cfg, tmp_path):
         steps = [sum(1 for _ in b.train_epoch(0, 1)) for b in ranks]
         assert steps == [96 // (8 * world)] * world
         assert all(len(b["labels"]) == 8 for r in ranks for b in r.train_epoch(0, 1))
-        seen = torch.cat([batch["index"] for b in ranks for batch in b.eval_batches()])
+        seen = torch.cat([batch["index"].clone() for b in ranks for batch in b.eval_batches()])
         assert sorted(seen.tolist()) == list(range(96))  # evaluation: every sample exactly once
 
 
 def test_epochs_are_deterministic_and_shuffled(compose_cfg, tmp_path):
     info = _info(compose_cfg, tmp_path)
     batches = ShardBatches(info, "train", 16, pool=2)
-    a = [b["images"] for b in batches.train_epoch(3, 0)]
-    b = [b["images"] for b in batches.train_epoch(3, 0)]
-    c = [b["images"] for b in batches.train_epoch(3, 1)]
+    a = [b["images"].clone() for b in batches.train_epoch(3, 0)]
+    b = [b["images"].clone() for b in batches.train_epoch(3, 0)]
+    c = [b["images"].clone() for b in batches.train_epoch(3, 1)]
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
     held = load_split(info, "train")

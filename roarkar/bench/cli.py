@@ -213,10 +213,21 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def write(df: pd.DataFrame, env: dict[str, str], out: Path, mode: str, lines: list[str]) -> Path:
+def write(
+    df: pd.DataFrame,
+    env: dict[str, str],
+    out: Path,
+    mode: str,
+    lines: list[str],
+    sections: list[str] | None = None,
+) -> Path:
+    """Write the CSV and Markdown; a run of every section also refreshes ``latest[-mode]``, a run
+    of some (``--only``) names them in its file name and leaves the latest full table alone."""
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    stem = f"bench-{socket.gethostname()}-{stamp}-{mode}"
+    partial = sections is not None and set(sections) != set(SECTIONS)
+    only = f"-only-{'-'.join(sections)}" if partial else ""
+    stem = f"bench-{socket.gethostname()}-{stamp}-{mode}{only}"
     csv_path = out / f"{stem}.csv"
     df.to_csv(csv_path, index=False)
     md = [f"# roarkar-bench ({mode})", ""]
@@ -236,9 +247,10 @@ def write(df: pd.DataFrame, env: dict[str, str], out: Path, mode: str, lines: li
     ]
     md_path = out / f"{stem}.md"
     md_path.write_text("\n".join(md))
-    latest = "latest" if mode == "full" else f"latest-{mode}"
-    (out / f"{latest}.csv").write_text(csv_path.read_text())
-    (out / f"{latest}.md").write_text(md_path.read_text())
+    if not partial:
+        latest = "latest" if mode == "full" else f"latest-{mode}"
+        (out / f"{latest}.csv").write_text(csv_path.read_text())
+        (out / f"{latest}.md").write_text(md_path.read_text())
     return csv_path
 
 
@@ -279,8 +291,8 @@ def run(argv: list[str] | None = None) -> tuple[pd.DataFrame, Path]:
     print()
     for line in lines:
         print(line)
-    path = write(df, env, Path(args.out), mode, lines)
-    print(f"\nroarkar-bench ({mode}): {wall:.1f} s wall; wrote {path} and its latest copy")
+    path = write(df, env, Path(args.out), mode, lines, args.sections)
+    print(f"\nroarkar-bench ({mode}): {wall:.1f} s wall; wrote {path} and its .md")
     return df, path
 
 

@@ -25,7 +25,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset" / "synth_objects
 STREAM_WORKERS = (0, 1, 2)
 
 
-def _random_shards(root: Path, images: int, px: int, per_shard: int) -> DatasetInfo:
+def _random_shards(
+    root: Path, images: int, px: int, per_shard: int, classes: int = 1000
+) -> DatasetInfo:
     """A dataset of random pixels written straight as shards (what is read is all that matters)."""
     root.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -33,7 +35,7 @@ def _random_shards(root: Path, images: int, px: int, per_shard: int) -> DatasetI
     for index, start in enumerate(range(0, images, per_shard)):
         n = min(per_shard, images - start)
         pixels = rng.integers(0, 256, (n, 3, px, px), dtype=np.uint8)
-        write_shard(root / shard_name("train", index), pixels, rng.integers(0, 1000, n))
+        write_shard(root / shard_name("train", index), pixels, rng.integers(0, classes, n))
         shards.append({"file": shard_name("train", index), "count": n})
         stats.update(pixels[:4])
     mean, std = stats.result()

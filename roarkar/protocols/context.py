@@ -138,7 +138,7 @@ def load_data(cfg: DictConfig, dist: DistInfo) -> tuple[DatasetInfo, ImageSplit,
 
 def loader_workers(loader, dist: DistInfo) -> int:
     """``loader.workers``: a number, or auto (none on a CPU, where training needs the cores; on a
-    GPU node this rank's share of the cores, at most 8)."""
+    GPU node this rank's share of the cores it may use, less one, at most 8)."""
     choice = str(loader.get("workers", "auto")).lower()
     if choice != "auto":
         try:
@@ -151,7 +151,8 @@ def loader_workers(loader, dist: DistInfo) -> int:
     if dist.device.type != "cuda":
         return 0
     per_node = max(1, torch.cuda.device_count())
-    return max(1, min(8, (os.cpu_count() or 1) // per_node - 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, (cores or 1) // per_node - 1))  # one core stays with the training process
 
 
 def fits_in_memory(info: DatasetInfo, loader) -> bool:
