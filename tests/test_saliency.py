@@ -263,6 +263,7 @@ def test_tap_saliency_shapes(name, model, images, relevance):
         taps, _ = model.forward_taps(images, pre_relu=method.needs_pre_relu)
     for tap in TAPS:
         act = taps[tap]
+        method.bind_tap(tap)
         out = method.tap_saliency(
             act, relevance=relevance, generator=torch.Generator().manual_seed(0)
         )
@@ -307,11 +308,20 @@ def test_layer_only_for_statistics_and_controls(model, images):
 
 
 def test_ground_truth(model, images, relevance):
-    method = S.create("ground_truth", model)
+    method = S.create("ground_truth", model, field="downsampled")
     torch.testing.assert_close(method.saliency(images, relevance=relevance), relevance)
     act = model.forward_to(images, "L3")  # 16 x 16
     expected = torch.nn.functional.avg_pool2d(relevance[:, None], 2)[:, 0]
     torch.testing.assert_close(method.tap_saliency(act, relevance=relevance), expected)
+    # the default: what each location sees through the tap's effective receptive field
+    method = S.create("ground_truth", model)
+    with pytest.raises(ValueError, match="which tap"):
+        method.tap_saliency(act, relevance=relevance)
+    method.bind_tap("L3")
+    seen = method.tap_saliency(act, relevance=relevance)
+    field = method.receptive_field("L3", 32)
+    torch.testing.assert_close(seen, field.carry(relevance))
+    assert field.stride == 2 and field.size == (16, 16)
     msg = r"ground_truth needs the dataset's relevance maps \(synthetic datasets only\)"
     with pytest.raises(ValueError, match=msg):
         method.saliency(images)

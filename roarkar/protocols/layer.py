@@ -35,6 +35,7 @@ class TapMaskedNet(nn.Module):
             fraction,
         )
         self.generator = torch.Generator().manual_seed(0)  # set per batch by the protocol
+        method.bind_tap(tap)
         # The frozen prefix (eval mode, no autograd) runs as a BatchNorm-folded, channels-last copy
         # (roarkar.models.fused): the same function, and ResNet-50's L3 step 1.48x -> ~1.55x faster
         # than full fine-tuning. Kept in a tuple so it is not a submodule (no state-dict entries).

@@ -161,6 +161,10 @@ class SaliencyMethod:
                 outs.append(self._check_output(out, (sl.stop - sl.start, h, w)))
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
+    def bind_tap(self, tap: str) -> None:
+        """The layer protocol names the tap that the following :meth:`tap_saliency` calls are for
+        (a method that needs the network's geometry at that tap uses it; most ignore it)."""
+
     def tap_saliency(
         self,
         act: TapActivation,
