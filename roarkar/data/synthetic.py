@@ -2,13 +2,15 @@
 
 Three generators stand in for the paper's datasets so a whole study runs on a CPU:
 
-- ``synth_objects`` (ImageNet-like): one object on a cluttered background; the class is the object's
-  *content* (pattern and colours). Every object has the same square footprint, so removing its pixels
-  (ROAR) leaves a class-independent hole and cannot leak the label through the hole's shape.
-- ``synth_scenes`` (Places-like): the class is the arrangement (top/bottom, left/right,
-  centre/surround) and order of two large textured regions.
-- ``synth_cars`` (COWC-like): overhead grass/road with small bright cars and dark distractors; the
-  class is the car-count bucket.
+- ``synth_objects`` (ImageNet-like): one class object and look-alike distractors on a cluttered
+  background; the class is the object's pattern (its structure, not its colours, which every class
+  shares). Every object has the same square footprint, so removing its pixels (ROAR) leaves a
+  class-independent hole and cannot leak the label through the hole's shape.
+- ``synth_scenes`` (Places-like): the class is which two kinds of landmark a scene holds together,
+  on a backdrop of two large textured regions in a random layout (class-irrelevant), with
+  look-alike distractors.
+- ``synth_cars`` (COWC-like): overhead grass/road with small bright cars and car-coloured square
+  look-alikes; the class is the car-count bucket.
 
 Everything is pure numpy driven by ``numpy.random.default_rng`` seeded from ``(seed, split, chunk)``,
 so the same arguments give identical bytes, and train and val never share a random stream.
@@ -83,7 +85,7 @@ OBJECT_PATTERNS = (
     "rings",
     "cross",
 )
-# (foreground, background) colour pairs; high contrast within a pair, distinct across pairs.
+# (foreground, background) colour pairs shared by every class; high contrast within a pair.
 OBJECT_COLOURS = (
     ((230, 30, 30), (250, 230, 60)),  # red / yellow
     ((30, 60, 230), (240, 240, 240)),  # blue / white
@@ -94,21 +96,6 @@ OBJECT_COLOURS = (
     ((250, 250, 0), (0, 0, 130)),  # yellow / navy
     ((255, 255, 255), (90, 50, 20)),  # white / brown
 )
-COLOUR_NAMES = (
-    "red-yellow",
-    "blue-white",
-    "green-black",
-    "orange-purple",
-    "cyan-maroon",
-    "magenta-palegreen",
-    "yellow-navy",
-    "white-brown",
-)
-
-
-def _object_class_parts(c: int) -> tuple[int, int]:
-    """Class -> (pattern index, colour-pair index); distinct for up to 64 classes."""
-    return c % len(OBJECT_PATTERNS), (3 * c + c // len(OBJECT_PATTERNS)) % len(OBJECT_COLOURS)
 
 
 def _object_patterns(n: int, o: int, rng: np.random.Generator) -> np.ndarray:
@@ -135,6 +122,42 @@ def _object_patterns(n: int, o: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([np.broadcast_to(p, (n, o, o)) for p in pats])
 
 
+def _distractor_patterns(n: int, o: int, rng: np.random.Generator) -> np.ndarray:
+    """Object-like textures outside the class families: random two-colour cells -> bool [n, o, o]."""
+    w = max(1, o // 4)
+    cells = rng.random((n, -(-o // w), -(-o // w))) < 0.5
+    return np.repeat(np.repeat(cells, w, axis=1), w, axis=2)[:, :o, :o]
+
+
+def _object_colours(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground and background colours [n, 3] from one palette shared by every class (and by the
+    distractors), in random order and jittered: no pixel's colour says which class it is."""
+    colours = np.asarray(OBJECT_COLOURS, dtype=np.float32)  # [8, 2, 3]
+    pair = rng.integers(0, len(colours), size=n)
+    swap = rng.random(n) < 0.5
+    fg = np.where(swap[:, None], colours[pair, 1], colours[pair, 0])
+    bg = np.where(swap[:, None], colours[pair, 0], colours[pair, 1])
+    return fg + rng.uniform(-25, 25, size=(n, 3)), bg + rng.uniform(-25, 25, size=(n, 3))
+
+
+def _free_squares(
+    rng: np.random.Generator, s: int, o: int, count: int
+) -> list[tuple[int, int]] | None:
+    """``count`` o x o squares in an s x s image with at least a one-pixel gap between them (random
+    placement, started over up to 50 times before giving up)."""
+    for _ in range(50):
+        occ = np.zeros((s, s), dtype=bool)
+        spots = []
+        for _ in range(count):
+            spot = _place(occ, o, o, rng)
+            if spot is None:
+                break
+            spots.append(spot)
+        if len(spots) == count:
+            return spots
+    return None
+
+
 def synth_objects(
     rng: np.random.Generator,
     n: int,
@@ -142,46 +165,52 @@ def synth_objects(
     *,
     num_classes: int = 8,
     object_size: int | None = None,
+    distractors: int = 2,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ImageNet-like: one square object (same footprint for every class) on a cluttered background.
+    """ImageNet-like: one class object and ``distractors`` look-alike objects on a cluttered
+    background, all squares of the same size and colours from one shared palette.
 
-    The class is the object's pattern and colour pair; relevance is 1 on the object's square.
-    ``object_size`` defaults to a quarter of the image side (~6 % of the pixels).
+    The class is the object's pattern alone (stripes, diagonals, checker, dots, rings, cross), its
+    structure rather than its colour: a handful of pixels do not reveal it. The distractors carry
+    random two-colour cells, a texture no class has, so a map that marks every object is not the
+    ground truth. Relevance is 1 on the class object's square only. ``object_size`` defaults to a
+    quarter of the image side (~6 % of the pixels per object).
     """
-    if not 2 <= num_classes <= len(OBJECT_PATTERNS) * len(OBJECT_COLOURS):
-        raise ValueError(f"synth_objects: num_classes={num_classes} must be in [2, 64]")
+    if not 2 <= num_classes <= len(OBJECT_PATTERNS):
+        raise ValueError(
+            f"synth_objects: num_classes={num_classes} must be in [2, {len(OBJECT_PATTERNS)}]"
+        )
     s = image_size
     o = int(object_size) if object_size else max(3, round(s / 4))
     if not 2 <= o <= s:
         raise ValueError(f"synth_objects: object_size={o} must be in [2, image_size={s}]")
+    if distractors < 0:
+        raise ValueError(f"synth_objects: distractors={distractors} must be >= 0")
     labels = rng.integers(0, num_classes, size=n)
     # background: low-contrast colour blobs + pixel noise around a muted per-image colour
     base = rng.uniform(80, 175, size=(n, 1, 1, 1)) + rng.uniform(-20, 20, size=(n, 3, 1, 1))
     img = base + _smooth_noise(rng, n, s, max(2, s // 6), 30.0)
     img += rng.normal(0, 6, size=img.shape).astype(np.float32)
-    # object: class pattern painted with the class colour pair (jittered)
-    pats = _object_patterns(n, o, rng)
-    parts = np.array([_object_class_parts(int(c)) for c in range(num_classes)])
-    pat_idx, col_idx = parts[labels, 0], parts[labels, 1]
-    colours = np.asarray(OBJECT_COLOURS, dtype=np.float32)  # [8, 2, 3]
-    fg = colours[col_idx, 0] + rng.uniform(-25, 25, size=(n, 3))
-    bg = colours[col_idx, 1] + rng.uniform(-25, 25, size=(n, 3))
-    obj = _paint(pats[pat_idx, np.arange(n)], fg, bg)
-    ys = rng.integers(0, s - o + 1, size=n)
-    xs = rng.integers(0, s - o + 1, size=n)
+    pats = _object_patterns(n, o, rng)[labels, np.arange(n)]
+    objects = [_paint(pats, *_object_colours(n, rng))]
+    for _ in range(distractors):
+        objects.append(_paint(_distractor_patterns(n, o, rng), *_object_colours(n, rng)))
     rel = np.zeros((n, s, s), dtype=np.float32)
     for i in range(n):
-        img[i, :, ys[i] : ys[i] + o, xs[i] : xs[i] + o] = obj[i]
-        rel[i, ys[i] : ys[i] + o, xs[i] : xs[i] + o] = 1.0
+        spots = _free_squares(rng, s, o, 1 + distractors)
+        if spots is None:
+            raise ValueError(
+                f"synth_objects: cannot fit {1 + distractors} objects of {o} px into {s} px"
+            )
+        for k, (y, x) in enumerate(spots):
+            img[i, :, y : y + o, x : x + o] = objects[k][i]
+        y, x = spots[0]
+        rel[i, y : y + o, x : x + o] = 1.0
     return _to_uint8(img), labels.astype(np.int64), rel
 
 
 def _objects_classes(num_classes: int = 8, **_: Any) -> list[str]:
-    names = []
-    for c in range(num_classes):
-        p, col = _object_class_parts(c)
-        names.append(f"{OBJECT_PATTERNS[p]}:{COLOUR_NAMES[col]}")
-    return names
+    return list(OBJECT_PATTERNS[:num_classes])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,18 +218,14 @@ def _objects_classes(num_classes: int = 8, **_: Any) -> list[str]:
 
 SCENE_LAYOUTS = ("top_bottom", "left_right", "center_surround")
 SCENE_TEXTURES = ("stripes", "checker", "dots")
-_SCENE_PAIRS = ((0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1))
 _TEXTURE_COLOURS = (
     ((235, 125, 30), (110, 25, 10)),  # warm diagonal stripes
     ((40, 200, 235), (10, 35, 120)),  # cool checker
     ((205, 255, 120), (25, 105, 40)),  # green dots
 )
-
-
-def _scene_class_parts(c: int) -> tuple[int, int, int]:
-    """Class -> (layout, texture of region A, texture of region B)."""
-    a, b = _SCENE_PAIRS[c // len(SCENE_LAYOUTS)]
-    return c % len(SCENE_LAYOUTS), a, b
+# landmark kinds (indices into _object_patterns); a class is an unordered pair of kinds
+LANDMARKS = {"stripes": 0, "checker": 4, "rings": 6, "cross": 7}
+_LANDMARK_PAIRS = tuple((a, b) for a in range(4) for b in range(a + 1, 4))
 
 
 def _scene_textures(n: int, s: int, rng: np.random.Generator) -> np.ndarray:
@@ -223,67 +248,90 @@ def _scene_textures(n: int, s: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack(out)
 
 
-def synth_scenes(
-    rng: np.random.Generator,
-    n: int,
-    image_size: int,
-    *,
-    num_classes: int = 6,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Places-like: a large block of two textured regions on a plain noisy background.
-
-    The class is the layout (top/bottom, left/right, centre/surround) and which texture is in which
-    region; relevance is 1 on the block (both regions, about 30-65 % of the image).
-    """
-    maxc = len(SCENE_LAYOUTS) * len(_SCENE_PAIRS)
-    if not 2 <= num_classes <= maxc:
-        raise ValueError(f"synth_scenes: num_classes={num_classes} must be in [2, {maxc}]")
-    s = image_size
-    labels = rng.integers(0, num_classes, size=n)
-    parts = np.array([_scene_class_parts(int(c)) for c in range(num_classes)])
-    layout, ta, tb = parts[labels, 0], parts[labels, 1], parts[labels, 2]
-    # background: grey, low saturation, low contrast
-    base = rng.uniform(90, 170, size=(n, 1, 1, 1)) + rng.uniform(-8, 8, size=(n, 3, 1, 1))
-    img = base + _smooth_noise(rng, n, s, max(2, s // 8), 20.0)
-    img += rng.normal(0, 5, size=img.shape).astype(np.float32)
+def _scene_backdrop(rng: np.random.Generator, n: int, s: int) -> np.ndarray:
+    """Two large textured regions in a random layout (top/bottom, left/right, centre/surround)
+    with random, distinct textures: the look of a scene, and nothing about its class."""
+    layout = rng.integers(0, len(SCENE_LAYOUTS), size=n)
+    ta = rng.integers(0, 3, size=n)
+    tb = (ta + rng.integers(1, 3, size=n)) % 3
     tex = _scene_textures(n, s, rng)
-    # block geometry
-    bh = rng.integers(round(0.6 * s), round(0.85 * s) + 1, size=n)
-    bw = rng.integers(round(0.6 * s), round(0.85 * s) + 1, size=n)
-    y0 = (rng.random(n) * (s - bh + 1)).astype(int)
-    x0 = (rng.random(n) * (s - bw + 1)).astype(int)
-    frac = rng.uniform(0.4, 0.6, size=n)
-    my = np.maximum(1, np.rint(bh * rng.uniform(0.22, 0.3, size=n))).astype(int)
-    mx = np.maximum(1, np.rint(bw * rng.uniform(0.22, 0.3, size=n))).astype(int)
+    frac = rng.uniform(0.35, 0.65, size=n)
+    margin = rng.uniform(0.2, 0.3, size=n)
     yy = np.arange(s)[None, :, None]
     xx = np.arange(s)[None, None, :]
 
     def col(v: np.ndarray) -> np.ndarray:
         return v[:, None, None]
 
-    block = (yy >= col(y0)) & (yy < col(y0 + bh)) & (xx >= col(x0)) & (xx < col(x0 + bw))
-    a_top = yy < col(y0 + np.rint(bh * frac).astype(int))
-    a_left = xx < col(x0 + np.rint(bw * frac).astype(int))
-    a_center = (
-        (yy >= col(y0 + my))
-        & (yy < col(y0 + bh - my))
-        & (xx >= col(x0 + mx))
-        & (xx < col(x0 + bw - mx))
-    )
-    a_mask = block & np.where(col(layout) == 0, a_top, np.where(col(layout) == 1, a_left, a_center))
-    b_mask = block & ~a_mask
+    cut = col(np.rint(s * frac))
+    m = col(np.rint(s * margin))
+    a_top, a_left = yy < cut, xx < cut
+    a_center = (yy >= m) & (yy < s - m) & (xx >= m) & (xx < s - m)
+    a = np.where(col(layout) == 0, a_top, np.where(col(layout) == 1, a_left, a_center))
     idx = np.arange(n)
-    img = np.where(a_mask[:, None], tex[ta, idx], img)
-    img = np.where(b_mask[:, None], tex[tb, idx], img)
-    return _to_uint8(img), labels.astype(np.int64), block.astype(np.float32)
+    img = np.where(a[:, None], tex[ta, idx], tex[tb, idx])
+    # muted: the regions are context, the landmarks stand out
+    grey = img.mean(1, keepdims=True)
+    return 0.45 * img + 0.55 * (0.6 * grey + 50)
+
+
+def synth_scenes(
+    rng: np.random.Generator,
+    n: int,
+    image_size: int,
+    *,
+    num_classes: int = 6,
+    object_size: int | None = None,
+    distractors: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Places-like: a scene is defined by which two kinds of landmark it holds together.
+
+    Two large textured regions in a random layout make the backdrop (class-irrelevant); on it sit
+    the class's two landmarks (an unordered pair of four kinds: stripes, checker, rings, cross; six
+    classes) and ``distractors`` look-alikes with random two-colour cells, all squares of one size
+    with colours from the shared object palette. Relevance is 1 on the two landmarks only: the
+    evidence is local (about 12 % of the image) and needs both of them.
+    """
+    if not 2 <= num_classes <= len(_LANDMARK_PAIRS):
+        raise ValueError(
+            f"synth_scenes: num_classes={num_classes} must be in [2, {len(_LANDMARK_PAIRS)}]"
+        )
+    s = image_size
+    o = int(object_size) if object_size else max(3, round(s / 4))
+    if not 2 <= o <= s or distractors < 0:
+        raise ValueError(
+            f"synth_scenes: object_size={o} (2..{s}), distractors={distractors} (>= 0)"
+        )
+    labels = rng.integers(0, num_classes, size=n)
+    img = _scene_backdrop(rng, n, s)
+    img += rng.normal(0, 5, size=img.shape).astype(np.float32)
+    kinds = np.asarray(list(LANDMARKS.values()))
+    pairs = np.asarray(_LANDMARK_PAIRS)[labels]
+    pats = _object_patterns(n, o, rng)
+    idx = np.arange(n)
+    objects = [
+        _paint(pats[kinds[pairs[:, 0]], idx], *_object_colours(n, rng)),
+        _paint(pats[kinds[pairs[:, 1]], idx], *_object_colours(n, rng)),
+    ]
+    for _ in range(distractors):
+        objects.append(_paint(_distractor_patterns(n, o, rng), *_object_colours(n, rng)))
+    rel = np.zeros((n, s, s), dtype=np.float32)
+    for i in range(n):
+        spots = _free_squares(rng, s, o, len(objects))
+        if spots is None:
+            raise ValueError(
+                f"synth_scenes: cannot fit {len(objects)} objects of {o} px into {s} px"
+            )
+        for k, (y, x) in enumerate(spots):
+            img[i, :, y : y + o, x : x + o] = objects[k][i]
+            if k < 2:
+                rel[i, y : y + o, x : x + o] = 1.0
+    return _to_uint8(img), labels.astype(np.int64), rel
 
 
 def _scenes_classes(num_classes: int = 6, **_: Any) -> list[str]:
-    names = []
-    for c in range(num_classes):
-        lay, a, b = _scene_class_parts(c)
-        names.append(f"{SCENE_LAYOUTS[lay]}:{SCENE_TEXTURES[a]}/{SCENE_TEXTURES[b]}")
-    return names
+    names = list(LANDMARKS)
+    return [f"{names[a]}+{names[b]}" for a, b in _LANDMARK_PAIRS[:num_classes]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,10 +378,12 @@ def synth_cars(
     car_length: int | None = None,
     car_width: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COWC-like: overhead grass with an optional road, 0..N small bright cars and dark distractors.
+    """COWC-like: overhead grass with an optional road, 0..N small bright cars and look-alikes.
 
     The class is the bucket of the car count (default 0, 1-2, 3-4, 5-6); relevance = car pixels.
-    Cars are ``car_width x car_length`` (default 2 x 4 at 32 px), horizontal or vertical.
+    Cars are ``car_width x car_length`` (default 2 x 4 at 32 px), horizontal or vertical; the
+    ``max_distractors`` look-alikes are squares of about a car's area in the same colours, so a
+    count of bright blobs is not the class: only the shape tells a car from a distractor.
     """
     bks = _check_buckets(buckets)
     if num_classes is not None and int(num_classes) != len(bks):
@@ -371,13 +421,14 @@ def synth_cars(
             )[:, None, None]
             rel[i, y : y + h, x : x + w] = 1.0
         for _ in range(int(rng.integers(0, max_distractors + 1))):
-            d = int(rng.integers(max(2, cw), max(2, cw) + 2))
+            # look-alikes: car-coloured squares of about a car's area; only the shape differs
+            d = max(2, round((cl * cw) ** 0.5 + 0.5))
             spot = _place(occ, d, d, rng)
             if spot is not None:
                 y, x = spot
-                img[i, :, y : y + d, x : x + d] = rng.uniform(15, 50) + rng.uniform(
-                    -5, 5, size=(3, 1, 1)
-                )
+                img[i, :, y : y + d, x : x + d] = (
+                    _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] + rng.uniform(-10, 10, size=3)
+                )[:, None, None]
     return _to_uint8(img), labels.astype(np.int64), rel
 
 
