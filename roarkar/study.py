@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from roarkar.protocols.cell import cell_path, run_cell
 from roarkar.report.aggregate import LONG_COLUMNS, collect_results
+from roarkar.report.health import check as check_health
+from roarkar.report.health import describe as describe_health
 from roarkar.report.tables import format_for_console, write_tables
 from roarkar.store import Claim, read_result
 from roarkar.training import setup
@@ -121,9 +123,14 @@ def report(long: pd.DataFrame, out_dir: Path, log_base: float = math.e) -> str:
     )
     try:
         write_tables(long, out_dir, log_base=log_base)
-        return format_for_console(long, log_base=log_base)
+        text = format_for_console(long, log_base=log_base)
     except ValueError as exc:
         return f"tables not written: {exc}\nthe finished cells are in {Path(out_dir) / 'long.csv'}"
+    try:
+        health = describe_health(check_health(long))
+    except (ValueError, KeyError) as exc:  # the checks never cost the tables
+        health = f"discrimination checks not run: {exc}"
+    return f"{text}\n\n{health}" if health else text
 
 
 def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
