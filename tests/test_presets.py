@@ -46,7 +46,7 @@ def test_table4_dry_run_lists_300_cells_without_data(compose_cfg, tmp_path):
 
 
 def test_synthetic_presets_compose(compose_cfg):
-    for name, expected in (("table4_synth", 10 * 5 * 2 * 3), ("table5_synth", 13 * 5 * 2 * 3)):
+    for name, expected in (("table4_synth", 11 * 5 * 2 * 3), ("table5_synth", 13 * 5 * 2 * 3)):
         cfg = compose_cfg([f"experiment={name}"])
         assert len(plan(cfg)) == expected
         assert cfg.model.name == "small_resnet"

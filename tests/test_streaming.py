@@ -213,9 +213,10 @@ def test_training_reads_the_device_once_per_log_interval(monkeypatch):
 
 def test_same_model_streamed_or_in_memory(compose_cfg, tmp_path):
     """The base model trained from small shards (12 of them, 2 workers) reaches the accuracy of the
-    one trained in memory, within seed-to-seed noise."""
+    one trained in memory, within seed-to-seed noise (synth_cars: it learns in 3 short epochs)."""
     common = [
         "task=base",
+        "dataset=synth_cars",
         "dataset.train_size=600",
         "dataset.val_size=300",
         "trainer.epochs.base=3",
@@ -233,7 +234,7 @@ def test_same_model_streamed_or_in_memory(compose_cfg, tmp_path):
             for seed in range(3)
         ]
     memory, streamed = acc["true"], acc["false"]
-    assert 0.2 < statistics.mean(memory) < 0.99, memory  # neither chance (1/8) nor saturated
+    assert 0.33 < statistics.mean(memory) < 0.99, memory  # neither chance (1/4) nor saturated
     noise = max(statistics.stdev(memory), statistics.stdev(streamed), 0.02)
     assert abs(statistics.mean(streamed) - statistics.mean(memory)) <= 3 * noise, acc
 

@@ -337,7 +337,7 @@ def _scenes_classes(num_classes: int = 6, **_: Any) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 # synth_cars
 
-DEFAULT_BUCKETS = ((0, 0), (1, 2), (3, 4), (5, 6))
+DEFAULT_BUCKETS = ((0, 0), (1, 1), (2, 2), (3, 3))
 _CAR_COLOURS = np.array(
     [(245, 245, 245), (250, 235, 90), (255, 120, 120), (140, 190, 255), (215, 215, 225)], np.float32
 )
@@ -380,7 +380,7 @@ def synth_cars(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COWC-like: overhead grass with an optional road, 0..N small bright cars and look-alikes.
 
-    The class is the bucket of the car count (default 0, 1-2, 3-4, 5-6); relevance = car pixels.
+    The class is the bucket of the car count (default 0, 1, 2, 3); relevance = car pixels.
     Cars are ``car_width x car_length`` (default 2 x 4 at 32 px), horizontal or vertical; the
     ``max_distractors`` look-alikes are squares of about a car's area in the same colours, so a
     count of bright blobs is not the class: only the shape tells a car from a distractor.
