@@ -47,7 +47,7 @@ def run_study(sz: Sizes, cmd_for=command) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="roarkar-bench-study-") as tmp:
         results = Path(tmp) / "results"
         for what, target, log in (
-            ("embedded study, from scratch", "<= 600", "first.log"),
+            ("embedded study, from scratch", "<= 300", "first.log"),
             ("embedded study, re-run once finished (every cell skipped)", "<= 10", "again.log"),
         ):
             wall, cpu, code = _run(cmd_for(results, overrides), Path(tmp) / log)
