@@ -222,17 +222,22 @@ def test_same_model_streamed_or_in_memory(compose_cfg, tmp_path):
         "trainer.epochs.base=3",
         "dataset.shard_size=50",
     ]
-    acc = {}
-    for mode in ("true", "false"):
-        acc[mode] = [
+    acc, runs = {}, {}
+    for mode in ("true", "false"):  # one results tree each: the loader is not part of a model's
+        results = tmp_path / f"in_memory_{mode}"  # identity, so one tree would reuse the model
+        runs[mode] = [
             run(
                 compose_cfg(
-                    [*common, f"loader.in_memory={mode}", "loader.workers=2", f"seed={seed}"]
+                    [*common, f"loader.in_memory={mode}", "loader.workers=2", f"seed={seed}"],
+                    results=results,
                 ),
                 [],
-            )["accuracy"]
+            )
             for seed in range(3)
         ]
+        acc[mode] = [r["accuracy"] for r in runs[mode]]
+    for mode in runs:  # three models trained in each tree, none borrowed from the other
+        assert len(list((tmp_path / f"in_memory_{mode}" / "models").rglob("model.pt"))) == 3
     memory, streamed = acc["true"], acc["false"]
     assert 0.33 < statistics.mean(memory) < 0.99, memory  # neither chance (1/4) nor saturated
     noise = max(statistics.stdev(memory), statistics.stdev(streamed), 0.02)
