@@ -1,6 +1,6 @@
 """The README's first command, default config (minutes): the benchmark must discriminate.
 
-Marked slow: run with `pytest -m slow` (about 25 minutes on 2 cores). The criteria are those of
+Marked slow: run with `pytest -m slow` (34 minutes on 2 cores, 2026-11-30). The criteria are those of
 ``roarkar.report.health`` (what every study prints after its tables): the ground truth first in
 Tables 1 and 2, at least 10 points from random at three or more layers in each mode of Table 4,
 and no more than a fifth of Table 4 at or above 99 %.
