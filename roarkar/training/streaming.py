@@ -103,14 +103,6 @@ class SplitReader:
         views["index"][:] = index
         return batch
 
-    def gather(self, index: np.ndarray) -> dict[str, Tensor]:
-        """The samples ``index`` (sorted ascending) as a batch of newly allocated tensors."""
-        out = {
-            name: torch.empty(shape, dtype=dtype)
-            for name, (shape, dtype) in self.layout(len(index)).items()
-        }
-        return self.gather_into(index, out)
-
 
 class ShardBatches:
     """Mini-batches streamed from a prepared dataset's shards."""
