@@ -76,7 +76,7 @@ def load_model(checkpoint: str | None, model_name: str, num_classes: int, seed: 
     if checkpoint is None:
         torch.manual_seed(seed)
         return build(model_name), f"randomly initialised {model_name} (untrained)"
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "state_dict" not in state:
         raise ValueError(f"{checkpoint} is not a roarkar model file (a dict with 'state_dict')")
     name = str(state.get("model") or model_name)

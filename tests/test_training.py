@@ -138,3 +138,26 @@ def test_batches_split_evenly_across_ranks():
     assert not set(seen[0].tolist()) & set(seen[1].tolist())
     evaluated = torch.cat([b["x"] for rb in ranks for b in rb.eval_batches()])
     assert sorted(evaluated.tolist()) == list(range(103))  # evaluation sees every sample once
+
+
+class _Payload:
+    """A pickle that would create ``marker`` when unpickled with an unrestricted loader."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_crafted_checkpoint_is_refused_not_executed(tmp_path):
+    from roarkar.protocols.base import load_model_file
+
+    marker = tmp_path / "code-ran"
+    crafted = tmp_path / "ckpt.pt"
+    torch.save({"identity": "x", "payload": _Payload(marker)}, crafted)
+    with pytest.raises(CheckpointMismatchError, match=r"ckpt\.pt"):
+        load_checkpoint(crafted, "x")
+    with pytest.raises(CheckpointMismatchError, match=r"ckpt\.pt"):
+        load_model_file(crafted, "x", build_model("small_resnet", 4))
+    assert not marker.exists(), "unpickling ran the payload"

@@ -78,7 +78,10 @@ def plain_prepare(ctx: Context):
 
 def load_model_file(path: Path, identity: str, model: TappedResNet) -> TappedResNet:
     """Load weights saved by :func:`ensure_base_model`, refusing another run's or model's file."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # weights_only: a file that would run code when unpickled is refused, not executed
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or crafted file
+        raise CheckpointMismatchError(f"cannot read model file {path}: {exc}") from exc
     if (
         not isinstance(state, dict)
         or state.get("identity") != identity

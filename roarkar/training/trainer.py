@@ -148,7 +148,7 @@ def _save_atomic(obj: Any, path: Path) -> None:
 def load_checkpoint(path: Path, identity: str) -> dict:
     """Load a checkpoint and check it was written by the run ``identity``."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file
         raise CheckpointMismatchError(f"cannot read checkpoint {path}: {exc}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("identity") != identity:
