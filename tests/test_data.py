@@ -80,13 +80,27 @@ def test_objects_footprint_does_not_depend_on_class():
     assert len(labels.unique()) == 8
 
 
-def test_cars_relevance_counts_match_buckets():
-    _, labels, rel = generate("synth_cars", "train", 100, 32, seed=0)
-    cars = rel.sum((1, 2)) / 8  # 2x4 px per car, separated by a gap
-    buckets = [(0, 0), (1, 1), (2, 2), (3, 3)]
-    for c, lab in zip(cars.tolist(), labels.tolist(), strict=True):
-        lo, hi = buckets[lab]
-        assert lo <= c <= hi
+def test_cars_every_image_has_the_same_vehicles_and_the_count_is_in_their_marks():
+    """Three same-sized vehicles in every image (so ROAR's holes cannot count anything); the class
+    is how many carry a car's straight bar rather than a look-alike's diagonal one."""
+    x, labels, rel = generate("synth_cars", "train", 100, 32, seed=0)
+    assert torch.all(rel.sum((1, 2)) == 27), "three 3x3 vehicles in every image"
+    assert len(labels.unique()) == 4
+    dark = (x.float().amax(1) < 60) & (rel > 0)  # the vehicles' dark marks
+    up = torch.nn.functional.pad(rel, (0, 0, 1, 0))[:, :-1]
+    left = torch.nn.functional.pad(rel, (1, 0, 0, 0))[:, :, :-1]
+    corners = (rel > 0) & (up == 0) & (left == 0)  # each vehicle's top-left pixel
+    assert torch.all(corners.sum((1, 2)) == 3)
+    for i, y, x0 in torch.nonzero(corners).tolist():
+        block = dark[i, y : y + 3, x0 : x0 + 3]
+        labels[i] -= int(bool(block[1].all() or block[:, 1].all()))  # a car's straight bar
+    assert torch.all(labels == 0), "the class is the number of straight-barred vehicles"
+
+
+def test_cars_colour_and_dark_amount_do_not_name_the_class():
+    x, labels, rel = generate("synth_cars", "train", 400, 32, seed=1)
+    dark = ((x.float().amax(1) < 60) & (rel > 0)).sum((1, 2)).float()
+    assert torch.all(dark == 9), "every vehicle has a 3-pixel bar, car or not"
 
 
 def test_unknown_generator_and_param_errors(tmp_path):

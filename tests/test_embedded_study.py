@@ -48,20 +48,10 @@ def test_default_study_discriminates_on_every_seed(tmp_path):
     assert t2.loc["ground_truth", "sum_ci_low"] > t2.loc["random", "sum_ci_high"]
 
 
-CARS_LEAK = (
-    "known failure (README, 'What the embedded study does'): at L2 the locations that see three "
-    "cars fill ROAR's 25 %, so the ground truth's removal leaves countable car-shaped holes and "
-    "the count is the class; the ground truth then ranks last in Table 1"
-)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "dataset",
-    [
-        "synth_scenes",
-        pytest.param("synth_cars", marks=pytest.mark.xfail(strict=True, reason=CARS_LEAK)),
-    ],
+    ["synth_scenes", "synth_cars"],
 )
 def test_default_study_discriminates_on_the_other_sets(tmp_path, dataset):
     _assert_discriminates(_study(tmp_path, f"dataset={dataset}"))

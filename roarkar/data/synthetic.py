@@ -9,8 +9,8 @@ Three generators stand in for the paper's datasets so a whole study runs on a CP
 - ``synth_scenes`` (Places-like): the class is which two kinds of landmark a scene holds together,
   on a backdrop of two large textured regions in a random layout (class-irrelevant), with
   look-alike distractors.
-- ``synth_cars`` (COWC-like): overhead grass/road with small bright cars and car-coloured square
-  look-alikes; the class is the car-count bucket.
+- ``synth_cars`` (COWC-like): overhead grass/road with a fixed number of small parked vehicles,
+  each a car or a look-alike of the same footprint and colours; the class is how many are cars.
 
 Everything is pure numpy driven by ``numpy.random.default_rng`` seeded from ``(seed, split, chunk)``,
 so the same arguments give identical bytes, and train and val never share a random stream.
@@ -367,6 +367,22 @@ def _place(occ: np.ndarray, h: int, w: int, rng: np.random.Generator) -> tuple[i
     return None
 
 
+def _vehicle_marks(n: int, v: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Dark marks on a v x v vehicle -> (car, look-alike) bool [n, v, v]. A car has a straight
+    windscreen bar through its middle (row or column); a look-alike has a diagonal bar of the same
+    length: the same footprint, colours and amount of dark, only the structure differs."""
+    yy, xx = np.mgrid[0:v, 0:v]
+    mid = v // 2
+    rows = np.broadcast_to(yy == mid, (n, v, v))
+    cols = np.broadcast_to(xx == mid, (n, v, v))
+    turn = rng.random(n)[:, None, None] < 0.5
+    car = np.where(turn, rows, cols)
+    diag = np.broadcast_to(yy == xx, (n, v, v))
+    anti = np.broadcast_to(yy + xx == v - 1, (n, v, v))
+    alike = np.where(rng.random(n)[:, None, None] < 0.5, diag, anti)
+    return car, alike
+
+
 def synth_cars(
     rng: np.random.Generator,
     n: int,
@@ -374,31 +390,41 @@ def synth_cars(
     *,
     buckets: Sequence[Sequence[int]] = DEFAULT_BUCKETS,
     num_classes: int | None = None,
-    max_distractors: int = 4,
-    car_length: int | None = None,
-    car_width: int | None = None,
+    vehicles: int = 3,
+    vehicle_size: int | None = None,
+    distractors: int = 2,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COWC-like: overhead grass with an optional road, 0..N small bright cars and look-alikes.
+    """COWC-like: overhead grass with an optional road and ``vehicles`` parked vehicles, of which
+    0..``vehicles`` are cars and the rest car look-alikes; the class is the bucket of the car count.
 
-    The class is the bucket of the car count (default 0, 1, 2, 3); relevance = car pixels.
-    Cars are ``car_width x car_length`` (default 2 x 4 at 32 px), horizontal or vertical; the
-    ``max_distractors`` look-alikes are squares of about a car's area in the same colours, so a
-    count of bright blobs is not the class: only the shape tells a car from a distractor.
+    Every vehicle is a ``vehicle_size`` square (default 3 px at 32 px) in a car colour with a dark
+    bar: straight for a car, diagonal for a look-alike. Relevance = every vehicle's pixels: with a
+    fixed number of same-sized vehicles, deciding the count means looking at each of them, and a
+    map that marks only the cars lets ROAR leak the count through the holes it leaves (the holes
+    number the cars). ``distractors`` larger roofs (in car colours, with a straight ridge) are
+    objects a map may mark that say nothing about the count.
     """
     bks = _check_buckets(buckets)
     if num_classes is not None and int(num_classes) != len(bks):
         raise ValueError(
             f"synth_cars: num_classes={num_classes} but buckets={bks} give {len(bks)} classes"
         )
+    if bks[-1][1] > vehicles:
+        raise ValueError(
+            f"synth_cars: buckets={bks} count up to {bks[-1][1]} cars but vehicles={vehicles}"
+        )
     s = image_size
-    cl = int(car_length) if car_length else max(2, round(s / 8))
-    cw = int(car_width) if car_width else max(1, round(s / 16))
+    v = int(vehicle_size) if vehicle_size else max(3, round(s / 10))
+    r = v + 2  # roof side
     labels = rng.integers(0, len(bks), size=n)
     grass = np.array([80, 130, 55], np.float32)
     img = grass + rng.uniform(-20, 20, size=(n, 3))
     img = img[:, :, None, None] + _smooth_noise(rng, n, s, max(2, s // 4), 18.0)
     img += rng.normal(0, 7, size=img.shape).astype(np.float32)
     rel = np.zeros((n, s, s), dtype=np.float32)
+    car_marks, alike_marks = _vehicle_marks(n * vehicles, v, rng)
+    ridge, _ = _vehicle_marks(n * distractors, r, rng)
+    dark = np.array([30, 30, 35], np.float32)
     for i in range(n):
         occ = np.zeros((s, s), dtype=bool)
         if rng.random() < 0.6:  # a grey road band
@@ -410,25 +436,29 @@ def synth_cars(
             else:
                 img[i, :, pos : pos + width, :] = road.transpose(0, 2, 1)
         lo, hi = bks[labels[i]]
-        for _ in range(int(rng.integers(lo, hi + 1))):
-            h, w = (cl, cw) if rng.random() < 0.5 else (cw, cl)
-            spot = _place(occ, h, w, rng)
-            if spot is None:
-                raise ValueError(f"synth_cars: cannot fit {hi} cars of {cw}x{cl} px into {s} px")
-            y, x = spot
-            img[i, :, y : y + h, x : x + w] = (
-                _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] + rng.uniform(-10, 10, size=3)
-            )[:, None, None]
-            rel[i, y : y + h, x : x + w] = 1.0
-        for _ in range(int(rng.integers(0, max_distractors + 1))):
-            # look-alikes: car-coloured squares of about a car's area; only the shape differs
-            d = max(2, round((cl * cw) ** 0.5 + 0.5))
-            spot = _place(occ, d, d, rng)
-            if spot is not None:
-                y, x = spot
-                img[i, :, y : y + d, x : x + d] = (
-                    _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] + rng.uniform(-10, 10, size=3)
-                )[:, None, None]
+        cars = int(rng.integers(lo, hi + 1))
+        sizes = [v] * vehicles + [r] * distractors
+        spots = None
+        for _ in range(50):
+            occ[:] = False
+            spots = [_place(occ, d, d, rng) for d in sizes]
+            if all(sp is not None for sp in spots):
+                break
+        else:
+            raise ValueError(
+                f"synth_cars: cannot fit {vehicles} vehicles of {v} px and {distractors} roofs "
+                f"of {r} px into {s} px"
+            )
+        for k, ((y, x), d) in enumerate(zip(spots, sizes, strict=True)):
+            body = _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] + rng.uniform(-10, 10, size=3)
+            if k < vehicles:
+                mark = (car_marks if k < cars else alike_marks)[i * vehicles + k]
+                rel[i, y : y + d, x : x + d] = 1.0
+            else:
+                mark = ridge[i * distractors + k - vehicles]
+            img[i, :, y : y + d, x : x + d] = np.where(
+                mark[None], dark[:, None, None], body[:, None, None]
+            )
     return _to_uint8(img), labels.astype(np.int64), rel
 
 
