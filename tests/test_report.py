@@ -300,7 +300,7 @@ def runs(tmp_path: Path) -> Path:
 
 def test_collect_results(runs: Path) -> None:
     df = collect_results(runs)
-    assert list(df.columns) == list(LONG_COLUMNS)
+    assert list(df.columns) == [*LONG_COLUMNS, "base_warning"]
     assert len(df) == 4 * 2 * 2 + 1
     assert df.attrs["n_ok"] == 17 and df.attrs["n_failed"] == 1 and df.attrs["n_unreadable"] == 1
     assert df.attrs["failed"][0].endswith("failed/result.json")
@@ -343,7 +343,13 @@ def test_write_tables_and_cli(tmp_path: Path, runs: Path, capsys: pytest.Capture
     text = capsys.readouterr().out
     assert "smoe_scale_prior" in text and "table1, table4 skipped" in text
 
-    assert tables_main(["--runs", str(runs), "--out", str(tmp_path / "r"), "--log-base", "2"]) == 0
+    # all or nothing: a failed or unreadable cell is an error naming it, nothing is written
+    r = tmp_path / "r"
+    assert tables_main(["--runs", str(runs), "--out", str(r), "--log-base", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "1 failed and 1 unreadable" in err and "failed/result.json" in err and not r.exists()
+    argv = ["--runs", str(runs), "--out", str(r), "--log-base", "2", "--skip-failed"]
+    assert tables_main(argv) == 0
     text = capsys.readouterr().out
     assert "1 failed" in text and "Information score (Eq 9) uses the log2" in text
 

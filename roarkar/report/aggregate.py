@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = [
+    "base_model_warnings",
     "CELL_COLUMNS",
     "LONG_COLUMNS",
     "MODES",
@@ -54,11 +55,22 @@ MODES: frozenset[str] = frozenset({"kar", "roar"})
 LAYERS: frozenset[str] = frozenset({"L1", "L2", "L3", "L4", "L5"})
 
 
-def normalize_long(df: pd.DataFrame, where: str = "long table") -> pd.DataFrame:
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds, so a message shows ``1.5``, not
+    ``np.float64(1.5)``."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def normalize_long(
+    df: pd.DataFrame, where: str = "long table", *, exact_duplicates: bool = False
+) -> pd.DataFrame:
     """Check a long table and coerce its dtypes; extra columns (e.g. ``source``) are kept.
 
     Raises ValueError naming ``where`` and the offending column or value: missing columns,
-    unknown protocol/mode, a layer-protocol row without ``L1``..``L5``, accuracy outside [0, 1].
+    unknown protocol/mode, a layer-protocol row without ``L1``..``L5``, accuracy outside [0, 1],
+    and two rows for one cell and seed (averaging them would silently move a method's rank).
+    ``exact_duplicates=True`` drops rows repeated with the same accuracy instead of failing;
+    rows that disagree are an error either way.
     """
     missing = [c for c in LONG_COLUMNS if c not in df.columns]
     if missing:
@@ -71,14 +83,21 @@ def normalize_long(df: pd.DataFrame, where: str = "long table") -> pd.DataFrame:
         out[col] = out[col].astype(object).where(out[col].notna(), "").astype(str).str.strip()
     out["layer"] = out["layer"].astype(object).where(out["layer"].notna(), "").astype(str)
     out["layer"] = out["layer"].str.strip()
-    out["percent"] = pd.to_numeric(out["percent"], errors="raise").astype(float)
-    out["seed"] = pd.to_numeric(out["seed"], errors="raise").astype(int)
-    out["accuracy"] = pd.to_numeric(out["accuracy"], errors="raise").astype(float)
+    for col, kind in (("percent", float), ("seed", int), ("accuracy", float)):
+        num = pd.to_numeric(out[col], errors="coerce")
+        wrong = num.isna() | (num != num.round() if kind is int else False)
+        if wrong.any():
+            row = int(wrong.to_numpy().argmax())
+            raise ValueError(
+                f"{where}: column {col!r} must hold {'integers' if kind is int else 'numbers'}; "
+                f"row {row} has {_plain(out[col].iloc[row])!r} ({int(wrong.sum())} such row(s))"
+            )
+        out[col] = num.astype(kind)
 
     def bad(mask: pd.Series, what: str) -> None:
         if mask.any():
             row = out[mask].iloc[0]
-            cell = ", ".join(f"{c}={row[c]!r}" for c in LONG_COLUMNS)
+            cell = ", ".join(f"{c}={_plain(row[c])!r}" for c in LONG_COLUMNS)
             raise ValueError(f"{where}: {what} ({int(mask.sum())} row(s)); first: {cell}")
 
     bad(~out["protocol"].isin(PROTOCOLS), "protocol must be 'layer' or 'input'")
@@ -90,18 +109,48 @@ def normalize_long(df: pd.DataFrame, where: str = "long table") -> pd.DataFrame:
     over = acc[(acc > 1) & (acc <= 100)]
     hint = f" — percent? e.g. got {over.iloc[0]:g}" if len(over) else ""
     bad(~((acc >= 0) & (acc <= 1)), f"accuracy must be in [0, 1]{hint}")
-    return out
+    return _no_duplicates(out, where, exact_duplicates)
 
 
-def read_long(path_csv: str | Path) -> pd.DataFrame:
+def _no_duplicates(out: pd.DataFrame, where: str, exact_ok: bool) -> pd.DataFrame:
+    key = [*CELL_COLUMNS, "seed"]
+    dup = out.duplicated(key, keep=False)
+    if not dup.any():
+        return out
+    groups = out[dup].groupby(key, sort=False, dropna=False)["accuracy"]
+    spread = groups.agg(lambda a: a.max() - a.min())
+    conflicting = spread[spread > 0]
+    if len(conflicting) or not exact_ok:
+        first = conflicting.index[0] if len(conflicting) else spread.index[0]
+        accs = groups.get_group(first).tolist()
+        cell = ", ".join(f"{c}={_plain(v)!r}" for c, v in zip(key, first, strict=True))
+        kind = "conflicting" if len(conflicting) else "repeated"
+        allow = "" if len(conflicting) else " (or allow exact repeats: --allow-exact-duplicates)"
+        raise ValueError(
+            f"{where}: {len(spread)} cell(s) appear more than once ({len(conflicting)} with "
+            f"different accuracies); first, {kind}: {cell} with accuracies {accs}; keep one "
+            f"row per cell and seed{allow}"
+        )
+    return out.drop_duplicates(key).reset_index(drop=True)
+
+
+def read_long(path_csv: str | Path, *, exact_duplicates: bool = False) -> pd.DataFrame:
     """Read a long-format CSV; errors name the file and any missing columns."""
     path = Path(path_csv)
     if not path.is_file():
         raise FileNotFoundError(f"long table not found: {path}")
-    df = pd.read_csv(
-        path, dtype={"layer": str}, keep_default_na=False, na_values={"accuracy": [""]}
-    )
-    return normalize_long(df, where=str(path))
+    try:
+        df = pd.read_csv(
+            path, dtype={"layer": str}, keep_default_na=False, na_values={"accuracy": [""]}
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a long-format CSV ({exc})") from exc
+    try:
+        return normalize_long(df, where=str(path), exact_duplicates=exact_duplicates)
+    except (TypeError, ValueError) as exc:  # pandas' own messages name no file
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def collect_results(runs_dir: str | Path) -> pd.DataFrame:
@@ -133,13 +182,14 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
         row = {c: cell.get(c) for c in LONG_COLUMNS if c != "accuracy"}
         row["layer"] = row["layer"] or ""
         row["accuracy"] = rec.get("accuracy")
-        missing = [c for c, v in row.items() if v is None]
+        row["base_warning"] = "; ".join((rec.get("base_model") or {}).get("warnings") or [])
+        missing = [c for c in LONG_COLUMNS if row[c] is None]
         if missing:
             raise ValueError(f"{path}: result has no {', '.join(missing)}")
         if not (isinstance(row["accuracy"], int | float) and 0 <= row["accuracy"] <= 1):
             raise ValueError(f"{path}: accuracy must be in [0, 1]; got {row['accuracy']!r}")
         rows.append(row)
-    df = pd.DataFrame(rows, columns=list(LONG_COLUMNS))
+    df = pd.DataFrame(rows, columns=[*LONG_COLUMNS, "base_warning"])
     if rows:
         df = normalize_long(df, where=str(root))
         df = df.sort_values(list(CELL_COLUMNS) + ["seed"], kind="stable").reset_index(drop=True)
@@ -153,6 +203,16 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
         unreadable=unreadable,
     )
     return df
+
+
+def base_model_warnings(df: pd.DataFrame) -> list[str]:
+    """The distinct base-model warnings a long table carries (its ``base_warning`` column, from
+    each cell's ``result.json``), as ``dataset / model: what``."""
+    if "base_warning" not in df.columns:
+        return []
+    d = df[df["base_warning"].fillna("").astype(str) != ""]
+    pairs = d[["dataset", "model", "base_warning"]].drop_duplicates()
+    return [f"{r.dataset} / {r.model}: {r.base_warning}" for r in pairs.itertuples(index=False)]
 
 
 def summarize_seeds(df: pd.DataFrame) -> pd.DataFrame:

@@ -57,12 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ci-seed", type=int, default=DEFAULT_CI_SEED, help="RNG seed of the bootstrap")
     p.add_argument(
+        "--skip-failed",
+        action="store_true",
+        help="--runs: tabulate the ok cells when some failed or are unreadable (default: error)",
+    )
+    p.add_argument(
+        "--allow-exact-duplicates",
+        action="store_true",
+        help="drop rows repeated with the same accuracy (default: error); rows for one cell and "
+        "seed that disagree are always an error",
+    )
+    p.add_argument(
         "--compare-paper",
         choices=["auto", "on", "off"],
+        nargs="?",
+        const="on",
         default="auto",
-        help="show the published Tables 1, 2 (4, 5) beside ours: auto = when dataset and method "
-        "ids match the paper's; on = also fail if the published tables are missing or nothing "
-        "matches; off = never",
+        help="show the published Tables 1, 2 (4, 5) beside ours: auto (default) = when our cells "
+        "are the paper's (dataset, method, model, layer, mode and percent); on (or the flag "
+        "alone) = whenever dataset and method match, and fail if nothing does; off = never",
     )
     p.add_argument(
         "--paper-dataset",
@@ -119,14 +132,29 @@ def _compare(df, args, log_base, percent, dmap) -> list:
             )
         return []
     paper = pp.load_paper()
-    cmps = pp.compare_with_paper(df, paper, log_base=log_base, percent=percent, dataset_map=dmap)
+    auto = args.compare_paper == "auto"
+    cmps = pp.compare_with_paper(
+        df, paper, log_base=log_base, percent=percent, dataset_map=dmap, same_settings=auto
+    )
     if not cmps:
         if args.compare_paper == "on":
             raise ValueError(
                 "--compare-paper on: no dataset/method of these results is in the paper's tables; "
                 "map a dataset with --paper-dataset OURS=imagenet"
             )
+        if pp.compare_with_paper(df, paper, dataset_map=dmap):
+            print(
+                "not compared with the paper: these cells share its dataset and method names but "
+                "not its model, layers or percents (--compare-paper on compares them anyway)"
+            )
         return []
+    if not auto:
+        ours = pp.paper_overlap(df, paper, dmap, same_settings=True)
+        if not any(ours.values()):
+            print(
+                "warning: compared on request, but no cell has the paper's model, layer and "
+                "percent: the differences below are not a reproduction check"
+            )
     print(pp.format_comparison(cmps))
     return list(pp.write_comparison(cmps, args.out).values())
 
@@ -164,11 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_base = parse_log_base(args.log_base)
     try:
         if args.raw:
-            df = read_long(args.raw)
+            df = read_long(args.raw, exact_duplicates=args.allow_exact_duplicates)
             source = args.raw
         else:
             df = collect_results(args.runs)
             source = args.runs
+            bad = df.attrs["failed"] + df.attrs["unreadable"]
+            if bad and not args.skip_failed:
+                raise ValueError(
+                    f"{args.runs}: {df.attrs['n_failed']} failed and {df.attrs['n_unreadable']} "
+                    f"unreadable cell result(s); first: {bad[0]}; nothing written (--skip-failed "
+                    "tabulates the others)"
+                )
             print(
                 f"{args.runs}: {df.attrs['n_ok']} ok cell(s), {df.attrs['n_failed']} failed "
                 f"(skipped), {df.attrs['n_unreadable']} unreadable (skipped)"

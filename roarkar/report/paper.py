@@ -102,18 +102,30 @@ def load_paper(root: str | Path | None = None) -> dict[str, pd.DataFrame]:
 
 
 def paper_overlap(
-    df_long: pd.DataFrame, paper: Mapping[str, pd.DataFrame], dataset_map: Mapping | None = None
+    df_long: pd.DataFrame,
+    paper: Mapping[str, pd.DataFrame],
+    dataset_map: Mapping | None = None,
+    *,
+    same_settings: bool = False,
 ) -> dict[str, set[tuple[str, str]]]:
-    """Per protocol, the (dataset, method) pairs (non-random) that both we and the paper have."""
+    """Per protocol, the (dataset, method) pairs (non-random) that both we and the paper have.
+
+    ``same_settings=True`` counts a pair only where our cells are the paper's: the same model,
+    layer, mode and percent too (a small ResNet on a user's data named ``imagenet``, or the
+    embedded study's 12.5 % KAR, is not the paper's experiment and is not compared by default).
+    """
     d = normalize_long(df_long)
     dmap = dict(dataset_map or {})
+    keys = ["model", "layer", "mode", "percent"] if same_settings else []
     out = {}
     for protocol, long in (("layer", paper["t4_long"]), ("input", paper["t5_long"])):
         ours = d[(d["protocol"] == protocol) & (d["method"] != "random")]
-        mine = {
-            (dmap.get(ds, ds), m) for ds, m in zip(ours["dataset"], ours["method"], strict=True)
+        ours = ours.assign(dataset=ours["dataset"].map(lambda x: dmap.get(x, x)))
+        cols = ["dataset", "method", *keys]
+        pub = {tuple(r) for r in long[cols].itertuples(index=False)}
+        out[protocol] = {
+            (r[0], r[1]) for r in ours[cols].itertuples(index=False) if tuple(r) in pub
         }
-        out[protocol] = mine & set(zip(long["dataset"], long["method"], strict=True))
     return out
 
 
@@ -161,6 +173,8 @@ def compare_with_paper(
     percent: Mapping[str, float] | None = None,
     dataset_map: Mapping[str, str] | None = None,
     tol: float = TOL,
+    *,
+    same_settings: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Our Tables 1, 2, 4, 5 beside the published ones, for the protocols we have.
 
@@ -171,7 +185,7 @@ def compare_with_paper(
     paper = paper if paper is not None else load_paper()
     dmap = dict(dataset_map or {})
     d = normalize_long(df_long)
-    overlap = paper_overlap(d, paper, dmap)
+    overlap = paper_overlap(d, paper, dmap, same_settings=same_settings)
     own = is_paper_data(d, paper)
     out: dict[str, pd.DataFrame] = {}
     if overlap["layer"]:

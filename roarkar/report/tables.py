@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from roarkar.report.aggregate import LONG_COLUMNS, cell_means, normalize_long
+from roarkar.report.aggregate import (
+    LONG_COLUMNS,
+    base_model_warnings,
+    cell_means,
+    normalize_long,
+)
 from roarkar.report.scores import DEFAULT_LOG_BASE, difference, information, log_base_label
 
 __all__ = [
+    "OUTPUT_PATTERNS",
+    "clear_outputs",
     "BASELINE",
     "MissingBaselineError",
     "compare",
@@ -413,7 +421,21 @@ def _build(
         tables["table2"] = unc.table2_seeds(d, **boot) if seeds else table2(d)
     else:
         skipped.append("table2, table5 skipped: no input-protocol rows")
+    for name, t in tables.items():
+        t.attrs["title"] = _TITLES[name] + _percents_said(d, name, percent)
     return tables, skipped
+
+
+def _percents_said(d: pd.DataFrame, name: str, percent: Mapping[str, float] | None) -> str:
+    """Which percents a table shows, for its title: every table states them."""
+    if name in ("table1", "table4"):
+        used = _one_percent_per_mode(d[d["protocol"] == "layer"], percent, name)
+        said = {m: sorted(set(used.loc[used["mode"] == m, "percent"])) for m in _MODES}
+        kar = "/".join(f"{p:g}" for p in said["kar"]) or "-"
+        roar = "/".join(f"{p:g}" for p in said["roar"]) or "-"
+        return f" (KAR keeps {kar} %, ROAR removes {roar} % of the tap's locations)"
+    used = sorted(set(d.loc[d["protocol"] == "input", "percent"]))
+    return f" (at {', '.join(f'{p:g}' for p in used)} % of the pixels)"
 
 
 def _wide(name: str, t: pd.DataFrame) -> pd.DataFrame:
@@ -449,6 +471,36 @@ def _ci_markdown(name: str, t: pd.DataFrame) -> str:
     return "\n" + to_markdown(t[cols], "95 % bootstrap confidence intervals over seeds")
 
 
+#: What roarkar writes into a tables folder; a new run removes these first (no stale Table 5
+#: from an earlier study beside a fresh ``long.csv``).
+OUTPUT_PATTERNS: tuple[str, ...] = (
+    "long.csv",
+    "table[1245].csv",
+    "table[1245].md",
+    "table[1245].tex",
+    "compare_table*.csv",
+    "comparison.md",
+    "fig4_layer_scores.png",
+    "fig5_accuracy_vs_percent.png",
+    "prior_weights.json",
+)
+
+
+def clear_outputs(out_dir: str | Path) -> list[Path]:
+    """Remove what an earlier run wrote into ``out_dir`` (only :data:`OUTPUT_PATTERNS`)."""
+    out = Path(out_dir)
+    gone = [p for pat in OUTPUT_PATTERNS for p in sorted(out.glob(pat)) if p.is_file()]
+    for p in gone:
+        p.unlink()
+    return gone
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_tables(
     df_long: pd.DataFrame,
     out_dir: str | Path,
@@ -465,20 +517,18 @@ def write_tables(
     With several seeds the CSVs carry ``std``/``n`` (and for Tables 1, 2 bootstrap CIs with
     ``n_boot`` resamples, RNG seed ``ci_seed``; ``n_boot=None`` turns all that off) and the
     renderings show ``mean ± std``. Tables whose protocol has no rows are skipped (logged).
-    Returns file name -> path.
+    All or nothing: every file is rendered before any is written, and what an earlier run left
+    in ``out_dir`` (:data:`OUTPUT_PATTERNS`) is removed first. Returns file name -> path.
     """
     from roarkar.report import render
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     d = normalize_long(df_long)
     tables, skipped = _build(d, log_base, percent, n_boot=n_boot, ci_seed=ci_seed)
     for msg in skipped:
         log.warning(msg)
-    written: dict[str, Path] = {}
-    path = out / "long.csv"
-    d.to_csv(path, index=False)
-    written[path.name] = path
+    warn = base_model_warnings(d)
+    files: dict[str, str] = {"long.csv": d.to_csv(index=False)}
     layouts = {
         "table1": render.layout_table1,
         "table2": render.layout_table2,
@@ -489,21 +539,24 @@ def write_tables(
         if name not in tables:
             continue
         t = tables[name]
-        path = out / f"{name}.csv"
-        t.to_csv(path, index=False)
-        written[path.name] = path
+        files[f"{name}.csv"] = t.to_csv(index=False)
         lay = layouts[name](t)
-        lay.title, lay.note = _TITLES[name], _notes(name, t, log_base)
+        lay.title, lay.note = t.attrs.get("title", _TITLES[name]), _notes(name, t, log_base)
         md = render.layout_markdown(lay)
         if "n_boot" in t.attrs:
             md += _ci_markdown(name, t)
-        path = out / f"{name}.md"
-        path.write_text(md)
-        written[path.name] = path
+        md += "".join(
+            f"\n> **Base model unfit, these numbers are meaningless**: {w}\n" for w in warn
+        )
+        files[f"{name}.md"] = md
         if latex:
-            path = out / f"{name}.tex"
-            path.write_text(render.layout_latex(lay, label=f"tab:{name}"))
-            written[path.name] = path
+            files[f"{name}.tex"] = render.layout_latex(lay, label=f"tab:{name}")
+    out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out)
+    written: dict[str, Path] = {}
+    for fname, text in files.items():
+        _write_atomic(out / fname, text)
+        written[fname] = out / fname
     return written
 
 
@@ -519,8 +572,12 @@ def format_for_console(
         if name not in tables:
             continue
         text = _wide(name, tables[name]).to_string(index=False, float_format="{:.2f}".format)
-        parts.append(f"{_TITLES[name]}\n{text}")
+        parts.append(f"{tables[name].attrs.get('title', _TITLES[name])}\n{text}")
         if name == "table1":
             parts[-1] += "\n" + _log_note(log_base)
     parts += skipped
+    parts += [
+        f"WARNING base model unfit, these numbers are meaningless: {w}"
+        for w in base_model_warnings(df_long)
+    ]
     return "\n\n".join(parts) + "\n"
