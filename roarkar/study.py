@@ -22,13 +22,33 @@ from roarkar.protocols.cell import cell_path, run_cell
 from roarkar.report.aggregate import LONG_COLUMNS, collect_results
 from roarkar.report.health import check as check_health
 from roarkar.report.health import describe as describe_health
-from roarkar.report.tables import format_for_console, write_tables
+from roarkar.report.tables import clear_outputs, format_for_console, write_tables
 from roarkar.store import Claim, read_result
 from roarkar.training import setup
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def _check_not_empty(study: DictConfig) -> None:
+    """An empty list in the study would plan no cell for a reason nobody asked for."""
+    if not study.get("seeds"):
+        raise ValueError(
+            f"study.seeds={study.get('seeds')} is empty: give at least one seed, e.g. "
+            "study.seeds=[0]"
+        )
+    for protocol, keys in (
+        ("layer", ("methods", "layers", "modes")),
+        ("input", ("methods", "percents", "modes")),
+    ):
+        part = study.get(protocol)
+        for key in keys if part else ():
+            if not part.get(key):
+                raise ValueError(
+                    f"study.{protocol}.{key}={part.get(key)} is empty: give at least one, or set "
+                    f"study.{protocol}=null to leave the {protocol} protocol out"
+                )
 
 
 def plan(cfg: DictConfig) -> list[tuple[list[str], dict[str, object]]]:
@@ -40,6 +60,7 @@ def plan(cfg: DictConfig) -> list[tuple[list[str], dict[str, object]]]:
     """
     study = cfg.study
     datasets = study.get("datasets") or [None]
+    _check_not_empty(study)
     cells = []
     for dataset in datasets:
         on = [f"dataset={dataset}"] if dataset else []
@@ -93,44 +114,71 @@ def cell_configs(cfg: DictConfig, overrides: list[str]) -> list[DictConfig]:
     """
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs = []
+    left_out: set[str] = set()
     for groups, scalars in plan(cfg):
         key = tuple(groups)
         if key not in composed:
             taken = {_key(g) for g in groups} | set(scalars) | {"task"}
             base = [o for o in overrides if _key(o) not in taken and _applies(o, groups)]
             composed[key] = compose(config_name="config", overrides=base + groups + ["task=cell"])
+        if not _has_relevance(composed[key]):
+            left_out.add(str(composed[key].dataset.name))
+            continue
         cell = copy.deepcopy(composed[key])
         for dotted, value in scalars.items():
             OmegaConf.update(cell, dotted, value, merge=False)
         configs.append(cell)
+    for name in sorted(left_out):
+        log.warning(
+            "ground_truth left out of the study on %s: that dataset has no relevance maps (only "
+            "the embedded synthetic sets have a ground truth)",
+            name,
+        )
     return configs
+
+
+def _has_relevance(cell: DictConfig) -> bool:
+    """False for a ground_truth cell on data without relevance maps (a real image layout; a
+    shards folder may hold them, and the method says so if it does not)."""
+    kind = str(cell.dataset.kind)
+    return str(cell.method.name) != "ground_truth" or kind in ("synthetic", "shards")
 
 
 def records_to_long(records: list[dict]) -> pd.DataFrame:
     """Finished cells as the long table (dataset, model, protocol, method, layer, mode, percent, seed, accuracy)."""
-    rows = [r["cell"] | {"accuracy": r["accuracy"]} for r in records if r.get("status") == "ok"]
-    return pd.DataFrame(rows, columns=list(LONG_COLUMNS))
+    rows = [
+        r["cell"]
+        | {
+            "accuracy": r["accuracy"],
+            "base_warning": "; ".join((r.get("base_model") or {}).get("warnings") or []),
+        }
+        for r in records
+        if r.get("status") == "ok"
+    ]
+    return pd.DataFrame(rows, columns=[*LONG_COLUMNS, "base_warning"])
 
 
 def report(long: pd.DataFrame, out_dir: Path, log_base: float = math.e) -> str:
     """Write Tables 1, 2, 4, 5 under ``out_dir`` and return them as console text.
 
-    A study without its random baseline still keeps every result; the tables then say what is
-    missing instead of failing the run.
+    A study without its random baseline still keeps every result: ``long.csv`` is written alone
+    (an earlier run's tables are removed, never left beside it) and the text says what is missing.
     """
-    long.to_csv(
-        Path(out_dir).mkdir(parents=True, exist_ok=True) or Path(out_dir) / "long.csv", index=False
-    )
+    out = Path(out_dir)
     try:
-        write_tables(long, out_dir, log_base=log_base)
+        write_tables(long, out, log_base=log_base)
         text = format_for_console(long, log_base=log_base)
     except ValueError as exc:
-        return f"tables not written: {exc}\nthe finished cells are in {Path(out_dir) / 'long.csv'}"
+        out.mkdir(parents=True, exist_ok=True)
+        clear_outputs(out)
+        long.to_csv(out / "long.csv", index=False)
+        return f"tables not written: {exc}\nthe finished cells are in {out / 'long.csv'}"
     try:
         health = describe_health(check_health(long))
     except (ValueError, KeyError) as exc:  # the checks never cost the tables
         health = f"discrimination checks not run: {exc}"
-    return f"{text}\n\n{health}" if health else text
+    text = f"{text}\n\n{health}" if health else text
+    return f"{text}\n\ntables: {out} (long.csv, table*.csv/.md/.tex)"
 
 
 def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
@@ -183,8 +231,23 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
 
 
 def run_tables(cfg: DictConfig) -> dict:
-    """Aggregate every finished cell under ``paths.results`` into the tables."""
-    long = collect_results(Path(cfg.paths.results) / "cells")
+    """Aggregate every finished cell under ``paths.results`` into the tables.
+
+    All or nothing: a failed or unreadable cell is an error naming it, and no table is written
+    (those of an earlier run stay, consistent with their own ``long.csv``).
+    """
+    cells = Path(cfg.paths.results) / "cells"
+    long = collect_results(cells)
+    bad = long.attrs["failed"] + long.attrs["unreadable"]
+    if bad:
+        raise ValueError(
+            f"{cells}: {long.attrs['n_failed']} failed and {long.attrs['n_unreadable']} unreadable "
+            f"cell result(s), so no table was written; first: {bad[0]}. Re-run the study to "
+            "retry failed cells (delete an unreadable result.json to retrain it), or tabulate "
+            f"the others with `roarkar-tables --runs {cells} --out DIR --skip-failed`"
+        )
+    if long.empty:
+        raise ValueError(f"{cells}: no finished cell to tabulate")
     text = report(long, Path(cfg.paths.results) / "tables")
     print(text, flush=True)
     return {"rows": len(long), "tables": text}

@@ -48,6 +48,7 @@ def test_smoke_study_end_to_end_then_rerun_skips(compose_cfg, tmp_path):
         "percent",
         "seed",
         "accuracy",
+        "base_warning",  # why the base model is unfit for a study, empty when it is fine
     ]
     assert set(long.protocol) == {"layer", "input"} and set(long["mode"]) == {"kar", "roar"}
     assert "natural log" in out["tables"]

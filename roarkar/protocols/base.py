@@ -102,6 +102,26 @@ def load_model_file(path: Path, identity: str, model: TappedResNet) -> TappedRes
     return model
 
 
+def base_warnings(ctx: Context, accuracy: float | None) -> list[str]:
+    """What makes a base model meaningless to build a study on (empty when it is fine): no
+    training, fewer training images than classes, held-out accuracy at or below chance."""
+    out = []
+    classes = int(ctx.info.num_classes)
+    if ctx.epochs("base") <= 0:
+        out.append(f"untrained: trainer.epochs.base={ctx.epochs('base')}")
+    train = int(ctx.info.counts.get("train", 0))
+    if train < classes:
+        out.append(
+            f"dataset {ctx.cfg.dataset.name!r} has {train} training image(s) for {classes} classes"
+        )
+    if accuracy is not None and classes > 1 and accuracy <= 1.0 / classes + 1e-9:
+        out.append(
+            f"held-out accuracy {accuracy:.3f} is at or below chance (1/{classes} = "
+            f"{1.0 / classes:.3f})"
+        )
+    return out
+
+
 def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
     """Return the trained base model, training it first if no finished copy exists."""
     base_id = base_identity(ctx)
@@ -129,6 +149,15 @@ def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
                 dist=ctx.dist,
                 desc=f"base {ctx.cfg.model.name} on {ctx.cfg.dataset.name}",
             )
+            warnings = base_warnings(ctx, result.accuracy)
+            for w in warnings:
+                log.warning(
+                    "BASE MODEL UNFIT for a study (%s on %s): %s; every cell built on it is "
+                    "marked, and its tables say so",
+                    ctx.cfg.model.name,
+                    ctx.cfg.dataset.name,
+                    w,
+                )
             if ctx.dist.is_main:
                 torch.save(
                     {
@@ -145,6 +174,7 @@ def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
                         "kind": "base_model",
                         "status": "ok",
                         "accuracy": result.accuracy,
+                        "warnings": warnings,
                         "identity": base_id,
                         "dataset": str(ctx.cfg.dataset.name),
                         "model": model.name,

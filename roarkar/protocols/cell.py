@@ -176,6 +176,7 @@ def _run_claimed(
         "identity": base_id,
         "accuracy": base_result.get("accuracy"),
         "gpu_hours": base_result.get("gpu_hours", 0.0),
+        "warnings": base_result.get("warnings", []),
     }
     heartbeat = claim.heartbeat if dist.is_main else None
     try:
