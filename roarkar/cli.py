@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 # conf/ at the repository top level, reached through the roarkar/conf link (also packaged)
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
@@ -86,15 +88,51 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     return run_tables(cfg)
 
 
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Errors roarkar raises on bad input, each naming its file, key or value: printed as one
+    line, no traceback. Anything else is a bug and keeps its traceback."""
+    from roarkar.data.shards import CorruptShardError
+    from roarkar.training.trainer import NonFiniteLossError
+
+    return (ValueError, OSError, CorruptShardError, NonFiniteLossError)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
-    result = run(cfg)
+    try:
+        result = run(cfg)
+    except _known_errors() as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(
+            f"{type(exc).__name__} (HYDRA_FULL_ERROR=1 shows the traceback)\nroarkar: error: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(2)
     if isinstance(result, dict) and (result.get("failed") or result.get("status") == "failed"):
         sys.exit(1)
 
 
+def hydra_dir(results: str) -> str:
+    """Where Hydra keeps a run's config and log: ``<results>/hydra`` when that can be written,
+    else a temporary folder, so a read-only results tree can still be inspected
+    (``task=status``, ``task=plan``) instead of failing on Hydra's run folder."""
+    path = Path(results).expanduser()
+    probe = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    if os.access(probe, os.W_OK):
+        return str(path / "hydra")
+    return str(Path(tempfile.gettempdir()) / f"roarkar-hydra-{os.getuid()}")
+
+
+def register_resolvers() -> None:
+    """The config's own resolver (``${roarkar_hydra_dir:...}`` in conf/config.yaml)."""
+    OmegaConf.register_new_resolver("roarkar_hydra_dir", hydra_dir, replace=True)
+
+
 def main() -> None:
     """Console script entry point."""
+    register_resolvers()
     _hydra_main()
 
 

@@ -76,7 +76,14 @@ def load_model(checkpoint: str | None, model_name: str, num_classes: int, seed: 
     if checkpoint is None:
         torch.manual_seed(seed)
         return build(model_name), f"randomly initialised {model_name} (untrained)"
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist (expected a model.pt)")
+    try:  # weights_only: a crafted file is refused, never run
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, empty, foreign or crafted
+        raise ValueError(
+            f"--checkpoint {checkpoint} cannot be read as a model file: {exc}"
+        ) from exc
     if not isinstance(state, dict) or "state_dict" not in state:
         raise ValueError(f"{checkpoint} is not a roarkar model file (a dict with 'state_dict')")
     name = str(state.get("model") or model_name)
@@ -178,7 +185,7 @@ def make_gallery(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_dataset_cfg(dataset, overrides)
-    root = data_root or os.environ.get("ROARKAR_DATA") or Path("results") / "data"
+    root = data_root or os.environ.get("ROARKAR_DATA") or out / "data"  # never the cwd
     info = prepare(cfg, root)
     data = load_split(info, split)
     n = min(int(images), len(data.labels))
@@ -293,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="override a dataset config key (repeatable), e.g. --set val_size=16",
     )
-    parser.add_argument("--data-root", default=None, help="default: $ROARKAR_DATA or results/data")
+    parser.add_argument("--data-root", default=None, help="default: $ROARKAR_DATA or OUT/data")
     parser.add_argument("--checkpoint", default=None, help="a roarkar model.pt (else untrained)")
     parser.add_argument("--model", default="small_resnet", help="architecture without checkpoint")
     parser.add_argument("--out", default="gallery", help="output directory")

@@ -45,11 +45,15 @@ def resolve_root(cfg: Mapping[str, Any], kind: str) -> Path:
 
 
 def _need_dir(path: Path, key: str, expected: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{key}={path} is a file, not a folder (expected {expected})")
     if not path.is_dir():
         raise FileNotFoundError(f"{key}={path} does not exist (expected {expected})")
 
 
 def _need_file(path: Path, key: str, expected: str) -> None:
+    if path.exists() and not path.is_file():
+        raise IsADirectoryError(f"{key}={path} is a folder, not a file (expected {expected})")
     if not path.is_file():
         raise FileNotFoundError(f"{key}={path} does not exist (expected {expected})")
 
