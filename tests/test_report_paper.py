@@ -238,6 +238,15 @@ def test_figure5_paper_names_and_distinct_styles(paper) -> None:
         plt.close(fig)
 
 
+def test_method_labels_paper_names_presets_and_fallback() -> None:
+    from roarkar.saliency.labels import method_label, method_labels
+
+    assert method_label("std") == "Standard Dev"  # registry label (Table 1's name)
+    assert method_label("smoe_scale_linear") == "SMOE Scale + Layer Weights [1,...,5]"  # preset
+    assert method_label("Best") == "Best"  # not a method: shown as it is
+    assert method_labels(["a", "std"]) == {"a": "a", "std": "Standard Dev"}
+
+
 def test_cli_figures(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     raw = str(PAPER / "table5_long.csv")
