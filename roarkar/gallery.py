@@ -113,31 +113,63 @@ def _blend(maps: Tensor, images_uint8: Tensor, alpha: float = 0.25) -> Tensor:
     return (1 - alpha) * coloured + alpha * grey
 
 
+#: Resolution of the gallery PNGs, and the caption font size in points.
+DPI = 100
+FONT = 7.0
+
+
+def _wrap(text: str, width: int) -> str:
+    """Wrap every line of ``text`` (kept line breaks included) to ``width`` characters."""
+    return "\n".join(textwrap.fill(line, width=width) or line for line in text.split("\n"))
+
+
+def _grid_figure(
+    cells: list[list[tuple[str, Tensor, str | None]]], title: str, scale: float = 1.35
+):
+    """A grid of ``scale``-inch panels; each cell is (caption, image [H,W] or [H,W,3], cmap).
+
+    Captions (the first column's is the row label) are wrapped to the panel's width and each row
+    gets the height its longest caption needs above it, so no caption is clipped or runs into
+    another or into the title, whatever the labels; a layout engine would shrink the panels.
+    """
+    plt = _pyplot()
+    rows, cols = len(cells), max(len(r) for r in cells)
+    gap, line = 0.12, FONT * 1.25 / 72  # inches between panels, per caption line
+    chars = max(8, int(scale * 72 / (0.62 * FONT)))  # caption characters that fit a panel
+    wrapped = [[(_wrap(c, chars), img, cmap) for c, img, cmap in row] for row in cells]
+    caption_h = [
+        max((c.count("\n") + 1 if c else 0) for c, _, _ in row) * line + 0.06 for row in wrapped
+    ]
+    width = cols * scale + (cols + 1) * gap
+    head = _wrap(title, max(20, int(width * 72 / (0.62 * (FONT + 1)))))
+    head_h = (head.count("\n") + 1) * (FONT + 1) * 1.25 / 72 + 2 * gap
+    height = head_h + sum(caption_h) + rows * (scale + gap)
+    fig = plt.figure(figsize=(width, height), dpi=DPI)
+    fig.text(0.5, 1 - gap / height, head, ha="center", va="top", fontsize=FONT + 1)
+    top = height - head_h
+    for r, row in enumerate(wrapped):
+        top -= caption_h[r] + scale
+        for c, (caption, img, cmap) in enumerate(row):
+            left = gap + c * (scale + gap)
+            ax = fig.add_axes((left / width, top / height, scale / width, scale / height))
+            ax.axis("off")
+            kwargs = {"vmin": 0.0, "vmax": 1.0, "cmap": cmap} if img.dim() == 2 else {}
+            ax.imshow(img.numpy(), interpolation="nearest", **kwargs)
+            ax.set_title(caption, fontsize=FONT, pad=2)
+        top -= gap
+    return fig
+
+
 def _grid(
     path: Path,
     cells: list[list[tuple[str, Tensor, str | None]]],
     title: str,
     scale: float = 1.35,
 ) -> None:
-    """Save a grid of panels; each cell is (caption, image [H,W] or [H,W,3], cmap)."""
+    """Save :func:`_grid_figure` as a PNG (no bbox cropping: the layout already fits)."""
     plt = _pyplot()
-    rows, cols = len(cells), max(len(r) for r in cells)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * scale, rows * scale + 0.5), squeeze=False)
-    for r, row in enumerate(cells):
-        for c in range(cols):
-            ax = axes[r][c]
-            ax.axis("off")
-            if c >= len(row):
-                continue
-            caption, img, cmap = row[c]
-            kwargs = {"vmin": 0.0, "vmax": 1.0, "cmap": cmap} if img.dim() == 2 else {}
-            ax.imshow(img.numpy(), interpolation="nearest", **kwargs)
-            if "\n" not in caption:
-                caption = textwrap.fill(caption, width=max(8, int(scale * 16)))
-            ax.set_title(caption, fontsize=6)
-    fig.suptitle(textwrap.fill(title, width=int(cols * scale * 14)), fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig = _grid_figure(cells, title, scale)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 
@@ -276,7 +308,7 @@ def make_gallery(
             first = (rows_label[i], inp[i], None) if start == 0 else ("", inp[i], None)
             cells.append([first] + [(c, m[i], cm) for c, m, cm in panels[start : start + per_row]])
     paths.append(out / "methods.png")
-    _grid(paths[-1], cells, f"every method (per-image min-max) -- {head}", scale=1.0)
+    _grid(paths[-1], cells, f"every method (per-image min-max) -- {head}", scale=1.3)
     return paths
 
 

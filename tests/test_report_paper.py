@@ -183,6 +183,70 @@ def test_figures_from_paper_and_synthetic(tmp_path: Path, paper, both_long) -> N
     assert len(w2) == 2 and all(p.stat().st_size > 10_000 for p in w2.values())
 
 
+def _legend_texts(fig) -> list[str]:
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
+def test_figure4_names_methods_as_the_paper_draws_random_and_defines_its_symbols(paper) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from roarkar.report.figures import draw_figure4
+
+    fig = draw_figure4(paper["t4_long"])
+    try:
+        legend = _legend_texts(fig)
+        assert legend[1:] == ["SMOE Scale", "Standard Dev", "Trunc Normal Ent", "Trunc Normal Std",
+                              "Shannon Ent"]  # fmt: skip
+        assert not any("_" in t for t in legend)  # no internal ids
+        assert legend[0].startswith("Random")
+        # Random is a drawn series at 0 in every visible panel, not just a grid line
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        assert len(panels) == 4
+        for ax in panels:
+            random = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+            assert len(random) == 1 and list(random[0].get_ydata()) == [0.0] * 5
+        text = " ".join(t.get_text() for t in fig.texts)
+        assert "κ: accuracy when the 2.5 %" in text and "ρ: when the 10 %" in text
+        assert "z: the same for the Random map" in text
+        assert "(z − ρ) + (κ − z)" in panels[0].get_ylabel()
+    finally:
+        plt.close(fig)
+
+
+def test_figure5_paper_names_and_distinct_styles(paper) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from roarkar.report.figures import draw_figure5
+
+    fig = draw_figure5(paper["t5_long"])
+    try:
+        legend = _legend_texts(fig)
+        assert legend[0] == "Random (baseline)" and len(legend) == 12
+        assert "SMOE Scale + Prior Layer Weights" in legend
+        assert "Integrated Grad. -w- SmoothGrad Sq." in legend
+        assert not any("_" in t for t in legend)
+        # every method differs from every other in colour, marker or line style, and methods
+        # next to each other in the legend in all three
+        lines = fig.axes[0].get_lines()  # one data line per method (one seed: no error bars)
+        styles = [(ln.get_color(), ln.get_marker(), ln.get_linestyle()) for ln in lines]
+        assert len(styles) == 12 and len(set(styles)) == 12
+        for a, b in zip(styles[1:], styles[2:], strict=False):
+            assert all(x != y for x, y in zip(a, b, strict=True))
+    finally:
+        plt.close(fig)
+
+
+def test_method_labels_paper_names_presets_and_fallback() -> None:
+    from roarkar.saliency.labels import method_label, method_labels
+
+    assert method_label("std") == "Standard Dev"  # registry label (Table 1's name)
+    assert method_label("smoe_scale_linear") == "SMOE Scale + Layer Weights [1,...,5]"  # preset
+    assert method_label("Best") == "Best"  # not a method: shown as it is
+    assert method_labels(["a", "std"]) == {"a": "a", "std": "Standard Dev"}
+
+
 def test_cli_figures(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     raw = str(PAPER / "table5_long.csv")

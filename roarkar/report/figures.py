@@ -2,10 +2,14 @@
 
 * **Figure 4** (layer protocol): the per-layer Difference score ``(z - rho) + (kappa - z)``
   against the layer L1..L5 for the top methods (by AVG Difference of Table 1), one panel per
-  dataset and one for the mean over datasets; 0 is the random baseline.
+  dataset and one for the mean over datasets; Random, the baseline, is drawn at 0. A caption line
+  in the figure defines kappa, rho and z with the percents used.
 * **Figure 5** (input protocol): accuracy (%) against the percent kept (KAR panel) or removed
   (ROAR panel), one line per method, the random baseline dashed; one row of panels per dataset;
   error bars of ± one std over seeds when there are several.
+
+Legends name methods as the paper does (:func:`roarkar.saliency.labels.method_label`), and every
+method has its own colour, marker and line style, so overlapping lines stay apart.
 
 The paper's series are overlaid where it has the same method on the same dataset (Table 4 for
 Figure 4, Table 5 for Figure 5; ``dataset_map`` maps our dataset names onto the paper's), in the
@@ -25,10 +29,18 @@ from roarkar.report.aggregate import normalize_long
 from roarkar.report.prior import LAYERS, per_layer_scores
 from roarkar.report.scores import DEFAULT_LOG_BASE
 from roarkar.report.tables import AVG, BASELINE, table1
+from roarkar.saliency.labels import method_labels
 
-__all__ = ["figure4", "figure5", "write_figures"]
+__all__ = ["draw_figure4", "draw_figure5", "figure4", "figure5", "write_figures"]
 
 _PAPER_STYLE = {"linestyle": ":", "linewidth": 1.2, "markerfacecolor": "none", "alpha": 0.9}
+_RANDOM_STYLE = {"color": "black", "linestyle": "--", "marker": "x", "linewidth": 1.4}
+#: tab10 without its grey (too close to Random's black); markers and line styles cycle with
+#: other periods, so neighbours differ in all three and a repeated colour in marker and style.
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
+            "#17becf")  # fmt: skip
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<")
+_LINESTYLES = ("-", "--", "-.")
 
 
 def _plt():
@@ -40,11 +52,29 @@ def _plt():
     return plt
 
 
-def _colors(methods: list[str]) -> dict[str, tuple]:
-    plt = _plt()
-    n = 10 if len(methods) <= 10 else 20
-    cmap = plt.get_cmap(f"tab{n}")
-    return {m: cmap(i % n) for i, m in enumerate(methods)}
+def _styles(methods: list[str]) -> dict[str, dict]:
+    """Colour, marker and line style per method (see ``_COLOURS``)."""
+    return {
+        m: {
+            "color": _COLOURS[i % len(_COLOURS)],
+            "marker": _MARKERS[i % len(_MARKERS)],
+            # shifted once per pass through the colours, so a repeated colour changes style too
+            "linestyle": _LINESTYLES[(i + i // len(_COLOURS)) % len(_LINESTYLES)],
+        }
+        for i, m in enumerate(methods)
+    }
+
+
+def _layer_percents(d: pd.DataFrame, percent: Mapping[str, float] | None) -> dict[str, str]:
+    """The KAR / ROAR percent of the layer rows, as text for the caption ("2.5 %")."""
+    out = {}
+    for mode in ("kar", "roar"):
+        if percent is not None and mode in percent:
+            out[mode] = f"{float(percent[mode]):g} %"
+        else:
+            present = sorted(d.loc[(d["protocol"] == "layer") & (d["mode"] == mode), "percent"])
+            out[mode] = f"{float(present[0]):g} %" if present else "?"
+    return out
 
 
 def _paper(overlay: bool, df: pd.DataFrame) -> dict | None:
@@ -59,17 +89,16 @@ def _paper(overlay: bool, df: pd.DataFrame) -> dict | None:
     return {"paper": paper, "own": own}
 
 
-def figure4(
+def draw_figure4(
     df_long: pd.DataFrame,
-    path: str | Path,
     *,
     top: int = 5,
     log_base: float = DEFAULT_LOG_BASE,
     percent: Mapping[str, float] | None = None,
     overlay: bool = True,
     dataset_map: Mapping[str, str] | None = None,
-) -> Path:
-    """Figure 4: per-layer Difference score vs layer for the ``top`` methods; see module doc."""
+):
+    """Figure 4 as a matplotlib Figure with its legend (the caller saves or closes it)."""
     plt = _plt()
     d = normalize_long(df_long)
     pls = per_layer_scores(d, log_base=log_base, percent=percent)
@@ -81,12 +110,13 @@ def figure4(
     paper_pls = None
     if ctx is not None and not ctx["own"]["layer"]:
         paper_pls = per_layer_scores(ctx["paper"]["t4_long"])
-    colors = _colors(methods)
+    styles = _styles(methods)
+    names = method_labels([BASELINE, *methods])
     panels = datasets + (["mean over datasets"] if len(datasets) > 1 else [])
     ncol = 2 if len(panels) == 4 else min(len(panels), 3)
     nrow = -(-len(panels) // ncol)
     fig, axes = plt.subplots(
-        nrow, ncol, figsize=(3.6 * ncol + 1.8, 3.0 * nrow), squeeze=False, sharey=True
+        nrow, ncol, figsize=(3.6 * ncol + 1.8, 3.0 * nrow + 0.6), squeeze=False, sharey=True
     )
     x = np.arange(1, len(LAYERS) + 1)
 
@@ -101,28 +131,69 @@ def figure4(
     for ax, panel in zip(axes.flat, panels, strict=False):
         overall = panel == "mean over datasets"
         ours_ds = datasets if overall else [panel]
-        ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
+        # Random scores exactly 0 against itself: it is the baseline z of every term
+        (h,) = ax.plot(x, np.zeros(len(x)), **_RANDOM_STYLE)
+        handles.setdefault(f"{names[BASELINE]} (the baseline z: 0 by definition)", h)
         for m in methods:
             y = series(pls, m, ours_ds)
-            (h,) = ax.plot(x, y, marker="o", color=colors[m], linewidth=1.8, label=m)
-            handles.setdefault(m, h)
+            (h,) = ax.plot(x, y, linewidth=1.8, **styles[m])
+            handles.setdefault(names[m], h)
             if paper_pls is not None:
                 pds = [dmap.get(ds, ds) for ds in ours_ds]
                 yp = series(paper_pls, m, pds)
                 if np.isfinite(yp).any():
-                    (hp,) = ax.plot(x, yp, marker="s", color=colors[m], **_PAPER_STYLE)
-                    handles.setdefault(f"{m} (paper)", hp)
+                    style = dict(_PAPER_STYLE, color=styles[m]["color"], marker=styles[m]["marker"])
+                    (hp,) = ax.plot(x, yp, **style)
+                    handles.setdefault(f"{names[m]} (paper)", hp)
         ax.set_title(f"{panel} (paper: {dmap[panel]})" if panel in dmap else panel)
         ax.set_xticks(x, list(LAYERS))
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("per-layer Difference\n(z - ρ) + (κ - z)")
+        ax.set_ylabel("per-layer Difference\n(z − ρ) + (κ − z)")
     for ax in axes[-1, :]:
-        ax.set_xlabel("layer")
-    fig.suptitle(f"Figure 4: per-layer score, top {len(methods)} methods by AVG Difference")
-    return _save_with_legend(fig, handles, path)
+        ax.set_xlabel("layer (tap L1..L5)")
+    fig.suptitle(
+        f"Figure 4: per-layer Difference score (Eq 8 at one layer), "
+        f"top {len(methods)} methods by Difference averaged over datasets"
+    )
+    pc = _layer_percents(d, percent)
+    fig.text(
+        0.01,
+        0.0,
+        f"κ: accuracy when the {pc['kar']} most salient pixels of the layer are kept (KAR); "
+        f"ρ: when the {pc['roar']} most salient are removed (ROAR);\n"
+        "z: the same for the Random map (KAR's z with κ, ROAR's z with ρ). "
+        "Higher is better; 0 is Random.",
+        ha="left",
+        va="top",
+        fontsize=9,
+    )
+    _legend(fig, handles)
+    return fig
+
+
+def figure4(
+    df_long: pd.DataFrame,
+    path: str | Path,
+    *,
+    top: int = 5,
+    log_base: float = DEFAULT_LOG_BASE,
+    percent: Mapping[str, float] | None = None,
+    overlay: bool = True,
+    dataset_map: Mapping[str, str] | None = None,
+) -> Path:
+    """Figure 4: per-layer Difference score vs layer for the ``top`` methods; see module doc."""
+    fig = draw_figure4(
+        df_long,
+        top=top,
+        log_base=log_base,
+        percent=percent,
+        overlay=overlay,
+        dataset_map=dataset_map,
+    )
+    return _save(fig, path)
 
 
 def _t5_with_std(d: pd.DataFrame) -> pd.DataFrame:
@@ -134,20 +205,20 @@ def _t5_with_std(d: pd.DataFrame) -> pd.DataFrame:
     return t5
 
 
-def figure5(
+def draw_figure5(
     df_long: pd.DataFrame,
-    path: str | Path,
     *,
     overlay: bool = True,
     dataset_map: Mapping[str, str] | None = None,
-) -> Path:
-    """Figure 5: accuracy vs percent kept (KAR) / removed (ROAR); see the module docstring."""
+):
+    """Figure 5 as a matplotlib Figure with its legend (the caller saves or closes it)."""
     plt = _plt()
     d = normalize_long(df_long)
     t5 = _t5_with_std(d)
     datasets = list(pd.unique(t5["dataset"]))
     methods = [m for m in pd.unique(t5["method"]) if m != BASELINE]
-    colors = _colors(methods)
+    styles = {BASELINE: _RANDOM_STYLE, **_styles(methods)}
+    names = method_labels([BASELINE, *methods])
     dmap = dict(dataset_map or {})
     ctx = _paper(overlay, d)
     paper_t5 = None
@@ -165,16 +236,10 @@ def figure5(
                 s = sub[sub["method"] == m].sort_values("percent")
                 if s.empty:
                     continue
-                style = (
-                    {"color": "black", "linestyle": "--", "marker": "x"}
-                    if m == BASELINE
-                    else {"color": colors[m], "marker": "o"}
-                )
                 yerr = s["std"].to_numpy() if s["std"].notna().any() else None
-                h = ax.errorbar(
-                    s["percent"], s["accuracy"], yerr=yerr, capsize=2, linewidth=1.6, **style
-                )
-                handles.setdefault(m, h)
+                style = dict({"linewidth": 1.6}, **styles[m])
+                h = ax.errorbar(s["percent"], s["accuracy"], yerr=yerr, capsize=2, **style)
+                handles.setdefault(names[m] + (" (baseline)" if m == BASELINE else ""), h)
                 if paper_t5 is not None:
                     p = paper_t5[
                         (paper_t5["dataset"] == dmap.get(ds, ds))
@@ -182,9 +247,9 @@ def figure5(
                         & (paper_t5["mode"] == mode)
                     ].sort_values("percent")
                     if not p.empty:
-                        pstyle = dict(_PAPER_STYLE, color=style["color"], marker="s")
+                        pstyle = dict(_PAPER_STYLE, color=style["color"], marker=style["marker"])
                         (hp,) = ax.plot(p["percent"], p["accuracy"], **pstyle)
-                        handles.setdefault(f"{m} (paper)", hp)
+                        handles.setdefault(f"{names[m]} (paper)", hp)
             what = (
                 "kept (KAR, higher is better)"
                 if mode == "kar"
@@ -192,10 +257,22 @@ def figure5(
             )
             ax.set_title(f"{ds}: {mode.upper()}")
             ax.set_xlabel(f"% of most salient pixels {what}")
-            ax.set_ylabel("accuracy (%)")
+            ax.set_ylabel("top-1 accuracy (%)")
             ax.grid(alpha=0.3)
     fig.suptitle("Figure 5: accuracy vs percent of the input kept or removed")
-    return _save_with_legend(fig, handles, path)
+    _legend(fig, handles)
+    return fig
+
+
+def figure5(
+    df_long: pd.DataFrame,
+    path: str | Path,
+    *,
+    overlay: bool = True,
+    dataset_map: Mapping[str, str] | None = None,
+) -> Path:
+    """Figure 5: accuracy vs percent kept (KAR) / removed (ROAR); see the module docstring."""
+    return _save(draw_figure5(df_long, overlay=overlay, dataset_map=dataset_map), path)
 
 
 def write_figures(
@@ -231,10 +308,8 @@ def write_figures(
     return written
 
 
-def _save_with_legend(fig, handles: dict, path) -> Path:
-    """Legend to the right of the panels, then write the PNG (creating its folder) and close."""
-    import matplotlib.pyplot as plt
-
+def _legend(fig, handles: dict) -> None:
+    """Legend to the right of the panels, then a tight layout."""
     fig.legend(
         list(handles.values()),
         list(handles),
@@ -244,6 +319,12 @@ def _save_with_legend(fig, handles: dict, path) -> Path:
         frameon=False,
     )
     fig.tight_layout()
+
+
+def _save(fig, path) -> Path:
+    """Write the PNG (creating its folder, legend and caption included) and close the figure."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
