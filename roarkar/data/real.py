@@ -7,6 +7,7 @@ pixels are decoded with PIL, resized so the shorter side is ``resize`` and centr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,13 @@ from PIL import Image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 ROOT_ENV = {"imagefolder": "IMAGENET_ROOT", "places365": "PLACES365_ROOT", "cowc": "COWC_ROOT"}
+
+
+class UpscaledImageWarning(UserWarning):
+    """A source image smaller than the size it is converted to."""
+
+
+_WARNED = {"upscale": False}  # once per process: a million small images are one finding
 
 
 class CorruptImageError(ValueError):
@@ -183,6 +191,16 @@ def load_image(path: Path, image_size: int, resize: int | None) -> np.ndarray:
         with Image.open(path) as im:
             im = im.convert("RGB")
             w, h = im.size
+            if min(w, h) < resize and not _WARNED["upscale"]:
+                _WARNED["upscale"] = True
+                warnings.warn(
+                    f"image {path} is {w}x{h} px, smaller than dataset.resize={resize}: it is "
+                    "upscaled, and so are others like it (one warning per process); the network "
+                    "sees interpolation, not detail. Lower dataset.image_size / resize to match "
+                    "the data",
+                    UpscaledImageWarning,
+                    stacklevel=2,
+                )
             scale = resize / min(w, h)
             nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
             im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)

@@ -197,7 +197,9 @@ def read_part(
             str(path), shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None
         ):
             keys.append(sample["__key__"])
-            maps.append(np.load(io.BytesIO(sample["ranks.npy"])).astype(np.int32))
+            maps.append(
+                np.load(io.BytesIO(sample["ranks.npy"]), allow_pickle=False).astype(np.int32)
+            )
     except Exception as exc:
         raise RuntimeError(
             f"saliency part {path} is unreadable ({exc}); delete it to recompute"
