@@ -63,7 +63,7 @@ def _corrupt(tmp: Path) -> Path:
 def _run(compose_cfg, *overrides: str):
     from roarkar.cli import run
 
-    return run(compose_cfg(list(overrides)), [])
+    return run(compose_cfg(list(overrides)), compose_cfg.overrides)
 
 
 def _plan(compose_cfg, *overrides: str):
