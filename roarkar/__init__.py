@@ -1,9 +1,8 @@
-"""roarkar: ROAR/KAR benchmarking of saliency maps."""
+"""roarkar: ROAR/KAR benchmarking of saliency maps.
 
-from roarkar import runtime as _runtime
-
-# Before torch is imported (see roarkar/runtime.py for what each does and how to opt out).
-_runtime.set_omp_wait_policy()
-_runtime.tune_malloc()
+Importing roarkar (or any part of it) changes nothing in the process: the CPU settings of
+:mod:`roarkar.runtime` are applied by the console entry points, and by library users who want them
+with ``roarkar.runtime.tune_process()`` before importing torch.
+"""
 
 __version__ = "0.1.0"

@@ -136,5 +136,7 @@ def main() -> None:
     _hydra_main()
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m: the same process settings as the console script
+    from roarkar.entry import roarkar
+
+    roarkar()

@@ -354,5 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(p)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m: the same process settings as the console script
+    from roarkar.entry import gallery
+
+    gallery()

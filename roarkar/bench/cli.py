@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # torch and pandas load in run() (roarkar.runtime settled OpenMP at import)
+if TYPE_CHECKING:  # torch and pandas load in run(), after roarkar.entry settled OpenMP
     import pandas as pd
 
     from roarkar.bench.common import Sizes
@@ -301,5 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if (df["what"] == "section failed").any() else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m: the same process settings as the console script
+    from roarkar.entry import bench
+
+    bench()

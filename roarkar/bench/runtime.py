@@ -15,7 +15,7 @@ import time
 
 from roarkar.bench.common import Samples, Sizes, bench_model, config_str, row
 
-#: Environment of each side: roarkar's settings (the child applies them at import) or glibc's.
+#: Environment of each side: roarkar's settings (the child applies them first thing) or glibc's.
 SIDES = {"roarkar": {}, "glibc default": {"ROARKAR_MALLOC": "default"}}
 
 
@@ -148,4 +148,7 @@ def _worker(kind: str, args: dict, rounds: int) -> dict:
 
 
 if __name__ == "__main__":
+    from roarkar.runtime import tune_process
+
+    tune_process()  # first thing, as a console entry point does (roarkar/entry.py)
     print(json.dumps(_worker(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]))))

@@ -253,5 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # python -m: the same process settings as the console script
+    from roarkar.entry import tables
+
+    tables()

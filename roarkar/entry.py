@@ -1,0 +1,43 @@
+"""The console entry points: settle the process first (roarkar.runtime: OpenMP's wait policy must
+be set before torch loads), then import and run the command. Importing roarkar does neither."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from roarkar.runtime import tune_process
+
+_COMMANDS = {
+    "roarkar": "roarkar.cli",
+    "roarkar-tables": "roarkar.report.cli",
+    "roarkar-gallery": "roarkar.gallery",
+    "roarkar-bench": "roarkar.bench.cli",
+}
+
+
+def _launch(command: str) -> None:
+    tune_process()
+    result = importlib.import_module(_COMMANDS[command]).main()
+    if isinstance(result, int):
+        sys.exit(result)
+
+
+def roarkar() -> None:
+    """``roarkar``: the Hydra entry point (roarkar/cli.py)."""
+    _launch("roarkar")
+
+
+def tables() -> None:
+    """``roarkar-tables`` (roarkar/report/cli.py)."""
+    _launch("roarkar-tables")
+
+
+def gallery() -> None:
+    """``roarkar-gallery`` (roarkar/gallery.py)."""
+    _launch("roarkar-gallery")
+
+
+def bench() -> None:
+    """``roarkar-bench`` (roarkar/bench/cli.py)."""
+    _launch("roarkar-bench")
