@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import rel_entr
 
+from roarkar.layer_weights import load_prior_weights
 from roarkar.report.scores import DEFAULT_LOG_BASE, log_base_label, parse_log_base
 from roarkar.report.tables import (
     BASELINE,
@@ -183,27 +184,3 @@ def write_prior_weights(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec, indent=2) + "\n")
     return path
-
-
-def load_prior_weights(path: str | Path) -> list[float]:
-    """Layer weights from a JSON file: ``{"weights": [...]}`` (as written) or a bare list.
-
-    Raises ValueError (naming the file) unless they are finite, non-negative numbers, not all 0.
-    """
-    path = Path(path)
-    try:
-        rec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"prior weights file not found: {path}") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    values = rec.get("weights") if isinstance(rec, dict) else rec
-    if not isinstance(values, list) or not values:
-        raise ValueError(f"{path}: expected a list of weights or {{'weights': [...]}}")
-    try:
-        weights = [float(w) for w in values]
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: weights must be numbers; got {values!r}") from None
-    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"{path}: weights must be finite, non-negative, not all 0; got {weights}")
-    return weights

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from roarkar.layer_weights import load_prior_weights
 from roarkar.models.taps import TAPS
 from roarkar.saliency.stats import gamma_shape
 
@@ -33,8 +34,6 @@ def resolve_weights(weights: str | Sequence[float], n: int = len(TAPS)) -> tuple
     ``roarkar-tables --prior-weights`` (derived from one's own per-layer results), or a sequence of
     ``n`` non-negative floats."""
     if isinstance(weights, str) and weights not in WEIGHTS and weights.endswith(".json"):
-        from roarkar.report.prior import load_prior_weights
-
         weights = load_prior_weights(weights)
     if isinstance(weights, str):
         if weights not in WEIGHTS:
