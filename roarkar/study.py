@@ -90,14 +90,24 @@ def as_overrides(groups: list[str], scalars: dict[str, object]) -> list[str]:
     return [*groups, *(f"{k}={v}" for k, v in scalars.items()), "task=cell"]
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
+    """The key an override sets: ``+protocol.target=label`` -> ``protocol.target``."""
     return override.lstrip("+~").split("=", 1)[0]
+
+
+def kept_overrides(
+    overrides: list[str], groups: list[str], scalars: dict[str, object]
+) -> list[str]:
+    """The user's overrides that a cell keeps (the one rule for a study and a SLURM sweep): all but
+    those setting a key the cell sets itself, or a ``protocol.<key>`` its protocol lacks."""
+    taken = {override_key(g) for g in groups} | set(scalars) | {"task"}
+    return [o for o in overrides if override_key(o) not in taken and _applies(o, groups)]
 
 
 def _applies(override: str, groups: list[str]) -> bool:
     """A ``protocol.<key>`` override applies only to cells whose protocol has that key (a study
     mixing protocols passes ``protocol.target=label`` to its input cells, not its layer cells)."""
-    key = _key(override)
+    key = override_key(override)
     if not key.startswith("protocol."):
         return True
     protocol = next(g.split("=", 1)[1] for g in groups if g.startswith("protocol="))
@@ -118,8 +128,7 @@ def cell_configs(cfg: DictConfig, overrides: list[str]) -> list[DictConfig]:
     for groups, scalars in plan(cfg):
         key = tuple(groups)
         if key not in composed:
-            taken = {_key(g) for g in groups} | set(scalars) | {"task"}
-            base = [o for o in overrides if _key(o) not in taken and _applies(o, groups)]
+            base = kept_overrides(overrides, groups, scalars)
             composed[key] = compose(config_name="config", overrides=base + groups + ["task=cell"])
         if not _has_relevance(composed[key]):
             left_out.add(str(composed[key].dataset.name))

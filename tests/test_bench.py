@@ -21,7 +21,7 @@ from roarkar.bench.common import (
     sizes_for,
 )
 from roarkar.bench.gpu import peak_tflops
-from roarkar.bench.study import _precision, run_study
+from roarkar.bench.study import precision_rows, run_study
 
 TINY = ("saliency", "smoe", "captum", "training", "layer", "loader", "runtime", "gpu")
 
@@ -141,7 +141,7 @@ def test_study_section_times_the_command_twice(tmp_path):
 
 def test_precision_rows_train_the_embedded_base_model_in_both_precisions():
     """The real `roarkar task=base` (debug=smoke) in float32 and bf16: accuracies read back."""
-    rows = _precision(sizes_for("tiny"))
+    rows = precision_rows(sizes_for("tiny"))
     assert [r["what"].rsplit(", ", 1)[1] for r in rows] == ["float32", "bf16 autocast"]
     assert all(0.0 <= r["value"] <= 1.0 for r in rows), rows
     assert math.isnan(rows[0]["ratio"]) and math.isfinite(rows[1]["ratio"])

@@ -23,10 +23,10 @@ from roarkar.saliency.base import PixelMethod
 from roarkar.saliency.methods.wrappers import (
     NoiseTunnel,
     PathIntegral,
-    _segments,
     image_seeds,
     mix_seed,
     quadrature,
+    segments,
 )
 
 
@@ -218,12 +218,12 @@ def small() -> nn.Module:
 
 
 def test_segments():
-    assert list(_segments([0, 0, 1, 1, 1, 2], [3, 4, 0, 1, 2, 0])) == [
+    assert list(segments([0, 0, 1, 1, 1, 2], [3, 4, 0, 1, 2, 0])) == [
         (0, 3, 0, 2),
         (1, 0, 2, 5),
         (2, 0, 5, 6),
     ]
-    assert list(_segments([5], [7])) == [(5, 7, 0, 1)]
+    assert list(segments([5], [7])) == [(5, 7, 0, 1)]
 
 
 def test_image_seeds_are_the_hash_of_state_and_bytes():

@@ -72,7 +72,7 @@ def run_study(sz: Sizes, cmd_for=command) -> list[dict]:
             if code != 0:
                 break
     if sz.precision_overrides is not None:
-        rows += _precision(sz, cmd_for)
+        rows += precision_rows(sz, cmd_for)
     return rows
 
 
@@ -82,7 +82,7 @@ PRECISIONS = (
 )
 
 
-def _precision(sz: Sizes, cmd_for=command) -> list[dict]:
+def precision_rows(sz: Sizes, cmd_for=command) -> list[dict]:
     """The embedded base model (`roarkar task=base`) trained in float32 and in bf16 autocast, both
     channels-last: held-out accuracy and wall time. The trainer keeps bf16 off on a CPU by default
     (``amp: auto``); this shows what it would cost and whether accuracy holds (it is on for CUDA)."""

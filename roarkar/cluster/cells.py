@@ -16,12 +16,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from roarkar.study import CONF_DIR, _applies, _key, as_overrides, plan
+from roarkar.study import CONF_DIR, as_overrides, kept_overrides, override_key, plan
 
 
 def _is_hydra(override: str) -> bool:
     """Overrides of Hydra's own config (launcher, sweep dirs): not part of a cell."""
-    key = _key(override)
+    key = override_key(override)
     return key == "hydra" or key.startswith(("hydra.", "hydra/"))
 
 
@@ -35,9 +35,7 @@ def cell_override_lines(cfg: DictConfig, overrides: list[str]) -> list[list[str]
     user = [o for o in overrides if not _is_hydra(o)]
     lines = []
     for groups, scalars in plan(cfg):
-        taken = {_key(g) for g in groups} | set(scalars) | {"task"}
-        base = [o for o in user if _key(o) not in taken and _applies(o, groups)]
-        lines.append(base + as_overrides(groups, scalars))
+        lines.append(kept_overrides(user, groups, scalars) + as_overrides(groups, scalars))
     return lines
 
 

@@ -36,8 +36,8 @@ from roarkar.report.scores import DEFAULT_LOG_BASE, log_base_label, parse_log_ba
 from roarkar.report.tables import (
     BASELINE,
     MissingBaselineError,
-    _one_percent_per_mode,
-    _prepare,
+    one_percent_per_mode,
+    protocol_rows,
 )
 
 __all__ = [
@@ -69,7 +69,7 @@ def per_layer_scores(
     of appearance; a method lacking one mode at a layer has no row for that layer.
     """
     base = parse_log_base(log_base)
-    d = _one_percent_per_mode(_prepare(df, "layer", "per_layer_scores"), percent, "per-layer")
+    d = one_percent_per_mode(protocol_rows(df, "layer", "per_layer_scores"), percent, "per-layer")
     acc = d.set_index(["dataset", "method", "mode", "layer"])["accuracy"]
     rows = []
     for ds in pd.unique(d["dataset"]):

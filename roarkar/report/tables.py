@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 BASELINE = "random"
 AVG = "AVG"
 BEST, WORST = "Best", "Worst"
-_MODES = ("kar", "roar")
+MODE_ORDER = ("kar", "roar")
 
 
 class MissingBaselineError(ValueError):
@@ -75,12 +75,12 @@ def _ordered(values: pd.Series, first: tuple[str, ...] = ()) -> list[str]:
     return [v for v in first if v in seen] + [v for v in seen if v not in first]
 
 
-def _prepare(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
+def protocol_rows(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
     """Rows of one protocol, one model, seeds averaged (``accuracy`` = mean per cell)."""
-    return cell_means(_prepare_raw(df, protocol, table))
+    return cell_means(protocol_rows_raw(df, protocol, table))
 
 
-def _prepare_raw(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
+def protocol_rows_raw(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
     """Rows of one protocol and one model (long columns only), seeds kept."""
     d = normalize_long(df)
     d = d[d["protocol"] == protocol]
@@ -95,12 +95,12 @@ def _prepare_raw(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
     return d[list(LONG_COLUMNS)]
 
 
-def _one_percent_per_mode(
+def one_percent_per_mode(
     d: pd.DataFrame, percent: Mapping[str, float] | None, table: str
 ) -> pd.DataFrame:
     """Layer protocol: keep one percent per mode (given, or the only one present)."""
     keep = []
-    for mode in _MODES:
+    for mode in MODE_ORDER:
         dm = d[d["mode"] == mode]
         present = sorted(float(p) for p in dm["percent"].unique())
         if percent is not None and mode in percent:
@@ -135,7 +135,7 @@ def table4(df: pd.DataFrame, percent: Mapping[str, float] | None = None) -> pd.D
     (best = highest for KAR, lowest for ROAR). ``percent`` picks the kept/removed percent per
     mode when a study ran several (e.g. ``{"kar": 2.5, "roar": 10}``).
     """
-    d = _one_percent_per_mode(_prepare(df, "layer", "table4"), percent, "table4")
+    d = one_percent_per_mode(protocol_rows(df, "layer", "table4"), percent, "table4")
     d = d.assign(accuracy=(d["accuracy"] * 100).round(6))
     out = d[["dataset", "method", "mode", "layer", "accuracy"]]
     methods = _ordered(out["method"], first=(BASELINE,))
@@ -155,7 +155,7 @@ def table4(df: pd.DataFrame, percent: Mapping[str, float] | None = None) -> pd.D
         {
             "dataset": _ordered(d["dataset"]),
             "method": methods + [BEST, WORST],
-            "mode": list(_MODES),
+            "mode": list(MODE_ORDER),
             "layer": [f"L{i}" for i in range(1, 6)],
         },
     )
@@ -166,7 +166,7 @@ def pivot_table4(t4: pd.DataFrame) -> pd.DataFrame:
     wide = t4.assign(col=t4["mode"].str.upper() + " " + t4["layer"]).pivot_table(
         index=["dataset", "method"], columns="col", values="accuracy", sort=False
     )
-    cols = [f"{m.upper()} L{i}" for m in _MODES for i in range(1, 6)]
+    cols = [f"{m.upper()} L{i}" for m in MODE_ORDER for i in range(1, 6)]
     wide = wide.reindex(columns=[c for c in cols if c in wide.columns])
     wide.columns.name = None
     return wide.reset_index()
@@ -193,7 +193,7 @@ def table1(
     sorted by AVG difference, best first, as in the paper. ``log_base`` defaults to e, which
     reproduces the published Information scores (see :mod:`roarkar.report.scores`).
     """
-    d = _one_percent_per_mode(_prepare(df, "layer", "table1"), percent, "table1")
+    d = one_percent_per_mode(protocol_rows(df, "layer", "table1"), percent, "table1")
     datasets = _ordered(d["dataset"])
     rows = []
     for ds in datasets:
@@ -204,7 +204,7 @@ def table1(
                 continue
             dm = dd[dd["method"] == method]
             acc, base = {}, {}
-            for mode in _MODES:
+            for mode in MODE_ORDER:
                 m, r = _series(dm, mode), _series(rnd, mode)
                 for layer in m.index:
                     if layer not in r.index:
@@ -266,14 +266,14 @@ def table5(df: pd.DataFrame) -> pd.DataFrame:
 
     The ``dataset`` column is present only when the table holds several datasets.
     """
-    d = _prepare(df, "input", "table5")
+    d = protocol_rows(df, "input", "table5")
     d = d.assign(accuracy=(d["accuracy"] * 100).round(6))
     out = _sort(
         d.sort_values("percent", kind="stable"),
         {
             "dataset": _ordered(d["dataset"]),
             "method": _ordered(d["method"], first=(BASELINE,)),
-            "mode": list(_MODES),
+            "mode": list(MODE_ORDER),
         },
     )
     cols = ["method", "mode", "percent", "accuracy"]
@@ -285,7 +285,7 @@ def pivot_table5(t5: pd.DataFrame) -> pd.DataFrame:
     index = [c for c in ("dataset", "method") if c in t5.columns]
     col = t5["mode"].str.upper() + " " + t5["percent"].map("{:g}%".format)
     wide = t5.assign(col=col).pivot_table(index=index, columns="col", values="accuracy", sort=False)
-    order = [f"{m.upper()} {p:g}%" for m in _MODES for p in sorted(t5["percent"].unique())]
+    order = [f"{m.upper()} {p:g}%" for m in MODE_ORDER for p in sorted(t5["percent"].unique())]
     wide = wide.reindex(columns=[c for c in order if c in wide.columns])
     wide.columns.name = None
     return wide.reset_index()
@@ -298,15 +298,15 @@ def table2(df: pd.DataFrame) -> pd.DataFrame:
     ROAR accuracies, SUM = KAR + ROAR. The random baseline is included. Every method must have
     the same percents as the other methods of its dataset, else the sums are not comparable.
     """
-    d = _prepare(df, "input", "table2")
+    d = protocol_rows(df, "input", "table2")
     rows = []
     for ds in _ordered(d["dataset"]):
         dd = d[d["dataset"] == ds]
-        wanted = {mode: set(dd.loc[dd["mode"] == mode, "percent"]) for mode in _MODES}
+        wanted = {mode: set(dd.loc[dd["mode"] == mode, "percent"]) for mode in MODE_ORDER}
         for method in _ordered(dd["method"], first=(BASELINE,)):
             dm = dd[dd["method"] == method]
             sums = {}
-            for mode in _MODES:
+            for mode in MODE_ORDER:
                 have = dm[dm["mode"] == mode]
                 lacking = sorted(wanted[mode] - set(have["percent"]))
                 if lacking:
@@ -429,8 +429,8 @@ def _build(
 def _percents_said(d: pd.DataFrame, name: str, percent: Mapping[str, float] | None) -> str:
     """Which percents a table shows, for its title: every table states them."""
     if name in ("table1", "table4"):
-        used = _one_percent_per_mode(d[d["protocol"] == "layer"], percent, name)
-        said = {m: sorted(set(used.loc[used["mode"] == m, "percent"])) for m in _MODES}
+        used = one_percent_per_mode(d[d["protocol"] == "layer"], percent, name)
+        said = {m: sorted(set(used.loc[used["mode"] == m, "percent"])) for m in MODE_ORDER}
         kar = "/".join(f"{p:g}" for p in said["kar"]) or "-"
         roar = "/".join(f"{p:g}" for p in said["roar"]) or "-"
         return f" (KAR keeps {kar} %, ROAR removes {roar} % of the tap's locations)"

@@ -36,11 +36,11 @@ from scipy.special import rel_entr
 from roarkar.report.aggregate import CELL_COLUMNS, summarize_seeds
 from roarkar.report.scores import DEFAULT_LOG_BASE, parse_log_base
 from roarkar.report.tables import (
-    _MODES,
     AVG,
     BASELINE,
-    _one_percent_per_mode,
-    _prepare_raw,
+    MODE_ORDER,
+    one_percent_per_mode,
+    protocol_rows_raw,
     table1,
     table2,
     table4,
@@ -147,7 +147,7 @@ def _table1_plan(point: pd.DataFrame, cells: pd.DataFrame) -> dict[tuple, dict[s
         index=False, name=None
     ):
         entry = {}
-        for mode in _MODES:
+        for mode in MODE_ORDER:
             layers = sorted(by[(ds, method, mode)])
             entry[mode] = [by[(ds, method, mode)][lay] for lay in layers]
             entry["z" + mode] = [by[(ds, BASELINE, mode)][lay] for lay in layers]
@@ -188,7 +188,7 @@ def table1_seeds(
     """
     base = parse_log_base(log_base)
     point = table1(df, log_base=base, percent=percent)  # validates (baseline cells, layers)
-    d = _one_percent_per_mode(_prepare_raw(df, "layer", "table1"), percent, "table1")
+    d = one_percent_per_mode(protocol_rows_raw(df, "layer", "table1"), percent, "table1")
     cells, acc = seed_matrix(d)
     plan = _table1_plan(point, cells)
     per_seed = _table1_scores(acc.T, plan, base)
@@ -217,7 +217,7 @@ def table2_seeds(
 ) -> pd.DataFrame:
     """Table 2 with ``kar_std, roar_std, sum_std, n`` and bootstrap CI columns (see module doc)."""
     point = table2(df)  # validates (same percents per method)
-    d = _prepare_raw(df, "input", "table2")
+    d = protocol_rows_raw(df, "input", "table2")
     cells, acc = seed_matrix(d)
     has_ds = "dataset" in point.columns
     rows = point.assign(dataset=point["dataset"] if has_ds else d["dataset"].iloc[0])
@@ -225,7 +225,7 @@ def table2_seeds(
     for ds, method in rows[["dataset", "method"]].itertuples(index=False, name=None):
         sel = (cells["dataset"] == ds) & (cells["method"] == method)
         plan[(ds, method)] = {
-            mode: np.flatnonzero((sel & (cells["mode"] == mode)).to_numpy()) for mode in _MODES
+            mode: np.flatnonzero((sel & (cells["mode"] == mode)).to_numpy()) for mode in MODE_ORDER
         }
 
     def scores(m: np.ndarray) -> dict[tuple, dict[str, np.ndarray]]:
@@ -261,13 +261,13 @@ def _with_std(point: pd.DataFrame, raw: pd.DataFrame, keys: list[str]) -> pd.Dat
 def table4_seeds(df: pd.DataFrame, percent: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Table 4 (percent) with ``std`` (percent points) and ``n`` per cell; Best/Worst have NaN."""
     point = table4(df, percent=percent)
-    raw = _one_percent_per_mode(_prepare_raw(df, "layer", "table4"), percent, "table4")
+    raw = one_percent_per_mode(protocol_rows_raw(df, "layer", "table4"), percent, "table4")
     return _with_std(point, raw, ["dataset", "method", "mode", "layer"])
 
 
 def table5_seeds(df: pd.DataFrame) -> pd.DataFrame:
     """Table 5 (percent) with ``std`` (percent points) and ``n`` per cell."""
     point = table5(df)
-    raw = _prepare_raw(df, "input", "table5")
+    raw = protocol_rows_raw(df, "input", "table5")
     keys = [c for c in ("dataset", "method", "mode", "percent") if c in point.columns]
     return _with_std(point, raw, keys)

@@ -123,7 +123,8 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
     ]
 
 
-def _ordered(tap_maps: Mapping[str, Tensor] | Sequence[Tensor]) -> list[Tensor]:
+def ordered_maps(tap_maps: Mapping[str, Tensor] | Sequence[Tensor]) -> list[Tensor]:
+    """Per-tap maps as a list in L1..L5 order, from a mapping keyed by tap or a sequence."""
     if isinstance(tap_maps, Mapping):
         if set(tap_maps) == set(TAPS):
             return [tap_maps[t] for t in TAPS]
@@ -141,7 +142,7 @@ def combine(
 
     ``tap_maps`` is ordered L1..L5 (a mapping keyed by exactly the tap names is put in tap order).
     """
-    maps = _ordered(tap_maps)
+    maps = ordered_maps(tap_maps)
     w = resolve_weights(weights, len(maps))
     how = check_squash(squash)
     size = tuple(size)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from roarkar.saliency.combine import _ordered, squash_map, upsample
+from roarkar.saliency.combine import ordered_maps, squash_map, upsample
 
 HUE_SPAN = 300.0
 
@@ -82,7 +82,7 @@ def lovi(
     Each map is squashed per image with ``squash`` ("normal" = the normal CDF of Eq 3; "none" for
     maps already in [0, 1]), then upsampled bilinearly to ``size``.
     """
-    maps = [upsample(squash_map(m, squash), tuple(size)) for m in _ordered(tap_maps)]
+    maps = [upsample(squash_map(m, squash), tuple(size)) for m in ordered_maps(tap_maps)]
     stacked = torch.stack(maps, dim=1).float()
     hue, sat, val = lovi_hsv(stacked)
     return hsv_to_rgb(hue, sat, val).permute(0, 3, 1, 2).contiguous()

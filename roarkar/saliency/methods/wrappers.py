@@ -90,7 +90,7 @@ def _randn(shape: tuple[int, ...], seed: int, like: Tensor) -> Tensor:
     return torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
 
 
-def _segments(idx: list[int], sub: list[int]) -> Iterator[tuple[int, int, int, int]]:
+def segments(idx: list[int], sub: list[int]) -> Iterator[tuple[int, int, int, int]]:
     """Runs of one image in a chunk's (image, sub-index) lists: (image, first sub-index, start, stop)
     with chunk rows start:stop holding sub-indices first .. first + stop - start - 1 of that image."""
     start = 0
@@ -329,7 +329,7 @@ class NoiseTunnel(Composite):
         sums = squares = None
         for idx, sample in self._index_chunks(b):
             x = images.new_empty((len(idx), *shape))
-            for i, first, start, stop in _segments(idx, sample):
+            for i, first, start, stop in segments(idx, sample):
                 if noise is not None:
                     eps = noise[i, first : first + stop - start].to(images)
                 else:
@@ -431,7 +431,7 @@ class PathIntegral(Composite):
             at = torch.tensor(step, device=images.device)
             # x' + alpha (x - x') written straight into the chunk, one op per image it holds.
             x = images.new_empty((len(idx), *images.shape[1:]))
-            for i, first, start, stop in _segments(idx, step):
+            for i, first, start, stop in segments(idx, step):
                 path = alphas_t[first : first + stop - start].view(-1, 1, 1, 1)
                 torch.addcmul(base[i], path, delta[i], out=x[start:stop])
             inner_seeds = (
