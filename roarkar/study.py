@@ -22,7 +22,7 @@ from roarkar.protocols.cell import cell_path, run_cell
 from roarkar.report.aggregate import LONG_COLUMNS, collect_results
 from roarkar.report.health import check as check_health
 from roarkar.report.health import describe as describe_health
-from roarkar.report.tables import clear_outputs, format_for_console, write_tables
+from roarkar.report.write import clear_outputs, format_for_console, write_tables
 from roarkar.store import Claim, read_result
 from roarkar.training import setup
 

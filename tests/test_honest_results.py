@@ -11,7 +11,7 @@ import pandas as pd
 
 from roarkar.cli import run
 from roarkar.report.cli import main as tables_main
-from roarkar.report.tables import write_tables
+from roarkar.report.write import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_LAYER = [

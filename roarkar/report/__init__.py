@@ -32,15 +32,14 @@ from roarkar.report.scores import (
 from roarkar.report.tables import (
     MissingBaselineError,
     compare,
-    format_for_console,
     table1,
     table2,
     table4,
     table5,
     to_markdown,
-    write_tables,
 )
 from roarkar.report.uncertainty import table1_seeds, table2_seeds, table4_seeds, table5_seeds
+from roarkar.report.write import format_for_console, write_tables
 
 __all__ = [
     "DEFAULT_LOG_BASE",

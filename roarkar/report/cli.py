@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 from roarkar.report.aggregate import collect_results, read_long
 from roarkar.report.scores import log_base_label, parse_log_base
-from roarkar.report.tables import format_for_console, write_tables
 from roarkar.report.uncertainty import DEFAULT_CI_SEED, DEFAULT_N_BOOT
+from roarkar.report.write import format_for_console, write_tables
 
 
 def build_parser() -> argparse.ArgumentParser:

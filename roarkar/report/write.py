@@ -1,0 +1,237 @@
+"""Writing and printing the tables: each run renders every file first, clears what an earlier run
+left, then writes (all or nothing). Above :mod:`roarkar.report.tables` and
+:mod:`roarkar.report.uncertainty`, which compute the tables and know nothing of files."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from roarkar.report import uncertainty as unc
+from roarkar.report.aggregate import base_model_warnings, normalize_long
+from roarkar.report.scores import DEFAULT_LOG_BASE, log_base_label
+from roarkar.report.tables import (
+    MODE_ORDER,
+    one_percent_per_mode,
+    pivot_table1,
+    pivot_table4,
+    pivot_table5,
+    table1,
+    table2,
+    table4,
+    table5,
+    to_markdown,
+)
+
+__all__ = ["OUTPUT_PATTERNS", "clear_outputs", "format_for_console", "write_tables"]
+
+log = logging.getLogger(__name__)
+
+_TITLES = {
+    "table1": "Table 1: Difference (Eq 8) and Information (Eq 9) scores, layer protocol",
+    "table2": "Table 2: KAR sum, -ROAR sum and their SUM, input protocol",
+    "table4": "Table 4: accuracy (%) per layer, KAR kept / ROAR removed, layer protocol",
+    "table5": "Table 5: accuracy (%) per kept (KAR) / removed (ROAR) percent, input protocol",
+}
+
+
+def _log_note(log_base: float) -> str:
+    return f"Information score (Eq 9) uses the {log_base_label(log_base)}."
+
+
+def _build(
+    df_long: pd.DataFrame,
+    log_base: float,
+    percent: Mapping[str, float] | None,
+    n_boot: int | None = None,
+    ci_seed: int | None = None,
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """All tables the long table supports, and notes on the skipped ones.
+
+    With several seeds of some cell (and ``n_boot`` not None), the tables carry the extra
+    columns of :mod:`roarkar.report.uncertainty` (std, n, bootstrap CIs).
+    """
+    d = normalize_long(df_long)
+    seeds = n_boot is not None and unc.has_several_seeds(d)
+    boot = {"n_boot": n_boot, "ci_seed": unc.DEFAULT_CI_SEED if ci_seed is None else ci_seed}
+    tables: dict[str, pd.DataFrame] = {}
+    skipped: list[str] = []
+    protocols = set(d["protocol"])
+    if "layer" in protocols:
+        if seeds:
+            tables["table4"] = unc.table4_seeds(d, percent=percent)
+            tables["table1"] = unc.table1_seeds(d, log_base=log_base, percent=percent, **boot)
+        else:
+            tables["table4"] = table4(d, percent=percent)
+            tables["table1"] = table1(d, log_base=log_base, percent=percent)
+    else:
+        skipped.append("table1, table4 skipped: no layer-protocol rows")
+    if "input" in protocols:
+        tables["table5"] = unc.table5_seeds(d) if seeds else table5(d)
+        tables["table2"] = unc.table2_seeds(d, **boot) if seeds else table2(d)
+    else:
+        skipped.append("table2, table5 skipped: no input-protocol rows")
+    for name, t in tables.items():
+        t.attrs["title"] = _TITLES[name] + _percents_said(d, name, percent)
+    return tables, skipped
+
+
+def _percents_said(d: pd.DataFrame, name: str, percent: Mapping[str, float] | None) -> str:
+    """Which percents a table shows, for its title: every table states them."""
+    if name in ("table1", "table4"):
+        used = one_percent_per_mode(d[d["protocol"] == "layer"], percent, name)
+        said = {m: sorted(set(used.loc[used["mode"] == m, "percent"])) for m in MODE_ORDER}
+        kar = "/".join(f"{p:g}" for p in said["kar"]) or "-"
+        roar = "/".join(f"{p:g}" for p in said["roar"]) or "-"
+        return f" (KAR keeps {kar} %, ROAR removes {roar} % of the tap's locations)"
+    used = sorted(set(d.loc[d["protocol"] == "input", "percent"]))
+    return f" (at {', '.join(f'{p:g}' for p in used)} % of the pixels)"
+
+
+def _wide(name: str, t: pd.DataFrame) -> pd.DataFrame:
+    pivots = {"table1": pivot_table1, "table4": pivot_table4, "table5": pivot_table5}
+    return pivots[name](t) if name in pivots else t[[c for c in t.columns if c in T2_COLUMNS]]
+
+
+T2_COLUMNS = ("dataset", "method", "kar", "roar", "sum")
+
+
+def _notes(name: str, t: pd.DataFrame, log_base: float) -> str | None:
+    notes = [_log_note(log_base)] if name == "table1" else []
+    if "n" in t.columns:
+        n = pd.to_numeric(t["n"], errors="coerce").dropna()
+        if len(n):
+            span = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}..{int(n.max())}"
+            notes.append(
+                f"Cells: mean ± sample std over seeds (n = {span}); std and n per cell in the CSV."
+            )
+    if "n_boot" in t.attrs:
+        notes.append(
+            f"{t.attrs['ci_level']:.0%} percentile bootstrap CIs over seeds "
+            f"({t.attrs['n_boot']} resamples, RNG seed {t.attrs['ci_seed']}) in the CSV "
+            "(*_ci_low, *_ci_high); NaN where every cell of a score has one seed."
+        )
+    return " ".join(notes) or None
+
+
+def _ci_markdown(name: str, t: pd.DataFrame) -> str:
+    values = ["difference", "information"] if name == "table1" else ["kar", "roar", "sum"]
+    keys = [c for c in ("dataset", "method") if c in t.columns]
+    cols = keys + [f"{v}_ci_{b}" for v in values for b in ("low", "high")]
+    return "\n" + to_markdown(t[cols], "95 % bootstrap confidence intervals over seeds")
+
+
+#: What roarkar writes into a tables folder; a new run removes these first (no stale Table 5
+#: from an earlier study beside a fresh ``long.csv``).
+OUTPUT_PATTERNS: tuple[str, ...] = (
+    "long.csv",
+    "table[1245].csv",
+    "table[1245].md",
+    "table[1245].tex",
+    "compare_table*.csv",
+    "comparison.md",
+    "fig4_layer_scores.png",
+    "fig5_accuracy_vs_percent.png",
+    "prior_weights.json",
+)
+
+
+def clear_outputs(out_dir: str | Path) -> list[Path]:
+    """Remove what an earlier run wrote into ``out_dir`` (only :data:`OUTPUT_PATTERNS`)."""
+    out = Path(out_dir)
+    gone = [p for pat in OUTPUT_PATTERNS for p in sorted(out.glob(pat)) if p.is_file()]
+    for p in gone:
+        p.unlink()
+    return gone
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_tables(
+    df_long: pd.DataFrame,
+    out_dir: str | Path,
+    log_base: float = DEFAULT_LOG_BASE,
+    percent: Mapping[str, float] | None = None,
+    *,
+    n_boot: int | None = 2000,
+    ci_seed: int | None = None,
+    latex: bool = True,
+) -> dict[str, Path]:
+    """Write ``long.csv`` and per table ``tableN.csv`` (tidy), ``tableN.md`` and ``tableN.tex``
+    (laid out like the paper; LaTeX with booktabs) to ``out_dir``.
+
+    With several seeds the CSVs carry ``std``/``n`` (and for Tables 1, 2 bootstrap CIs with
+    ``n_boot`` resamples, RNG seed ``ci_seed``; ``n_boot=None`` turns all that off) and the
+    renderings show ``mean ± std``. Tables whose protocol has no rows are skipped (logged).
+    All or nothing: every file is rendered before any is written, and what an earlier run left
+    in ``out_dir`` (:data:`OUTPUT_PATTERNS`) is removed first. Returns file name -> path.
+    """
+    from roarkar.report import render
+
+    out = Path(out_dir)
+    d = normalize_long(df_long)
+    tables, skipped = _build(d, log_base, percent, n_boot=n_boot, ci_seed=ci_seed)
+    for msg in skipped:
+        log.warning(msg)
+    warn = base_model_warnings(d)
+    files: dict[str, str] = {"long.csv": d.to_csv(index=False)}
+    layouts = {
+        "table1": render.layout_table1,
+        "table2": render.layout_table2,
+        "table4": render.layout_table4,
+        "table5": render.layout_table5,
+    }
+    for name in ("table1", "table2", "table4", "table5"):
+        if name not in tables:
+            continue
+        t = tables[name]
+        files[f"{name}.csv"] = t.to_csv(index=False)
+        lay = layouts[name](t)
+        lay.title, lay.note = t.attrs.get("title", _TITLES[name]), _notes(name, t, log_base)
+        md = render.layout_markdown(lay)
+        if "n_boot" in t.attrs:
+            md += _ci_markdown(name, t)
+        md += "".join(
+            f"\n> **Base model unfit, these numbers are meaningless**: {w}\n" for w in warn
+        )
+        files[f"{name}.md"] = md
+        if latex:
+            files[f"{name}.tex"] = render.layout_latex(lay, label=f"tab:{name}")
+    out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out)
+    written: dict[str, Path] = {}
+    for fname, text in files.items():
+        _write_atomic(out / fname, text)
+        written[fname] = out / fname
+    return written
+
+
+def format_for_console(
+    df_long: pd.DataFrame,
+    log_base: float = DEFAULT_LOG_BASE,
+    percent: Mapping[str, float] | None = None,
+) -> str:
+    """The tables in the paper's layout as plain text, with the Information score's log base."""
+    tables, skipped = _build(df_long, log_base, percent)  # means only, no bootstrap
+    parts = []
+    for name in ("table1", "table2", "table4", "table5"):
+        if name not in tables:
+            continue
+        text = _wide(name, tables[name]).to_string(index=False, float_format="{:.2f}".format)
+        parts.append(f"{tables[name].attrs.get('title', _TITLES[name])}\n{text}")
+        if name == "table1":
+            parts[-1] += "\n" + _log_note(log_base)
+    parts += skipped
+    parts += [
+        f"WARNING base model unfit, these numbers are meaningless: {w}"
+        for w in base_model_warnings(df_long)
+    ]
+    return "\n\n".join(parts) + "\n"
