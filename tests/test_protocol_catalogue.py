@@ -11,7 +11,7 @@ from roarkar.protocols.cell import run_cell
 from roarkar.protocols.context import make_context
 from roarkar.protocols.precompute import ensure_ranks
 from roarkar.saliency import available, describe
-from roarkar.saliency.methods.wrappers import cheap_params
+from roarkar.saliency.registry import cheap_params
 from roarkar.training import DistInfo
 
 LAYER_METHODS = [n for n in available() if describe(n).supports_layer]

@@ -24,7 +24,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
 
 def make(name: str, model, **params):
     """``create`` with cheap samples/steps: conformance does not need the paper's 750 passes/image."""
-    from roarkar.saliency.methods.wrappers import cheap_params
+    from roarkar.saliency.registry import cheap_params
 
     return S.create(name, model, **(cheap_params(name) | params))
 

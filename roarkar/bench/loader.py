@@ -25,7 +25,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset" / "synth_objects
 STREAM_WORKERS = (0, 1, 2)
 
 
-def _random_shards(
+def random_shards(
     root: Path, images: int, px: int, per_shard: int, classes: int = 1000
 ) -> DatasetInfo:
     """A dataset of random pixels written straight as shards (what is read is all that matters)."""
@@ -70,7 +70,7 @@ def _jpeg_tree(root: Path, images: int, classes: int = 4) -> None:
 def run_stream(sz: Sizes, tmp: Path) -> list[dict]:
     """Streamed images/s with 0, 1, 2 workers as fractions of a memcpy of the same bytes."""
     px, n, batch = sz.loader_px, sz.loader_images, sz.loader_batch
-    info = _random_shards(tmp / "stream", n, px, sz.loader_shard)
+    info = random_shards(tmp / "stream", n, px, sz.loader_shard)
     loaders = {w: ShardBatches(info, "train", batch, workers=w, pool=4) for w in STREAM_WORKERS}
     epochs = {w: 0 for w in STREAM_WORKERS}
 

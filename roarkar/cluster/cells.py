@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from roarkar.study import CONF_DIR, as_overrides, kept_overrides, override_key, plan
 
 
-def _is_hydra(override: str) -> bool:
+def is_hydra_override(override: str) -> bool:
     """Overrides of Hydra's own config (launcher, sweep dirs): not part of a cell."""
     key = override_key(override)
     return key == "hydra" or key.startswith(("hydra.", "hydra/"))
@@ -32,7 +32,7 @@ def cell_override_lines(cfg: DictConfig, overrides: list[str]) -> list[list[str]
     cell sets that key itself, or it is a ``protocol.<key>`` the cell's protocol lacks; Hydra's own
     overrides (``hydra/launcher=...``, ``hydra.*``) are dropped.
     """
-    user = [o for o in overrides if not _is_hydra(o)]
+    user = [o for o in overrides if not is_hydra_override(o)]
     lines = []
     for groups, scalars in plan(cfg):
         lines.append(kept_overrides(user, groups, scalars) + as_overrides(groups, scalars))

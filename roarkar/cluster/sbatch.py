@@ -170,6 +170,6 @@ def run_sbatch_dry_run(cfg: DictConfig, overrides: list[str]) -> dict:
 
 def _user(overrides: list[str]) -> list[str]:
     """The overrides to hand to the cells helper: not ``task=`` and not Hydra's own."""
-    from roarkar.cluster.cells import _is_hydra
+    from roarkar.cluster.cells import is_hydra_override
 
-    return [o for o in overrides if not _is_hydra(o) and o.split("=", 1)[0] != "task"]
+    return [o for o in overrides if not is_hydra_override(o) and o.split("=", 1)[0] != "task"]

@@ -112,6 +112,23 @@ def describe(name: str) -> MethodInfo:
     return _entry(name).info
 
 
+def cheap_params(name: str, samples: int = 2, steps: int = 2) -> dict[str, Any]:
+    """Small ``samples``/``steps`` (nested ones in ``inner_params``) for registry name ``name``, for
+    tests: the paper defaults of the nested compositions cost 750 passes per image."""
+    entry = _entry(name)
+    params: dict[str, Any] = {}
+    if "samples" in entry.info.params:
+        params["samples"] = samples
+    if "steps" in entry.info.params:
+        params["steps"] = steps
+    inner = entry.bind.get("inner")
+    if isinstance(inner, str) and "inner_params" in entry.info.params:
+        nested = cheap_params(inner, samples, steps)
+        if nested:
+            params["inner_params"] = nested
+    return params
+
+
 def create(name: str, model: nn.Module, **params: Any) -> SaliencyMethod:
     """Instantiate method ``name`` on ``model`` (a TappedResNet or a torchvision-style ResNet)."""
     entry = _entry(name)
@@ -127,4 +144,4 @@ def create(name: str, model: nn.Module, **params: Any) -> SaliencyMethod:
     return method
 
 
-__all__ = ["MethodInfo", "available", "create", "describe", "method_params", "register"]
+__all__ = ["MethodInfo", "available", "cheap_params", "create", "describe", "method_params", "register"]

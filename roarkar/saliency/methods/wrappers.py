@@ -518,25 +518,6 @@ for _name, _label, _ref, _bind in [
     register(_name, label=_label, reference=_ref, bind=_bind)(PathIntegral)
 
 
-def cheap_params(name: str, samples: int = 2, steps: int = 2) -> dict[str, Any]:
-    """Small ``samples``/``steps`` (nested ones in ``inner_params``) for registry name ``name``, for
-    tests: the paper defaults of the nested compositions cost 750 passes per image."""
-    from roarkar.saliency.registry import _entry
-
-    entry = _entry(name)
-    params: dict[str, Any] = {}
-    if "samples" in entry.info.params:
-        params["samples"] = samples
-    if "steps" in entry.info.params:
-        params["steps"] = steps
-    inner = entry.bind.get("inner")
-    if isinstance(inner, str) and "inner_params" in entry.info.params:
-        nested = cheap_params(inner, samples, steps)
-        if nested:
-            params["inner_params"] = nested
-    return params
-
-
 def noise_tunnel(inner: PixelMethod, **params: Any) -> NoiseTunnel:
     """``NoiseTunnel`` around an existing method instance (same model)."""
     return NoiseTunnel(inner.model, inner=inner, **params)
@@ -554,7 +535,6 @@ __all__ = [
     "NOISE_KINDS",
     "RULES",
     "Composite",
-    "cheap_params",
     "NoiseTunnel",
     "PathIntegral",
     "gaussian_blur",

@@ -1,0 +1,81 @@
+"""The house rules that a reader of the code relies on, checked on the source itself: imports flow
+one way (no cycle, also through imports inside functions), and no module imports another's private
+(``_name``) objects."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "roarkar"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _runtime_imports(tree: ast.AST):
+    """Every import statement, except those under ``if TYPE_CHECKING:`` (never executed)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in skip
+    ]
+
+
+def _graph() -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
+    mods = _modules()
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    private = []
+    for name, path in mods.items():
+        for node in _runtime_imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [(a.name, None) for a in node.names]
+            elif node.module and node.module.startswith("roarkar"):
+                targets = [(node.module, a.name) for a in node.names]
+            else:
+                continue
+            for module, obj in targets:
+                full = f"{module}.{obj}" if obj else module
+                target = full if full in mods else module
+                if target in mods and target != name:
+                    edges[name].add(target)
+                if obj and obj.startswith("_") and not obj.startswith("__"):
+                    private.append((name, full))
+    return edges, private
+
+
+def test_no_import_cycle_between_modules():
+    edges, _ = _graph()
+    packages = {m for m, p in _modules().items() if p.name == "__init__.py"}
+    cycles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(edges[node] - packages):  # a package's __init__ only re-exports
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for module in sorted(set(edges) - packages):
+        if module not in state:
+            visit(module, [])
+    assert cycles == [], f"import cycles: {cycles}"
+
+
+def test_no_private_name_is_imported_across_modules():
+    _, private = _graph()
+    assert private == [], f"private names imported from another module: {private}"
