@@ -2,7 +2,7 @@
 
 Peer tools rank with ``top_k`` (biased to raster order on ties) or threshold at a percentile (a
 tied map removes everything); here every image gets exactly ``round(fraction * H * W)`` locations,
-ties broken by a seeded random permutation (DESIGN.md section 6).
+ties broken by a seeded random permutation (docs/ARCHITECTURE.md, "Pitfalls").
 """
 
 from __future__ import annotations

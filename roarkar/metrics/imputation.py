@@ -1,7 +1,7 @@
 """Replacement of removed pixels: dataset mean, blur, or ROAD's noisy linear imputation.
 
 Every function takes normalised images ``[N, C, H, W]`` and a bool mask ``removed [N, H, W]`` of
-*pixels* (never C x H x W): a removed pixel is replaced in every channel (DESIGN.md section 6).
+*pixels* (never C x H x W): a removed pixel is replaced in every channel (docs/ARCHITECTURE.md, "Pitfalls").
 
 Noisy linear imputation (Rong et al. 2022, ROAD): each removed pixel becomes the weighted average of
 its 8 neighbours (weights 1/6 for the 4 direct and 1/12 for the 4 diagonal neighbours; neighbours

@@ -1,6 +1,6 @@
 """Base class every saliency method derives from.
 
-The base owns what peer tools get wrong (DESIGN.md section 6): hooks are registered through a context
+The base owns what peer tools get wrong (docs/ARCHITECTURE.md, "Pitfalls"): hooks are registered through a context
 manager that removes every one of them even when the method raises; the model is put in eval mode (and
 its parameters frozen, so no weight gradients are computed or accumulated) and restored exactly
 afterwards; images go through in chunks of at most ``batch_size``; there is one target per image; the

@@ -3,7 +3,7 @@
 He et al. (2016) SGD recipe by default; learning rate as a pure function of (epoch, step) so a
 resumed run needs no scheduler state; a checkpoint after every epoch; DDP when the process group is
 up; bf16 autocast and channels-last memory on CUDA; evaluation on the held-out split at the final epoch only (no
-best-epoch selection on it, DESIGN.md section 6).
+best-epoch selection on it; docs/ARCHITECTURE.md, "Pitfalls").
 """
 
 from __future__ import annotations

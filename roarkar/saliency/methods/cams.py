@@ -1,4 +1,4 @@
-"""CAM family (DESIGN.md section 4): Grad-CAM, Grad-CAM++, FullGrad, DeepMaps and FastCAM.
+"""CAM family (the paper's Sec 2 and its references): Grad-CAM, Grad-CAM++, FullGrad, DeepMaps and FastCAM.
 
 Every method takes one target per image (default argmax) and backpropagates the *sum* of each image's
 own target logit, so image i's map only sees ``d logit_i[t_i]``. Weights are frozen by the base class
