@@ -144,4 +144,12 @@ def create(name: str, model: nn.Module, **params: Any) -> SaliencyMethod:
     return method
 
 
-__all__ = ["MethodInfo", "available", "cheap_params", "create", "describe", "method_params", "register"]
+__all__ = [
+    "MethodInfo",
+    "available",
+    "cheap_params",
+    "create",
+    "describe",
+    "method_params",
+    "register",
+]
