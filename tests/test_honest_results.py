@@ -38,11 +38,16 @@ def test_an_untrained_base_model_is_said_and_marked_in_cells_and_tables(compose_
 
 
 def test_a_study_and_a_multirun_make_the_same_cells(compose_cfg):
-    cfg = compose_cfg([])
-    assert cfg.protocol.kar_percent == cfg.study.layer.percents.kar == 12.5
-    assert cfg.protocol.roar_percent == cfg.study.layer.percents.roar == 25
-    paper = compose_cfg(["experiment=table4"])
-    assert (paper.protocol.kar_percent, paper.protocol.roar_percent) == (2.5, 10)
+    """A layer cell without protocol.percent (a multirun's) is the study's cell: same percent and
+    the same identity as the one the study runs with the percent set."""
+    from roarkar.protocols.cell import cell_path
+
+    for extra, kar in (([], 12.5), (["experiment=table4"], 2.5)):
+        multirun = compose_cfg([*extra, "task=cell", "protocol.layer=L2", "protocol.mode=kar"])
+        study = compose_cfg([*extra, "task=cell", "protocol.layer=L2", "protocol.mode=kar",
+                             f"protocol.percent={kar}"])  # fmt: skip
+        cell, identity, _ = cell_path(multirun)
+        assert cell.percent == kar and (cell, identity) == cell_path(study)[:2]
 
 
 def _layer_rows(percents=(12.5, 25)) -> pd.DataFrame:

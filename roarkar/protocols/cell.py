@@ -38,6 +38,18 @@ log = logging.getLogger(__name__)
 PROTOCOLS = ("layer", "input")
 
 
+def _layer_percent(cfg: DictConfig, mode: str) -> tuple[float, str]:
+    """A layer cell's percent and the key it came from: ``protocol.percent``, else the study's
+    percent for the mode (a multirun makes the study's cells), else ``protocol.<mode>_percent``.
+    The protocol node itself is unchanged, so cell identities do not depend on where it came from."""
+    if cfg.protocol.percent is not None:
+        return cfg.protocol.percent, "protocol.percent"
+    study = OmegaConf.select(cfg, f"study.layer.percents.{mode}")
+    if study is not None:
+        return study, f"study.layer.percents.{mode}"
+    return cfg.protocol[f"{mode}_percent"], f"protocol.{mode}_percent"
+
+
 def cell_from_config(cfg: DictConfig) -> Cell:
     """The cell a config describes, validated: every bad value is named."""
     protocol = cfg.protocol
@@ -59,11 +71,8 @@ def cell_from_config(cfg: DictConfig) -> Cell:
                 f"method {method.name!r} cannot run in the layer protocol (it needs the input image); "
                 "use protocol=input, or a per-tap statistic or control"
             )
-        percent = protocol.percent if protocol.percent is not None else protocol[f"{mode}_percent"]
-        check_percent(
-            percent,
-            "protocol.percent" if protocol.percent is not None else f"protocol.{mode}_percent",
-        )
+        percent, key = _layer_percent(cfg, mode)
+        check_percent(percent, key)
     else:
         layer = ""
         percent = protocol.percent
