@@ -4,18 +4,18 @@ per cell written atomically, file locks for work several jobs may want at once, 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from roarkar.files import file_lock, git_commit  # noqa: F401 - re-exported: the store owns a cell's files
 
 RESULT_FILE = "result.json"
 
@@ -107,39 +107,6 @@ def is_finished(directory: Path) -> bool:
     """A cell is finished when its result exists with status ok (failed cells are retried)."""
     result = read_result(directory)
     return result is not None and result.get("status") == "ok"
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock: the first process does the work, the others wait for it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def git_commit() -> str:
-    """The commit of the roarkar checkout (with '+dirty' for local changes), or 'unknown'."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 CLAIM_FILE = "claim.json"

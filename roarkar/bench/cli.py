@@ -14,13 +14,14 @@ import math
 import os
 import platform
 import socket
-import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from roarkar.files import git_commit
 
 if TYPE_CHECKING:  # torch and pandas load in run(), after roarkar.entry settled OpenMP
     import pandas as pd
@@ -103,26 +104,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def git_commit() -> str:
-    try:
-        root = Path(__file__).resolve().parents[2]
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return commit + (" (modified)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def environment(sz: Sizes, sections: list[str]) -> dict[str, str]:
     import torch
 
@@ -141,7 +122,7 @@ def environment(sz: Sizes, sections: list[str]) -> dict[str, str]:
         "mode": sz.mode,
         "sections": ", ".join(sections),
         "repeats": str(sz.repeats),
-        "git commit": git_commit(),
+        "git commit": git_commit(short=True),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "captum": captum_version,

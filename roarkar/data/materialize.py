@@ -11,14 +11,12 @@ shards it finished (see ``roarkar.data.convert``).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from roarkar.data.shards import (
     write_info,
     write_shard,
 )
+from roarkar.files import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -127,21 +126,6 @@ def _warn_old_format(plain: dict[str, Any], data_root: Path) -> None:
         )
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Exclusive ``flock`` on ``lock_path`` (released on exit, also if the process dies)."""
-    with open(lock_path, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process preparing %s", lock_path.with_suffix(""))
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def prepare(cfg: Mapping[str, Any], data_root: str | Path) -> DatasetInfo:
     """Make (once, under a lock) or find the shards of dataset config ``cfg`` below ``data_root``.
 
@@ -168,7 +152,7 @@ def prepare(cfg: Mapping[str, Any], data_root: str | Path) -> DatasetInfo:
         return found
     out.parent.mkdir(parents=True, exist_ok=True)
     _warn_old_format(plain, out.parent)
-    with _locked(out.parent / f"{out.name}.lock"):
+    with file_lock(out.parent / f"{out.name}.lock"):
         found = _find(out)  # another process may have finished while we waited
         if found is not None:
             return found
