@@ -43,7 +43,8 @@ def resolve_task(cfg: DictConfig) -> str:
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Do what ``cfg.task`` says; ``overrides`` are the command-line overrides (for the study)."""
     from roarkar.protocols.cell import run_base, run_cell, run_precompute
-    from roarkar.study import run_plan, run_status, run_study, run_tables
+    from roarkar.status import run_plan, run_status
+    from roarkar.study import run_study, run_tables
 
     task = resolve_task(cfg)
     if overrides is None:

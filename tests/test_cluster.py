@@ -17,8 +17,8 @@ from hydra import compose
 
 from roarkar.cluster.cells import cell_override_lines, main, write_cells_file
 from roarkar.cluster.sbatch import render, run_sbatch_dry_run
+from roarkar.plan import cell_configs, plan
 from roarkar.protocols.cell import cell_path
-from roarkar.study import cell_configs, plan
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = sorted((REPO / "slurm").glob("*.sbatch"))

@@ -9,8 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from roarkar.cli import run
+from roarkar.plan import cell_configs, plan
 from roarkar.protocols.cell import run_cell
-from roarkar.study import cell_configs, plan
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 STUDIES = sorted(p.stem for p in (CONF / "study").glob("*.yaml"))

@@ -4,7 +4,7 @@
 ``slurm/array.sbatch`` reads: line ``i`` (0-based) holds the overrides array task ``i`` passes to
 ``python -m roarkar.cli``. Each line is shell-quoted and self-contained (the user's overrides that
 the cell does not set itself, then the cell's dataset, method, protocol, scalars and ``task=cell``),
-so composing it gives the same config, hence the same cell identity, as :func:`roarkar.study.cell_configs`.
+so composing it gives the same config, hence the same cell identity, as :func:`roarkar.plan.cell_configs`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from roarkar.study import CONF_DIR, as_overrides, kept_overrides, override_key, plan
+from roarkar.plan import CONF_DIR, as_overrides, kept_overrides, override_key, plan
 
 
 def is_hydra_override(override: str) -> bool:
@@ -28,7 +28,7 @@ def is_hydra_override(override: str) -> bool:
 def cell_override_lines(cfg: DictConfig, overrides: list[str]) -> list[list[str]]:
     """For each cell of ``plan(cfg)``, in plan order, the overrides that run it as one job.
 
-    The same filtering as :func:`roarkar.study.cell_configs`: a user override is kept unless the
+    The same filtering as :func:`roarkar.plan.cell_configs`: a user override is kept unless the
     cell sets that key itself, or it is a ``protocol.<key>`` the cell's protocol lacks; Hydra's own
     overrides (``hydra/launcher=...``, ``hydra.*``) are dropped.
     """
@@ -42,9 +42,9 @@ def cell_override_lines(cfg: DictConfig, overrides: list[str]) -> list[list[str]
 def _todo(cfg: DictConfig, overrides: list[str], lines: list[list[str]]) -> list[list[str]]:
     """Only the lines whose cell has no successful result yet (failed cells are kept: a rerun
     retries them)."""
+    from roarkar.plan import cell_configs
     from roarkar.protocols.cell import cell_path
     from roarkar.store import read_result
-    from roarkar.study import cell_configs
 
     keep = []
     for line, cell_cfg in zip(lines, cell_configs(cfg, overrides), strict=True):
