@@ -13,14 +13,9 @@ from torch import nn
 
 import roarkar.saliency as S
 from roarkar.models import build_model
-from roarkar.saliency.methods.wrappers import (
-    NoiseTunnel,
-    PathIntegral,
-    cheap_params,
-    gaussian_blur,
-    noise_tunnel,
-    quadrature,
-)
+from roarkar.saliency.methods.sampling import gaussian_blur, quadrature
+from roarkar.saliency.methods.wrappers import NoiseTunnel, PathIntegral, noise_tunnel
+from roarkar.saliency.registry import cheap_params
 
 from .conftest import randomize_batchnorm
 from .test_saliency import hook_dicts

@@ -20,14 +20,8 @@ from roarkar.models import build_model
 from roarkar.saliency import combine as C
 from roarkar.saliency import stats
 from roarkar.saliency.base import PixelMethod
-from roarkar.saliency.methods.wrappers import (
-    NoiseTunnel,
-    PathIntegral,
-    image_seeds,
-    mix_seed,
-    quadrature,
-    segments,
-)
+from roarkar.saliency.methods.sampling import image_seeds, mix_seed, quadrature, segments
+from roarkar.saliency.methods.wrappers import NoiseTunnel, PathIntegral
 
 
 def smoe_reference(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
