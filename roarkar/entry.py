@@ -4,6 +4,7 @@ be set before torch loads), then import and run the command. Importing roarkar d
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from roarkar.runtime import tune_process
@@ -18,7 +19,17 @@ _COMMANDS = {
 
 def _launch(command: str) -> None:
     tune_process()
-    result = importlib.import_module(_COMMANDS[command]).main()
+    try:
+        result = importlib.import_module(_COMMANDS[command]).main()
+    except (ValueError, OSError) as exc:  # bad input, named by the message: one line, no traceback
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(
+            f"{type(exc).__name__} (HYDRA_FULL_ERROR=1 shows the traceback)\n"
+            f"{command}: error: {exc}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if isinstance(result, int):
         sys.exit(result)
 

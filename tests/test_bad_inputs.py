@@ -325,3 +325,18 @@ def test_an_image_smaller_than_its_conversion_size_is_reported(tmp_path, monkeyp
     path = _image_tree(tmp_path, _jpeg((40, 48)))
     with pytest.warns(real.UpscaledImageWarning, match=r"a.jpg is 40x48 px, smaller than "):
         load_image(path, 224, 256)
+
+
+def test_the_other_commands_end_a_known_error_in_one_line_too(tmp_path):
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    missing = tmp_path / "none.pt"
+    res = subprocess.run(
+        [sys.executable, "-m", "roarkar.gallery", "--checkpoint", str(missing), "--out",
+         str(tmp_path / "g")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"roarkar-gallery: error: --checkpoint {missing} does not exist (expected a model.pt)"
+    )
