@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from roarkar.models import TappedResNet, build_model
+from roarkar.models.weights import classes_in, file_digest, load_into, read_state_dict
 from roarkar.protocols.context import Context
 from roarkar.store import file_lock, git_commit, identity_hash, read_result, write_json_atomic
-from roarkar.training import CheckpointMismatchError, fit
+from roarkar.training import CheckpointMismatchError, evaluate, fit
 from roarkar.training.distributed import barrier, broadcast_object
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,26 @@ def stage_recipe(cfg, stage: str) -> dict:
     return trainer
 
 
+def model_identity(model: DictConfig) -> dict:
+    """The model node as it enters every identity: ``weights`` by the file's content hash (the
+    same weights at any path are the same model), and absent when not set (so identities from
+    before the key existed are unchanged)."""
+    node = OmegaConf.to_container(model, resolve=True)
+    weights = node.pop("weights", None)
+    if weights:
+        node["weights_sha256"] = file_digest(weights)
+    return node
+
+
 def base_identity(ctx: Context) -> str:
+    """A trained base model: its data, model, recipe and seed; pretrained weights: the data and
+    the weights file's content (nothing is trained, so recipe and seed play no part)."""
+    if ctx.cfg.model.get("weights"):
+        return identity_hash({"dataset": ctx.cfg.dataset, "model": model_identity(ctx.cfg.model)})
     return identity_hash(
         {
             "dataset": ctx.cfg.dataset,
-            "model": ctx.cfg.model,
+            "model": model_identity(ctx.cfg.model),
             "trainer": recipe(ctx, "base"),
             "seed": int(ctx.cfg.seed),
         }
@@ -56,11 +72,14 @@ def base_identity(ctx: Context) -> str:
 
 
 def base_dir(ctx: Context, base_id: str) -> Path:
+    """``models/<dataset>/<model>-s<seed>-<id>``; from a weights file ``<model>-weights-<id>``
+    (the seed plays no part in a model nobody trained)."""
+    made = "weights" if ctx.cfg.model.get("weights") else f"s{ctx.cfg.seed}"
     return (
         ctx.results
         / "models"
         / str(ctx.cfg.dataset.name)
-        / f"{ctx.cfg.model.name}-s{ctx.cfg.seed}-{base_id[:8]}"
+        / f"{ctx.cfg.model.name}-{made}-{base_id[:8]}"
     )
 
 
@@ -102,12 +121,12 @@ def load_model_file(path: Path, identity: str, model: TappedResNet) -> TappedRes
     return model
 
 
-def base_warnings(ctx: Context, accuracy: float | None) -> list[str]:
+def base_warnings(ctx: Context, accuracy: float | None, pretrained: bool = False) -> list[str]:
     """What makes a base model meaningless to build a study on (empty when it is fine): no
     training, fewer training images than classes, held-out accuracy at or below chance."""
     out = []
     classes = int(ctx.info.num_classes)
-    if ctx.epochs("base") <= 0:
+    if ctx.epochs("base") <= 0 and not pretrained:
         out.append(f"untrained: trainer.epochs.base={ctx.epochs('base')}")
     train = int(ctx.info.counts.get("train", 0))
     if train < classes:
@@ -122,6 +141,66 @@ def base_warnings(ctx: Context, accuracy: float | None) -> list[str]:
     return out
 
 
+def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
+    """The base model from ``model.weights``: loaded (never trained), checked against the dataset,
+    evaluated on its held-out split and saved like a trained one, so every later stage is the same."""
+    source = Path(str(ctx.cfg.model.weights)).expanduser()
+    state = read_state_dict(source)
+    classes = classes_in(state, source)
+    if classes != int(ctx.info.num_classes):
+        raise ValueError(
+            f"model.weights={source} classifies {classes} classes but dataset "
+            f"{ctx.cfg.dataset.name!r} has {ctx.info.num_classes}"
+        )
+    model = new_model(ctx)
+    load_into(model.net, state, source)
+    model.to(ctx.dist.device)
+    started = time.time()
+    accuracy = evaluate(
+        model,
+        ctx.batches("val", ctx.settings.eval_batch_size),
+        plain_prepare(ctx),
+        ctx.dist,
+        ctx.stage_settings("base"),
+    )
+    warnings = base_warnings(ctx, accuracy, pretrained=True)
+    for w in warnings:
+        log.warning("BASE MODEL UNFIT for a study (weights %s): %s", source, w)
+    if not ctx.dist.is_main:
+        return
+    tmp = directory / f".{MODEL_FILE}.tmp"
+    torch.save(
+        {
+            "identity": base_id,
+            "model": model.name,
+            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        },
+        tmp,
+    )
+    tmp.replace(directory / MODEL_FILE)
+    write_json_atomic(
+        directory / "result.json",
+        {
+            "kind": "base_model",
+            "status": "ok",
+            "accuracy": accuracy,
+            "warnings": warnings,
+            "identity": base_id,
+            "dataset": str(ctx.cfg.dataset.name),
+            "model": model.name,
+            "weights_file": str(source),
+            "weights_sha256": file_digest(source),
+            "history": [],
+            "config": OmegaConf.to_container(ctx.cfg, resolve=True),
+            "git_commit": git_commit(),
+            "device": str(ctx.dist.device),
+            "world_size": ctx.dist.world_size,
+            "wall_time_s": time.time() - started,
+        },
+    )
+    log.info("base model from %s: held-out accuracy %.4f", source, accuracy)
+
+
 def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
     """Return the trained base model, training it first if no finished copy exists."""
     base_id = base_identity(ctx)
@@ -132,7 +211,10 @@ def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
         lock.__enter__()
     try:
         must_train = broadcast_object(not path.exists(), ctx.dist)
-        if must_train:
+        if must_train and ctx.cfg.model.get("weights"):
+            _from_weights_file(ctx, base_id, directory)
+            barrier(ctx.dist)
+        elif must_train:
             model = new_model(ctx)
             started = time.time()
             result = fit(

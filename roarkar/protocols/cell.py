@@ -15,7 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from roarkar.masking import MODES, check_percent
 from roarkar.models import check_tap
-from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model, recipe, stage_recipe
+from roarkar.protocols.base import (
+    MODEL_FILE,
+    base_dir,
+    ensure_base_model,
+    model_identity,
+    recipe,
+    stage_recipe,
+)
 from roarkar.protocols.context import Context, make_context
 from roarkar.protocols.input import run_input_cell
 from roarkar.protocols.layer import run_layer_cell
@@ -97,7 +104,7 @@ def cell_identity(cfg: DictConfig, cell: Cell, stage_recipe: dict) -> str:
         {
             "cell": cell.as_dict(),
             "dataset": cfg.dataset,
-            "model": cfg.model,
+            "model": model_identity(cfg.model),
             "method": cfg.method,
             "protocol": protocol,
             "trainer": stage_recipe,

@@ -1,0 +1,92 @@
+"""Pretrained weights from a file (``model.weights=<path>``): torchvision's published ``.pth``
+files, a ``state_dict`` a user saved, or a roarkar ``model.pt``.
+
+Loading never runs code from the file (``weights_only=True``). The file's identity is its content
+(SHA-256), not its path: the same weights anywhere are the same base model, other weights another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["classes_in", "file_digest", "load_into", "read_state_dict"]
+
+#: Prefixes other tools put before a network's own keys (DDP, roarkar's TappedResNet, Lightning).
+_PREFIXES = ("module.", "net.", "model.")
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of the file's bytes (hex), read in 1 MiB blocks."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.weights={path} does not exist (expected a weights file)")
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a weights file as the network's own keys (wrappers' prefixes removed)."""
+    path = Path(path)
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model.weights={path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or crafted (refused, never run)
+        raise ValueError(f"model.weights={path} cannot be read as weights: {exc}") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    ):
+        raise ValueError(
+            f"model.weights={path} holds {type(obj).__name__}, not a state_dict (a dict of "
+            "tensors, or {'state_dict': ...})"
+        )
+    for prefix in _PREFIXES:
+        if all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix) :]: v for k, v in obj.items()}
+    return obj
+
+
+def classes_in(state: dict[str, Tensor], path: str | Path) -> int:
+    """The number of classes of a classifier's weights: rows of its last linear layer's weight."""
+    for key in ("fc.weight", "classifier.weight", "head.weight"):
+        if key in state and state[key].dim() == 2:
+            return int(state[key].shape[0])
+    linear = [k for k, v in state.items() if k.endswith(".weight") and v.dim() == 2]
+    if not linear:
+        raise ValueError(f"model.weights={path}: no linear layer, so no number of classes")
+    return int(state[linear[-1]].shape[0])
+
+
+def load_into(net: nn.Module, state: dict[str, Tensor], path: str | Path) -> None:
+    """Load ``state`` into ``net`` exactly: every missing, unexpected or misshapen key is named."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+            if keys:
+                more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+                parts.append(f"{what}: {', '.join(keys[:3])}{more}")
+        raise ValueError(
+            f"model.weights={path} does not fit the model ({type(net).__name__}): "
+            + "; ".join(parts)
+        )
+    net.load_state_dict(state)
