@@ -23,16 +23,13 @@ non-negative weights; only their ratios matter there (it is a weighted average).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy.special import rel_entr
 
 from roarkar.layer_weights import load_prior_weights
-from roarkar.report.scores import DEFAULT_LOG_BASE, log_base_label, parse_log_base
+from roarkar.report.scores import DEFAULT_LOG_BASE, eq8, eq9, log_base_label, parse_log_base
 from roarkar.report.tables import (
     BASELINE,
     MissingBaselineError,
@@ -85,8 +82,6 @@ def per_layer_scores(
                     if (ds, BASELINE, mode, layer) not in acc:
                         raise MissingBaselineError(ds, layer, mode, method)
                     z[mode] = acc[(ds, BASELINE, mode, layer)]
-                with np.errstate(divide="ignore"):
-                    nats = rel_entr(r, z["roar"]) + rel_entr(z["kar"], k)
                 rows.append(
                     {
                         "dataset": ds,
@@ -94,8 +89,8 @@ def per_layer_scores(
                         "layer": layer,
                         "kar_gain": k - z["kar"],
                         "roar_gain": z["roar"] - r,
-                        "difference": (k - z["kar"]) + (z["roar"] - r),
-                        "information": float(-nats / math.log(base)),
+                        "difference": float(eq8(k, r, z["kar"], z["roar"])),
+                        "information": float(eq9(k, r, z["kar"], z["roar"], base)),
                     }
                 )
     if not rows:

@@ -24,6 +24,8 @@ __all__ = [
     "DEFAULT_LOG_BASE",
     "LOG_BASES",
     "difference",
+    "eq8",
+    "eq9",
     "information",
     "log_base_label",
     "parse_log_base",
@@ -109,7 +111,7 @@ def difference(
 ) -> float:
     """Difference score, Eq 8: ``sum(z_roar - rho) + sum(kappa - z_kar)``; higher is better."""
     k, r, zk, zr = _aligned(kar, roar, random_kar, random_roar)
-    return float(np.sum(zr - r) + np.sum(k - zk))
+    return float(eq8(k, r, zk, zr))
 
 
 def information(
@@ -126,7 +128,20 @@ def information(
     gives ``-inf``.
     """
     k, r, zk, zr = _aligned(kar, roar, random_kar, random_roar)
-    base = parse_log_base(base)
-    with np.errstate(divide="ignore"):
-        nats = np.sum(rel_entr(r, zr)) + np.sum(rel_entr(zk, k))
-    return float(-nats / math.log(base))
+    return float(eq9(k, r, zk, zr, parse_log_base(base)))
+
+
+def eq8(kar, roar, random_kar, random_roar, axis: int | None = None):
+    """Eq 8 on arrays, summed over ``axis`` (None: all): the one place it is written; Table 1, its
+    seed intervals and the prior layer weights all call it."""
+    return np.sum(random_roar - roar, axis=axis) + np.sum(kar - random_kar, axis=axis)
+
+
+def eq9(kar, roar, random_kar, random_roar, base: float, axis: int | None = None):
+    """Eq 9 on arrays in log ``base``, summed over ``axis`` (None: all); 0 log 0 = 0, and a zero
+    KAR accuracy against a non-zero baseline gives -inf (see :func:`information`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nats = np.sum(rel_entr(roar, random_roar), axis=axis) + np.sum(
+            rel_entr(random_kar, kar), axis=axis
+        )
+    return -nats / math.log(base)

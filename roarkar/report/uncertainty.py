@@ -31,10 +31,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.special import rel_entr
 
 from roarkar.report.aggregate import CELL_COLUMNS, summarize_seeds
-from roarkar.report.scores import DEFAULT_LOG_BASE, parse_log_base
+from roarkar.report.scores import DEFAULT_LOG_BASE, eq8, eq9, parse_log_base
 from roarkar.report.tables import (
     AVG,
     BASELINE,
@@ -161,9 +160,10 @@ def _table1_scores(m: np.ndarray, plan: dict, base: float) -> dict[tuple, dict[s
     with np.errstate(divide="ignore", invalid="ignore"):
         for key, p in plan.items():
             k, r, zk, zr = (m[:, p[c]] for c in ("kar", "roar", "zkar", "zroar"))
-            d = (zr - r).sum(axis=1) + (k - zk).sum(axis=1)
-            nats = rel_entr(r, zr).sum(axis=1) + rel_entr(zk, k).sum(axis=1)
-            out[key] = {"difference": d, "information": -nats / math.log(base)}
+            out[key] = {
+                "difference": eq8(k, r, zk, zr, axis=1),
+                "information": eq9(k, r, zk, zr, base, axis=1),
+            }
     methods = {m_ for _ds, m_ in plan}
     for method in methods:
         keys = [k for k in plan if k[1] == method]
