@@ -126,10 +126,16 @@ def _no_duplicates(out: pd.DataFrame, where: str, exact_ok: bool) -> pd.DataFram
         cell = ", ".join(f"{c}={_plain(v)!r}" for c, v in zip(key, first, strict=True))
         kind = "conflicting" if len(conflicting) else "repeated"
         allow = "" if len(conflicting) else " (or allow exact repeats: --allow-exact-duplicates)"
+        sources = ""
+        if "source" in out.columns:
+            rows = out[dup].set_index(key).loc[first, "source"]
+            sources = f" (from {', '.join(map(str, rows.tolist()))})"
         raise ValueError(
             f"{where}: {len(spread)} cell(s) appear more than once ({len(conflicting)} with "
-            f"different accuracies); first, {kind}: {cell} with accuracies {accs}; keep one "
-            f"row per cell and seed{allow}"
+            f"different accuracies); first, {kind}: {cell} with accuracies {accs}{sources}; keep "
+            f"one row per cell and seed{allow}. In a results tree this means two configurations "
+            "share a dataset name (a changed generator or data): give one its own dataset.name, "
+            "or move one's cells away"
         )
     return out.drop_duplicates(key).reset_index(drop=True)
 
@@ -183,13 +189,14 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
         row["layer"] = row["layer"] or ""
         row["accuracy"] = rec.get("accuracy")
         row["base_warning"] = "; ".join((rec.get("base_model") or {}).get("warnings") or [])
+        row["source"] = str(path)
         missing = [c for c in LONG_COLUMNS if row[c] is None]
         if missing:
             raise ValueError(f"{path}: result has no {', '.join(missing)}")
         if not (isinstance(row["accuracy"], int | float) and 0 <= row["accuracy"] <= 1):
             raise ValueError(f"{path}: accuracy must be in [0, 1]; got {row['accuracy']!r}")
         rows.append(row)
-    df = pd.DataFrame(rows, columns=[*LONG_COLUMNS, "base_warning"])
+    df = pd.DataFrame(rows, columns=[*LONG_COLUMNS, "base_warning", "source"])
     if rows:
         df = normalize_long(df, where=str(root))
         df = df.sort_values(list(CELL_COLUMNS) + ["seed"], kind="stable").reset_index(drop=True)
