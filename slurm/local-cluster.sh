@@ -77,12 +77,14 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 # a requeued job waits cred_expire + 1 s before it may start again (default 120 s): short here
-AuthInfo=cred_expire=15
+AuthInfo=cred_expire=20
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+# schedule every few seconds (defaults 60 s and 30 s): a requeued job starts soon after it may
+SchedulerParameters=sched_interval=5,bf_interval=5
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
