@@ -26,7 +26,7 @@ PARTITION=local
 WAIT_S=${ROARKAR_SLURM_WAIT_S:-90}
 
 say() { echo "local-cluster: $*" >&2; }
-unsupported() { say "cannot start a SLURM cluster here: $*"; exit 3; }
+unsupported() { say "cannot run a SLURM cluster here: $*"; exit 3; }
 die() { say "$*"; exit 1; }
 
 pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -56,18 +56,13 @@ install_packages() {
     fi
 }
 
-write_config() {
-    # prints "changed" when the config file was (re)written
-    local host cpus mem tmp
+render_config() {
+    # the slurm.conf for this machine: its short hostname, core count and memory
+    local host cpus mem
     host=$(hostname -s)
     cpus=$(nproc --all)
     mem=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)   # MB, as slurmd measures it
-    if [[ -e $CONF ]] && ! grep -qxF "$MARKER" "$CONF"; then
-        unsupported "$CONF exists and was not written by this script (a real cluster's?); not touching it"
-    fi
-    mkdir -p /etc/slurm
-    tmp=$(mktemp)
-    cat >"$tmp" <<EOF
+    cat <<EOF
 $MARKER
 # A one-node test cluster: $host, $cpus CPUs, $mem MB. Rewritten by every start; do not edit.
 ClusterName=roarkar
@@ -106,6 +101,20 @@ MaxArraySize=10001
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
+}
+
+check_not_foreign() {
+    if [[ -e $CONF ]] && ! grep -qxF "$MARKER" "$CONF"; then
+        unsupported "$CONF exists and was not written by this script (a real cluster's?); not touching it"
+    fi
+}
+
+write_config() {
+    # prints "changed" when the config file was (re)written
+    local tmp
+    mkdir -p /etc/slurm
+    tmp=$(mktemp)
+    render_config >"$tmp"
     if [[ -e $CONF ]] && cmp -s "$tmp" "$CONF"; then
         rm -f "$tmp"
         return
@@ -113,6 +122,13 @@ EOF
     install -m 0644 "$tmp" "$CONF"
     rm -f "$tmp"
     echo changed
+}
+
+node_up() {
+    case $(node_state) in
+        idle | mixed | allocated | completing) return 0 ;;
+    esac
+    return 1
 }
 
 start_munge() {
@@ -150,6 +166,11 @@ stop_slurm() {
 }
 
 start() {
+    check_not_foreign
+    if [[ -e $CONF ]] && [[ $(cat "$CONF") == "$(render_config)" ]] && node_up; then
+        say "already up: node $(hostname -s) is $(node_state); partition $PARTITION"
+        return 0
+    fi
     check_root
     mkdir -p "$STATE/slurmctld" "$STATE/slurmd" "$STATE/log"
     install_packages
@@ -167,7 +188,7 @@ start() {
         state=$(node_state)
         case $state in
             idle | mixed | allocated | completing)
-                say "node $(hostname -s) is $state; partition $PARTITION; logs in $STATE/log"
+                say "up: node $(hostname -s) is $state; partition $PARTITION; logs in $STATE/log"
                 return 0
                 ;;
             down* | drain* | fail*)
@@ -190,15 +211,11 @@ stop() {
 }
 
 status() {
-    local state
-    state=$(node_state)
-    case $state in
-        idle | mixed | allocated | completing)
-            say "up: node $(hostname -s) is $state"
-            return 0
-            ;;
-    esac
-    say "not up (node state '${state:-no answer}')"
+    if node_up; then
+        say "up: node $(hostname -s) is $(node_state); partition $PARTITION"
+        return 0
+    fi
+    say "not up (node state '$(node_state)')"
     return 1
 }
 
