@@ -46,13 +46,14 @@ install_packages() {
         return
     fi
     command -v apt-get >/dev/null \
-        || unsupported "slurm-wlm and munge are not installed and there is no apt-get to install them"
+        || unsupported "slurm-wlm and munge are not installed, and there is no apt-get"
     say "installing slurm-wlm and munge with apt-get"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q --no-install-recommends slurm-wlm munge >"$STATE/log/apt.log" 2>&1; then
-        apt-get update -q >>"$STATE/log/apt.log" 2>&1 || true
-        apt-get install -y -q --no-install-recommends slurm-wlm munge >>"$STATE/log/apt.log" 2>&1 \
-            || die "apt-get install slurm-wlm munge failed; see $STATE/log/apt.log"
+    local log=$STATE/log/apt.log
+    if ! apt-get install -y -q --no-install-recommends slurm-wlm munge >"$log" 2>&1; then
+        apt-get update -q >>"$log" 2>&1 || true   # a stale package index: refresh it, try again
+        apt-get install -y -q --no-install-recommends slurm-wlm munge >>"$log" 2>&1 \
+            || die "apt-get install slurm-wlm munge failed; see $log"
     fi
 }
 
@@ -105,7 +106,7 @@ EOF
 
 check_not_foreign() {
     if [[ -e $CONF ]] && ! grep -qxF "$MARKER" "$CONF"; then
-        unsupported "$CONF exists and was not written by this script (a real cluster's?); not touching it"
+        unsupported "$CONF was not written by this script (a real cluster's?); leaving it alone"
     fi
 }
 
@@ -198,7 +199,7 @@ start() {
         esac
         sleep 0.5
     done
-    die "node $(hostname -s) not idle after ${WAIT_S} s (state '${state:-no answer}'); see $STATE/log/"
+    die "node $(hostname -s) not idle after ${WAIT_S} s (state '${state:-none}'); see $STATE/log"
 }
 
 stop() {

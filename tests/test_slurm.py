@@ -1,5 +1,6 @@
-"""SLURM for real: a one-node cluster started by ``slurm/local-cluster.sh`` (slurmctld, slurmd, munge)
-runs roarkar's job arrays, requeues, time limits, DDP through srun and the plain sbatch templates.
+"""SLURM for real: a one-node cluster started by ``slurm/local-cluster.sh`` (slurmctld, slurmd and
+munge) runs roarkar's job arrays, requeues, time limits, DDP through srun and the plain sbatch
+templates.
 
 The session fixture starts the cluster (idempotent: instant when it is up). Where it cannot start
 (not root, no apt-get, a foreign slurm.conf) every test here is skipped with the script's reason.
@@ -196,7 +197,7 @@ def test_requeued_cell_resumes_to_the_uninterrupted_history(slurm, tmp_path, com
     does): the job is killed (submitit ignores SIGTERM; SIGKILL after KillWait), runs again and
     resumes from its checkpoint, and ends with exactly the history of the same cell run straight
     through, which the same sweep runs in another results tree."""
-    settings = [*LONG_CELL, "trainer.epochs.layer=10"]
+    settings = [*LONG_CELL, "trainer.epochs.layer=30"]  # still training after KillWait (5 s)
     straight, requeued, sweep_dir = tmp_path / "straight", tmp_path / "requeued", tmp_path / "sweep"
     sweep = _roarkar(
         "-m", *_launcher(sweep_dir), *settings, f"paths.results={straight},{requeued}", cwd=tmp_path
@@ -219,9 +220,9 @@ def test_time_limit_checkpoints_on_usr2_and_requeues(slurm, tmp_path, compose_cf
     """One-minute allocations with ``signal_delay_s=20``: USR2 comes at slurmctld's first
     time-limit check (every 30 s) that finds the job within 20 + 30 s of its limit, so 10 to 40 s
     into each allocation; submitit checkpoints the cell and requeues it, counting a timeout. The
-    cell (about 50 s of training on one core) finishes within ``max_num_timeout`` requeues, with
+    cell (about a minute of training on one core) finishes within ``max_num_timeout`` requeues, with
     one result and each epoch once."""
-    max_timeouts, epochs = 5, 110
+    max_timeouts, epochs = 5, 150
     settings = [*LONG_CELL, f"trainer.epochs.layer={epochs}"]
     results, sweep_dir = tmp_path / "results", tmp_path / "sweep"
     sweep = _roarkar(
@@ -253,7 +254,7 @@ def test_time_limit_checkpoints_on_usr2_and_requeues(slurm, tmp_path, compose_cf
 def test_ddp_over_two_srun_tasks_matches_one_process(slurm, tmp_path):
     """``tasks_per_node=2``: srun starts two ranks, submitit's TorchDistributedEnvironment joins
     them on gloo; the same cell (same identity, same global batches) as one process, within the
-    tolerance of BatchNorm statistics over half batches (as under submitit_local)."""
+    tolerance of BatchNorm statistics computed over half batches and a 48-image validation split."""
     common = [
         "task=cell",
         "debug=smoke",
