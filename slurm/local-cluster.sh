@@ -173,6 +173,9 @@ start() {
         return 0
     fi
     check_root
+    # slurmctld, slurmd and DDP's rendezvous (MASTER_ADDR is the node's name) all resolve it
+    getent hosts "$(hostname -s)" >/dev/null \
+        || die "this machine's name $(hostname -s) does not resolve; add it to /etc/hosts"
     mkdir -p "$STATE/slurmctld" "$STATE/slurmd" "$STATE/log"
     install_packages
     local changed
