@@ -132,6 +132,22 @@ def _span(folder: Path) -> tuple[str, str]:
     )
 
 
+def _wait_jobs(jobs: list[str], timeout: float = 300) -> list[str]:
+    """Wait until these jobs (or arrays) have left the queue; the final state of each job or
+    array task, from ``scontrol`` (which keeps finished jobs for MinJobAge)."""
+    deadline = time.time() + timeout
+    while subprocess.run(
+        ["squeue", "-h", "-j", ",".join(jobs)], capture_output=True, text=True
+    ).stdout.strip():
+        assert time.time() < deadline, f"jobs {jobs} still queued after {timeout} s"
+        time.sleep(0.5)
+    shown = [
+        subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+        for job in jobs
+    ]
+    return re.findall(r"JobState=(\S+)", "\n".join(shown))
+
+
 def _restarts(job: str) -> int:
     shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
     match = re.search(r"Restarts=(\d+)", shown.stdout)
@@ -305,7 +321,7 @@ def test_plain_sbatch_templates(slurm, tmp_path, compose_cfg):
     assert len(write_cells_file(cfg, compose_cfg.overrides, cells)) == 2
     node = [
         "sbatch",
-        "--wait",
+        "--parsable",
         f"--job-name={JOB_NAME}",
         f"--partition={PARTITION}",
         "--gpus-per-node=0",
@@ -315,27 +331,22 @@ def test_plain_sbatch_templates(slurm, tmp_path, compose_cfg):
         "--time=10",
     ]
     env = ENV | {"PYTHON": sys.executable, "ROARKAR_RESULTS": str(results)}
-    array = subprocess.Popen(
-        [*node, "--array=0-1", f"--output={tmp_path}/%x_%A_%a.out", REPO / "slurm/array.sbatch"]
-        + [str(cells)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     one = ["debug=smoke", f"paths.results={results}", "method=mean"]
     one += ["protocol.layer=L5", "protocol.mode=kar", "protocol.percent=12.5"]
-    cell = subprocess.run(
+    submit = [
+        [*node, "--array=0-1", f"--output={tmp_path}/%x_%A_%a.out", REPO / "slurm/array.sbatch"]
+        + [str(cells)],
         [*node, f"--output={tmp_path}/%x_%j.out", REPO / "slurm/cell.sbatch", *one],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    array.communicate(timeout=300)
+    ]
+    jobs = [
+        subprocess.run(
+            args, cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+        for args in submit
+    ]
+    states = _wait_jobs(jobs)  # (sbatch --wait returned some 20 s after the jobs had ended)
     outs = {p.name: p.read_text() for p in tmp_path.glob("*.out")}
-    assert cell.returncode == 0 and array.returncode == 0, (cell.stderr, outs)
+    assert states == ["COMPLETED"] * 3, (states, outs)
     records = _records(results)
     assert sorted(r["cell"]["method"] for r in records) == ["mean", "random", "std"]
     assert all(r["status"] == "ok" and r["cell"]["percent"] == 12.5 for r in records)
