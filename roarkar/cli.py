@@ -111,7 +111,11 @@ def _hydra_main(cfg: DictConfig) -> None:
             flush=True,
         )
         sys.exit(2)
-    if isinstance(result, dict) and (result.get("failed") or result.get("status") == "failed"):
+    failed = isinstance(result, dict) and (result.get("failed") or result.get("status") == "failed")
+    # A single run reports a failed cell in its exit status. A multirun job returns normally: the
+    # failure is in the cell's result.json, the sweep's other jobs go on, and submitit writes its
+    # result file (without one, and without sacct, `roarkar -m` on SLURM waits forever).
+    if failed and HydraConfig.get().mode != RunMode.MULTIRUN:
         sys.exit(1)
 
 
