@@ -103,10 +103,16 @@ def read_result(directory: Path) -> dict | None:
         ) from exc
 
 
-def is_finished(directory: Path) -> bool:
-    """A cell is finished when its result exists with status ok (failed cells are retried)."""
+def finished_result(directory: Path) -> dict | None:
+    """The cell's result when it is finished (status ok), else None: the one rule for "finished"
+    (a failed cell is retried, a running one is left to its claim)."""
     result = read_result(directory)
-    return result is not None and result.get("status") == "ok"
+    return result if result is not None and result.get("status") == "ok" else None
+
+
+def is_finished(directory: Path) -> bool:
+    """Whether the cell in ``directory`` is finished (see :func:`finished_result`)."""
+    return finished_result(directory) is not None
 
 
 CLAIM_FILE = "claim.json"

@@ -44,14 +44,13 @@ def _todo(cfg: DictConfig, overrides: list[str], lines: list[list[str]]) -> list
     retries them)."""
     from roarkar.plan import cell_configs
     from roarkar.protocols.cell import cell_path
-    from roarkar.store import read_result
+    from roarkar.store import is_finished
 
-    keep = []
-    for line, cell_cfg in zip(lines, cell_configs(cfg, overrides), strict=True):
-        result = read_result(cell_path(cell_cfg)[2])
-        if result is None or result.get("status") != "ok":
-            keep.append(line)
-    return keep
+    return [
+        line
+        for line, cell_cfg in zip(lines, cell_configs(cfg, overrides), strict=True)
+        if not is_finished(cell_path(cell_cfg)[2])
+    ]
 
 
 def write_cells_file(

@@ -32,9 +32,9 @@ from roarkar.store import (
     RESULT_FILE,
     Cell,
     Claim,
+    finished_result,
     git_commit,
     identity_hash,
-    read_result,
     write_json_atomic,
 )
 from roarkar.training import DistInfo, setup
@@ -143,8 +143,8 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
     tree never train one cell twice.
     """
     cell, identity, directory = cell_path(cfg)
-    existing = read_result(directory)
-    if existing is not None and existing.get("status") == "ok":
+    existing = finished_result(directory)
+    if existing is not None:
         log.info("skip %s: finished (%s)", cell, directory / RESULT_FILE)
         return existing | {"skipped": True}
     dist = dist or setup(str(cfg.device))
@@ -162,8 +162,8 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
             "skipped": True,
         }
     try:
-        existing = read_result(directory)  # finished while we were acquiring the claim?
-        if existing is not None and existing.get("status") == "ok":
+        existing = finished_result(directory)  # finished while we were acquiring the claim?
+        if existing is not None:
             return existing | {"skipped": True}
         return _run_claimed(cfg, cell, identity, directory, dist, claim)
     except Exception:
