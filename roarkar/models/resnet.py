@@ -63,8 +63,18 @@ class SmallResNet(nn.Module):
 MODELS = ("resnet50", "resnet18", "small_resnet")
 
 
+#: Architectures with no spatial scales to tap (patch tokens from the first layer on).
+_TRANSFORMERS = ("vit_", "swin_", "maxvit_")
+
+
 def build_model(name: str, num_classes: int, **params) -> TappedResNet:
-    """Build a model by name with freshly initialised weights, wrapped with its five taps."""
+    """Build a model by name with freshly initialised weights, wrapped with its five taps.
+
+    ``params["arch"]`` (``model=torchvision``) names any torchvision classification builder; it is
+    tapped when it is a torchvision-style ResNet (ResNet, ResNeXt, Wide ResNet), and refused with
+    the reason otherwise."""
+    if "arch" in params:
+        return _torchvision(str(params.pop("arch")), num_classes, **params)
     if name in ("resnet50", "resnet18"):
         import torchvision
 
@@ -72,5 +82,33 @@ def build_model(name: str, num_classes: int, **params) -> TappedResNet:
     elif name == "small_resnet":
         net = SmallResNet(num_classes, **params)
     else:
-        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
+        raise ValueError(
+            f"unknown model {name!r}: expected one of {', '.join(MODELS)}, or model=torchvision "
+            "with model.params.arch=<a torchvision classification model>"
+        )
     return TappedResNet(net, name=name)
+
+
+def _torchvision(arch: str, num_classes: int, **params) -> TappedResNet:
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if arch not in known:
+        raise ValueError(
+            f"model.params.arch={arch!r} is not a torchvision classification model; e.g. "
+            f"{', '.join(m for m in known if m.startswith(('resnet', 'resnext', 'wide')))}"
+        )
+    if arch.startswith(_TRANSFORMERS):
+        raise ValueError(
+            f"model.params.arch={arch!r} is a vision transformer: it has no spatial scales, so no "
+            "taps L1..L5 for the layer protocol or the per-tap statistics"
+        )
+    net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **params)
+    try:
+        return TappedResNet(net, name=arch)
+    except TypeError as exc:
+        raise ValueError(
+            f"model.params.arch={arch!r} ({type(net).__name__}): roarkar finds the taps of "
+            "torchvision-style ResNets (ResNet, ResNeXt, Wide ResNet) so far; other CNNs (VGG, "
+            f"DenseNet, MobileNet, ...) are not tapped yet ({exc})"
+        ) from None
