@@ -103,14 +103,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         result = run(cfg)
     except _known_errors() as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(
-            f"{type(exc).__name__} (HYDRA_FULL_ERROR=1 shows the traceback)\nroarkar: error: {exc}",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.exit(2)
+        from roarkar.entry import exit_known_error
+
+        exit_known_error("roarkar", exc)
     failed = isinstance(result, dict) and (result.get("failed") or result.get("status") == "failed")
     # A single run reports a failed cell in its exit status. A multirun job returns normally: the
     # failure is in the cell's result.json, the sweep's other jobs go on, and submitit writes its

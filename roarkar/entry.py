@@ -17,19 +17,25 @@ _COMMANDS = {
 }
 
 
+def exit_known_error(command: str, exc: BaseException) -> None:
+    """End the process on a known error: its message as the last line, exit status 2, and the
+    traceback only when asked (``HYDRA_FULL_ERROR=1``, then the error is re-raised)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise exc
+    print(
+        f"{type(exc).__name__} (HYDRA_FULL_ERROR=1 shows the traceback)\n{command}: error: {exc}",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.exit(2)
+
+
 def _launch(command: str) -> None:
     tune_process()
     try:
         result = importlib.import_module(_COMMANDS[command]).main()
     except (ValueError, OSError) as exc:  # bad input, named by the message: one line, no traceback
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(
-            f"{type(exc).__name__} (HYDRA_FULL_ERROR=1 shows the traceback)\n"
-            f"{command}: error: {exc}",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+        exit_known_error(command, exc)
     if isinstance(result, int):
         sys.exit(result)
 

@@ -141,6 +141,43 @@ def base_warnings(ctx: Context, accuracy: float | None, pretrained: bool = False
     return out
 
 
+def _save_base(
+    ctx: Context,
+    directory: Path,
+    base_id: str,
+    model: TappedResNet,
+    *,
+    accuracy: float,
+    warnings: list[str],
+    started: float,
+    **how: object,
+) -> None:
+    """Write a finished base model: ``model.pt`` (atomic) and its ``result.json``; ``how`` says
+    how it was made (seed and history when trained, the weights file when loaded)."""
+    tmp = directory / f".{MODEL_FILE}.tmp"
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    torch.save({"identity": base_id, "model": model.name, "state_dict": state}, tmp)
+    tmp.replace(directory / MODEL_FILE)
+    write_json_atomic(
+        directory / "result.json",
+        {
+            "kind": "base_model",
+            "status": "ok",
+            "accuracy": accuracy,
+            "warnings": warnings,
+            "identity": base_id,
+            "dataset": str(ctx.cfg.dataset.name),
+            "model": model.name,
+            **how,
+            "config": OmegaConf.to_container(ctx.cfg, resolve=True),
+            "git_commit": git_commit(),
+            "device": str(ctx.dist.device),
+            "world_size": ctx.dist.world_size,
+            "wall_time_s": time.time() - started,
+        },
+    )
+
+
 def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
     """The base model from ``model.weights``: loaded (never trained), checked against the dataset,
     evaluated on its held-out split and saved like a trained one, so every later stage is the same."""
@@ -168,35 +205,17 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
         log.warning("BASE MODEL UNFIT for a study (weights %s): %s", source, w)
     if not ctx.dist.is_main:
         return
-    tmp = directory / f".{MODEL_FILE}.tmp"
-    torch.save(
-        {
-            "identity": base_id,
-            "model": model.name,
-            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-        },
-        tmp,
-    )
-    tmp.replace(directory / MODEL_FILE)
-    write_json_atomic(
-        directory / "result.json",
-        {
-            "kind": "base_model",
-            "status": "ok",
-            "accuracy": accuracy,
-            "warnings": warnings,
-            "identity": base_id,
-            "dataset": str(ctx.cfg.dataset.name),
-            "model": model.name,
-            "weights_file": str(source),
-            "weights_sha256": file_digest(source),
-            "history": [],
-            "config": OmegaConf.to_container(ctx.cfg, resolve=True),
-            "git_commit": git_commit(),
-            "device": str(ctx.dist.device),
-            "world_size": ctx.dist.world_size,
-            "wall_time_s": time.time() - started,
-        },
+    _save_base(
+        ctx,
+        directory,
+        base_id,
+        model,
+        accuracy=accuracy,
+        warnings=warnings,
+        started=started,
+        weights_file=str(source),
+        weights_sha256=file_digest(source),
+        history=[],
     )
     log.info("base model from %s: held-out accuracy %.4f", source, accuracy)
 
@@ -241,33 +260,16 @@ def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
                     w,
                 )
             if ctx.dist.is_main:
-                torch.save(
-                    {
-                        "identity": base_id,
-                        "model": model.name,
-                        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                    },
-                    directory / f".{MODEL_FILE}.tmp",
-                )
-                (directory / f".{MODEL_FILE}.tmp").replace(path)
-                write_json_atomic(
-                    directory / "result.json",
-                    {
-                        "kind": "base_model",
-                        "status": "ok",
-                        "accuracy": result.accuracy,
-                        "warnings": warnings,
-                        "identity": base_id,
-                        "dataset": str(ctx.cfg.dataset.name),
-                        "model": model.name,
-                        "seed": int(ctx.cfg.seed),
-                        "history": result.history,
-                        "config": OmegaConf.to_container(ctx.cfg, resolve=True),
-                        "git_commit": git_commit(),
-                        "device": str(ctx.dist.device),
-                        "world_size": ctx.dist.world_size,
-                        "wall_time_s": time.time() - started,
-                    },
+                _save_base(
+                    ctx,
+                    directory,
+                    base_id,
+                    model,
+                    accuracy=result.accuracy,
+                    warnings=warnings,
+                    started=started,
+                    seed=int(ctx.cfg.seed),
+                    history=result.history,
                 )
                 (directory / "checkpoint.pt").unlink(missing_ok=True)
             barrier(ctx.dist)
