@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import roarkar.saliency as S
-from roarkar.models import TAPS, TappedResNet, build_model, fused
+from roarkar.models import TAPS, TappedNet, build_model, fused
 from roarkar.saliency.base import HookSet, SaliencyMethod
 
 from .conftest import randomize_batchnorm
@@ -30,7 +30,7 @@ def make(name: str, model, **params):
 
 
 @pytest.fixture(scope="module")
-def model() -> TappedResNet:
+def model() -> TappedNet:
     torch.manual_seed(0)
     return randomize_batchnorm(build_model("small_resnet", 4))
 

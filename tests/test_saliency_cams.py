@@ -12,10 +12,10 @@ import torchvision
 from torch import nn
 
 import roarkar.saliency as S
-from roarkar.models import TAPS, TappedResNet, build_model
+from roarkar.models import TAPS, TappedNet, build_model
 from roarkar.saliency.combine import combine
 from roarkar.saliency.lovi import hsv_to_rgb, layer_hues, lovi, lovi_hsv
-from roarkar.saliency.methods.cams import grad_cam_pp, hidden_layers, minmax
+from roarkar.saliency.methods.cams import grad_cam_pp, minmax
 
 
 def _bn_stats(net: nn.Module) -> None:
@@ -32,7 +32,7 @@ def _bn_stats(net: nn.Module) -> None:
 
 
 @pytest.fixture(scope="module")
-def small() -> TappedResNet:
+def small() -> TappedNet:
     torch.manual_seed(0)
     m = build_model("small_resnet", 5).double().eval()
     _bn_stats(m)
@@ -40,11 +40,11 @@ def small() -> TappedResNet:
 
 
 @pytest.fixture(scope="module")
-def resnet18() -> TappedResNet:
+def resnet18() -> TappedNet:
     torch.manual_seed(1)
     net = torchvision.models.resnet18(weights=None, num_classes=4)
     _bn_stats(net)
-    return TappedResNet(net.double().eval(), name="resnet18")
+    return TappedNet(net.double().eval(), name="resnet18")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def x96() -> torch.Tensor:
     return torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(3)).double()
 
 
-def _layer4_and_grad(model: TappedResNet, x: torch.Tensor, targets: torch.Tensor):
+def _layer4_and_grad(model: TappedNet, x: torch.Tensor, targets: torch.Tensor):
     """Reference: activations of layer4 by a forward hook, gradient of each image's own logit."""
     store = {}
     handle = model.net.layer4.register_forward_hook(lambda m, i, o: store.update(a=o))
@@ -184,7 +184,8 @@ def test_fullgrad_reference_on_resnet18(resnet18, x):
 def test_deepmaps_reference(resnet18, x):
     """seed 003 Eq 6, 8: hidden-layer attributions (stem ReLU + every residual block)."""
     targets = torch.tensor([0, 2, 3])
-    layers = hidden_layers(resnet18)
+    net = resnet18.net  # the paper's layers, by hand: the stem ReLU and each residual block
+    layers = [net.relu] + [block for i in range(1, 5) for block in getattr(net, f"layer{i}")]
     assert len(layers) == 1 + 8  # resnet18: 2 blocks per stage
     outs, grads = _outputs_and_grads(resnet18, x, targets, layers)
     hidden = sum(_psi((a.detach() * g).sum(1)) for a, g in zip(outs, grads[1:], strict=True))

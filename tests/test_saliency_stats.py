@@ -205,4 +205,10 @@ def test_named_weights_and_errors():
     with pytest.raises(ValueError, match="unknown squash"):
         C.combine([torch.rand(1, 2, 2)] * 5, (4, 4), squash="sigmoid")
     with pytest.raises(ValueError, match="one value per map"):
-        C.combine([torch.rand(1, 2, 2)] * 4, (4, 4))
+        C.combine([torch.rand(1, 2, 2)] * 4, (4, 4), "prior")  # the paper's five values
+    with pytest.raises(ValueError, match="one value per map"):
+        C.combine([torch.rand(1, 2, 2)] * 4, (4, 4), [1, 1, 1, 1, 1])
+    # equal and linear fit any number of taps (a network with four scales)
+    assert C.resolve_weights("linear", 2) == (1, 2) and C.resolve_weights("equal", 4) == (1,) * 4
+    maps = [torch.rand(1, 2, 2) for _ in range(4)]
+    torch.testing.assert_close(C.combine(maps, (2, 2)), C.combine(maps, (2, 2), [1, 1, 1, 1]))

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from roarkar.models import TappedResNet, build_model
+from roarkar.models import TappedNet, build_model
 
 COLUMNS = (
     "section",
@@ -62,6 +62,8 @@ class Sizes:
     big_classes: int = 1000
     big_batch: int = 2
     big_methods: tuple[str, ...] = ()
+    # further networks at the big size for SMOE's overhead and the captum comparison (seed 003's)
+    family_models: tuple[str, ...] = ("vgg16",)
     expensive_images: int = 1  # images for SmoothGrad / IG at the big size
     samples: int = 15  # SmoothGrad samples
     steps: int = 50  # IG steps
@@ -475,7 +477,7 @@ def config_str(**kv: Any) -> str:
     return " ".join(f"{k}={v}" for k, v in kv.items())
 
 
-def bench_model(name: str, classes: int, device: str = "cpu") -> TappedResNet:
+def bench_model(name: str, classes: int, device: str = "cpu") -> TappedNet:
     """A freshly initialised model (torch seed 0), as every section builds it; ``small_resnet`` at its
     defaults (width 16, one block per stage, CIFAR stem)."""
     torch.manual_seed(0)

@@ -372,9 +372,19 @@ def _flop_rows(sz: Sizes, model) -> list[dict]:
 
 
 def run_smoe(sz: Sizes) -> list[dict]:
-    """SMOE Scale's overhead over a plain forward pass at ImageNet size, by time and by op count."""
+    """SMOE Scale's overhead over a plain forward pass at ImageNet size, by time and by op count,
+    on the big model (ResNet-50) and on each of :attr:`Sizes.family_models` (VGG-16)."""
+    rows = _smoe_rows(sz, sz.big_model)
+    if sz.flop_count:
+        rows += _flop_rows(sz, _model(sz.big_model, sz.big_classes, sz.device))
+    for name in sz.family_models:
+        rows += _smoe_rows(sz, name)
+    return rows
+
+
+def _smoe_rows(sz: Sizes, model_name: str) -> list[dict]:
     device = sz.device
-    model = _model(sz.big_model, sz.big_classes, device)
+    model = _model(model_name, sz.big_classes, device)
     b, size = sz.smoe_batch, sz.big_size
     x = fixed_images(b, size, device=device)
     method = create("smoe_scale", model)
@@ -394,7 +404,10 @@ def run_smoe(sz: Sizes) -> list[dict]:
 
     def stat_only():
         with torch.no_grad():
-            return [stats.smoe_scale(a.post, nonnegative=True) for a in taps.values()]
+            return [
+                stats.smoe_scale(a.post, nonnegative=t.rectified)
+                for t, a in zip(model.tap_info, taps.values(), strict=True)
+            ]
 
     maps = {k: stats.smoe_scale(a.post) for k, a in taps.items()}
 
@@ -410,8 +423,9 @@ def run_smoe(sz: Sizes) -> list[dict]:
         Task("combine", combine_only),
     ]
     s = interleave(tasks, sz.smoe_rounds, device)
-    config = config_str(model=sz.big_model, px=size, batch=b, device=device)
+    config = config_str(model=model_name, px=size, batch=b, device=device)
     target = "<= 1" if device.startswith("cuda") else "<= 5"
+    n = len(model.taps)
     where = "GPU" if device.startswith("cuda") else "CPU"
     overhead = 100 * (paired_ratio(s["smoe"], s["plain"]) - 1)
     q1, q3 = (100 * (q - 1) for q in paired_quartiles(s["smoe"], s["plain"]))
@@ -429,7 +443,7 @@ def run_smoe(sz: Sizes) -> list[dict]:
         ),
         row(
             "smoe",
-            "SMOE Scale saliency (forward with 5 tap statistics + Eq 3)",
+            f"SMOE Scale saliency (forward with {n} tap statistics + Eq 3)",
             config,
             1000 * s["smoe"].median / b,
             "ms/image",
@@ -454,7 +468,7 @@ def run_smoe(sz: Sizes) -> list[dict]:
         ),
         row(
             "smoe",
-            "SMOE own cost, isolated (5 tap statistics + Eq 3 on captured taps)",
+            f"SMOE own cost, isolated ({n} tap statistics + Eq 3 on captured taps)",
             config,
             isolated,
             "% of forward",
@@ -466,7 +480,7 @@ def run_smoe(sz: Sizes) -> list[dict]:
         ),
         row(
             "smoe",
-            "  of which: SMOE statistic on the 5 taps",
+            f"  of which: SMOE statistic on the {n} taps",
             config,
             100 * paired_ratio(s["stat"], s["plain"]),
             "% of forward",
@@ -491,8 +505,6 @@ def run_smoe(sz: Sizes) -> list[dict]:
             notes="the tapped forward itself, without statistics",
         ),
     ]
-    if sz.flop_count:
-        rows += _flop_rows(sz, model)
     return rows
 
 
@@ -635,7 +647,6 @@ def run_captum(sz: Sizes) -> list[dict]:
         # IG-50 at 224 px is left out here (100 ResNet-50 passes per image and side); the default
         # size above compares it with the same steps and rule
         big = ("gradient", "guided_backprop", "grad_x_input", "smoothgrad_sq")
-        rows += _captum_compare(
-            sz, sz.big_model, sz.big_size, sz.big_classes, 2, 1, sz.budget_s, big
-        )
+        for name in (sz.big_model, *sz.family_models):
+            rows += _captum_compare(sz, name, sz.big_size, sz.big_classes, 2, 1, sz.budget_s, big)
     return rows

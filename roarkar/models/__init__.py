@@ -1,14 +1,19 @@
-"""Models with five scale-end taps (L1..L5) for saliency and layer masking."""
+"""Models cut at their scale-end taps (L1..Ln) for saliency and layer masking."""
 
-from roarkar.models.resnet import MODELS, SmallResNet, build_model
-from roarkar.models.taps import TAPS, TapActivation, TappedResNet, check_tap
+from roarkar.models.build import MODELS, build_model
+from roarkar.models.nielsen import NielsenCNN
+from roarkar.models.resnet import SmallResNet
+from roarkar.models.taps import TAPS, Tap, TapActivation, TappedNet, check_tap, tap_names
 
 __all__ = [
     "MODELS",
     "TAPS",
+    "NielsenCNN",
     "SmallResNet",
+    "Tap",
     "TapActivation",
-    "TappedResNet",
+    "TappedNet",
     "build_model",
     "check_tap",
+    "tap_names",
 ]

@@ -1,13 +1,8 @@
-"""Model builders: torchvision ResNet-50/18 (never with downloaded weights) and a small CPU ResNet."""
+"""roarkar's small CPU ResNet (its taps declared: two at 32 px, as a CIFAR-style stem has)."""
 
 from __future__ import annotations
 
 from torch import nn
-
-from roarkar.models.taps import TappedResNet
-
-# torchvision is imported where a model is built, not at import: it costs ~2 s of start-up (its
-# ops import torch._dynamo), which is most of re-running a finished study.
 
 
 class SmallResNet(nn.Module):
@@ -17,6 +12,10 @@ class SmallResNet(nn.Module):
     taps are 32, 32, 16, 8 and 4 pixels wide (CIFAR-style); ``stem="imagenet"`` gives the usual
     7x7/2 convolution and 3x3/2 max-pool.
     """
+
+    #: The stem ReLU and the four layers' outputs. With the CIFAR stem the first two have the same
+    #: size, so the rule of one tap per size would find four; these five keep the studies' taps.
+    tap_nodes = ("relu", "layer1", "layer2", "layer3", "layer4")
 
     def __init__(self, num_classes: int, width: int = 16, blocks: int = 1, stem: str = "cifar"):
         super().__init__()
@@ -58,57 +57,3 @@ class SmallResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
-
-
-MODELS = ("resnet50", "resnet18", "small_resnet")
-
-
-#: Architectures with no spatial scales to tap (patch tokens from the first layer on).
-_TRANSFORMERS = ("vit_", "swin_", "maxvit_")
-
-
-def build_model(name: str, num_classes: int, **params) -> TappedResNet:
-    """Build a model by name with freshly initialised weights, wrapped with its five taps.
-
-    ``params["arch"]`` (``model=torchvision``) names any torchvision classification builder; it is
-    tapped when it is a torchvision-style ResNet (ResNet, ResNeXt, Wide ResNet), and refused with
-    the reason otherwise."""
-    if "arch" in params:
-        return _torchvision(str(params.pop("arch")), num_classes, **params)
-    if name in ("resnet50", "resnet18"):
-        import torchvision
-
-        net = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **params)
-    elif name == "small_resnet":
-        net = SmallResNet(num_classes, **params)
-    else:
-        raise ValueError(
-            f"unknown model {name!r}: expected one of {', '.join(MODELS)}, or model=torchvision "
-            "with model.params.arch=<a torchvision classification model>"
-        )
-    return TappedResNet(net, name=name)
-
-
-def _torchvision(arch: str, num_classes: int, **params) -> TappedResNet:
-    import torchvision
-
-    known = torchvision.models.list_models(module=torchvision.models)
-    if arch not in known:
-        raise ValueError(
-            f"model.params.arch={arch!r} is not a torchvision classification model; e.g. "
-            f"{', '.join(m for m in known if m.startswith(('resnet', 'resnext', 'wide')))}"
-        )
-    if arch.startswith(_TRANSFORMERS):
-        raise ValueError(
-            f"model.params.arch={arch!r} is a vision transformer: it has no spatial scales, so no "
-            "taps L1..L5 for the layer protocol or the per-tap statistics"
-        )
-    net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **params)
-    try:
-        return TappedResNet(net, name=arch)
-    except TypeError as exc:
-        raise ValueError(
-            f"model.params.arch={arch!r} ({type(net).__name__}): roarkar finds the taps of "
-            "torchvision-style ResNets (ResNet, ResNeXt, Wide ResNet) so far; other CNNs (VGG, "
-            f"DenseNet, MobileNet, ...) are not tapped yet ({exc})"
-        ) from None

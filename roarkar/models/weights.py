@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 __all__ = ["classes_in", "file_digest", "load_into", "read_state_dict"]
 
-#: Prefixes other tools put before a network's own keys (DDP, roarkar's TappedResNet, Lightning).
+#: Prefixes other tools put before a network's own keys (DDP, roarkar's TappedNet, Lightning).
 _PREFIXES = ("module.", "net.", "model.")
 
 

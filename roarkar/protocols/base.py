@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from roarkar.models import TappedResNet, build_model
+from roarkar.models import TappedNet, build_model
 from roarkar.models.weights import classes_in, file_digest, load_into, read_state_dict
 from roarkar.protocols.context import Context
 from roarkar.store import file_lock, git_commit, identity_hash, read_result, write_json_atomic
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.pt"
 
 
-def new_model(ctx: Context) -> TappedResNet:
+def new_model(ctx: Context) -> TappedNet:
     """A freshly initialised model of the configured architecture for this dataset."""
     params = OmegaConf.to_container(ctx.cfg.model.get("params", {}), resolve=True) or {}
     torch.manual_seed(int(ctx.cfg.seed))
@@ -95,7 +95,7 @@ def plain_prepare(ctx: Context):
     return prepare
 
 
-def load_model_file(path: Path, identity: str, model: TappedResNet) -> TappedResNet:
+def load_model_file(path: Path, identity: str, model: TappedNet) -> TappedNet:
     """Load weights saved by :func:`ensure_base_model`, refusing another run's or model's file."""
     try:  # weights_only: a file that would run code when unpickled is refused, not executed
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -145,7 +145,7 @@ def _save_base(
     ctx: Context,
     directory: Path,
     base_id: str,
-    model: TappedResNet,
+    model: TappedNet,
     *,
     accuracy: float,
     warnings: list[str],
@@ -220,7 +220,7 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
     log.info("base model from %s: held-out accuracy %.4f", source, accuracy)
 
 
-def ensure_base_model(ctx: Context) -> tuple[TappedResNet, str, dict]:
+def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
     """Return the trained base model, training it first if no finished copy exists."""
     base_id = base_identity(ctx)
     directory = base_dir(ctx, base_id)

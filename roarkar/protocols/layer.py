@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from roarkar.masking import keep_mask_from_ranks, saliency_ranks
-from roarkar.models import TapActivation, TappedResNet
+from roarkar.models import TapActivation, TappedNet
 from roarkar.models.fused import inference_copy
 from roarkar.protocols.context import Context
 from roarkar.saliency import SaliencyMethod, create
@@ -24,7 +24,7 @@ class TapMaskedNet(nn.Module):
     """A model whose activation at ``tap`` is masked by ``method``'s map before the rest runs."""
 
     def __init__(
-        self, model: TappedResNet, tap: str, method: SaliencyMethod, mode: str, fraction: float
+        self, model: TappedNet, tap: str, method: SaliencyMethod, mode: str, fraction: float
     ):
         super().__init__()
         self.model, self.tap, self.method, self.mode, self.fraction = (
@@ -75,7 +75,7 @@ def _augment_with_relevance(
 
 def run_layer_cell(
     ctx: Context,
-    base: TappedResNet,
+    base: TappedNet,
     method_name: str,
     method_params: dict,
     tap: str,

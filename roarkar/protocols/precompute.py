@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from roarkar.data import ImageSplit, load_shard
 from roarkar.data.shards import sample_key
 from roarkar.masking import saliency_ranks
-from roarkar.models import TappedResNet
+from roarkar.models import TappedNet
 from roarkar.protocols.context import Context
 from roarkar.saliency import create
 from roarkar.store import file_lock, identity_hash, write_json_atomic
@@ -105,7 +105,7 @@ def _part_path(directory: Path, split: str, index: int) -> Path:
     return directory / f"{split}-{index:06d}.tar"
 
 
-def _compute_part(ctx: Context, base: TappedResNet, part: ImageSplit, first: int) -> torch.Tensor:
+def _compute_part(ctx: Context, base: TappedNet, part: ImageSplit, first: int) -> torch.Tensor:
     method = create(str(ctx.cfg.method.name), base, **ctx.method_params())
     by_label = str(ctx.cfg.protocol.target) == "label"
     base.eval()
@@ -153,7 +153,7 @@ def _open_directory(directory: Path, spec: dict) -> None:
 
 
 def compute_parts(
-    ctx: Context, base: TappedResNet, base_id: str, weights: Path, part: int = 0, parts: int = 1
+    ctx: Context, base: TappedNet, base_id: str, weights: Path, part: int = 0, parts: int = 1
 ) -> Path:
     """Compute this worker's missing parts (p % parts == part) and return the directory."""
     if not 0 <= part < parts:
@@ -225,9 +225,7 @@ def _write_manifest(directory: Path, counts: dict[str, int]) -> None:
     write_json_atomic(directory / MANIFEST, spec | {"counts": counts, "verified": True})
 
 
-def ensure_ranks(
-    ctx: Context, base: TappedResNet, base_id: str, weights: Path
-) -> dict[str, object]:
+def ensure_ranks(ctx: Context, base: TappedNet, base_id: str, weights: Path) -> dict[str, object]:
     """Ranks of every train and val image for the configured method, computed once (what is missing)
     and verified. In memory: a tensor per split. Streaming: a function giving each image shard's
     ranks, for :class:`~roarkar.training.streaming.ShardBatches`. Rank 0 computes; others wait."""

@@ -19,15 +19,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from roarkar.models.taps import TapActivation, TappedResNet
+from roarkar.models.taps import TapActivation, TappedNet
 
 KINDS: tuple[str, ...] = ("statistic", "pixel", "cam", "control")
 Targets = int | Sequence[int] | Tensor | None
 
 
-def as_tapped(model: nn.Module) -> TappedResNet:
-    """``model`` itself if it is a TappedResNet, else the torchvision-style ResNet wrapped in one."""
-    return model if isinstance(model, TappedResNet) else TappedResNet(model)
+def as_tapped(model: nn.Module) -> TappedNet:
+    """``model`` itself if it is a TappedNet, else the CNN wrapped in one (its taps found)."""
+    return model if isinstance(model, TappedNet) else TappedNet(model)
 
 
 class HookSet:

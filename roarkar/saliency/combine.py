@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from roarkar.layer_weights import load_prior_weights
-from roarkar.models.taps import TAPS
+from roarkar.models.taps import TAPS, tap_names
 from roarkar.saliency.stats import gamma_shape
 
 #: Named layer weights for L1..L5 (paper Sec 3.2, Table 2): equal, rule-of-thumb linear, and the prior
@@ -26,13 +26,19 @@ WEIGHTS: dict[str, tuple[float, ...]] = {
     "linear": (1.0, 2.0, 3.0, 4.0, 5.0),
     "prior": (0.18, 0.15, 0.37, 0.40, 0.72),
 }
+#: Names that mean the same rule for any number of taps (prior's values are the paper's five).
+_ANY_COUNT = {
+    "equal": lambda n: (1.0,) * n,
+    "linear": lambda n: tuple(float(i + 1) for i in range(n)),
+}
 SQUASHES: tuple[str, ...] = ("normal", "gamma", "none")
 
 
 def resolve_weights(weights: str | Sequence[float], n: int = len(TAPS)) -> tuple[float, ...]:
     """Layer weights from a name in :data:`WEIGHTS`, a ``prior_weights.json`` written by
     ``roarkar-tables --prior-weights`` (derived from one's own per-layer results), or a sequence of
-    ``n`` non-negative floats."""
+    ``n`` non-negative floats. ``equal`` and ``linear`` fit any ``n`` (a network's tap count);
+    ``prior`` holds the paper's values for five taps."""
     if isinstance(weights, str) and weights not in WEIGHTS and weights.endswith(".json"):
         weights = load_prior_weights(weights)
     if isinstance(weights, str):
@@ -40,7 +46,7 @@ def resolve_weights(weights: str | Sequence[float], n: int = len(TAPS)) -> tuple
             raise ValueError(
                 f"unknown weights {weights!r}: expected one of {', '.join(WEIGHTS)}, a .json file or a list"
             )
-        values = WEIGHTS[weights]
+        values = _ANY_COUNT[weights](n) if weights in _ANY_COUNT else WEIGHTS[weights]
     else:
         try:
             values = tuple(float(w) for w in weights)
@@ -124,10 +130,11 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def ordered_maps(tap_maps: Mapping[str, Tensor] | Sequence[Tensor]) -> list[Tensor]:
-    """Per-tap maps as a list in L1..L5 order, from a mapping keyed by tap or a sequence."""
+    """Per-tap maps as a list in L1..Ln order, from a mapping keyed by tap or a sequence."""
     if isinstance(tap_maps, Mapping):
-        if set(tap_maps) == set(TAPS):
-            return [tap_maps[t] for t in TAPS]
+        names = tap_names(len(tap_maps))
+        if set(tap_maps) == set(names):
+            return [tap_maps[t] for t in names]
         return list(tap_maps.values())
     return list(tap_maps)
 

@@ -130,7 +130,7 @@ def cheap_params(name: str, samples: int = 2, steps: int = 2) -> dict[str, Any]:
 
 
 def create(name: str, model: nn.Module, **params: Any) -> SaliencyMethod:
-    """Instantiate method ``name`` on ``model`` (a TappedResNet or a torchvision-style ResNet)."""
+    """Instantiate method ``name`` on ``model`` (a TappedNet or a torchvision-style ResNet)."""
     entry = _entry(name)
     unknown = sorted(set(params) - set(entry.info.params))
     if unknown:

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from roarkar.models.taps import check_tap
 from roarkar.saliency import stats
 from roarkar.saliency.base import HookSet, SaliencyMethod, gather_targets
 from roarkar.saliency.combine import check_squash, combine, resolve_weights, upsample
@@ -72,15 +71,15 @@ def grad_cam_pp(act: Tensor, grad: Tensor) -> Tensor:
 
 
 class _TapCam(SaliencyMethod):
-    """A class activation map at one tap (``layer``, default L5 = the layer4 output)."""
+    """A class activation map at one tap (``layer``, default L5 = a ResNet's layer4 output, VGG-16's
+    last conv ReLU; ``last`` for the last tap of a network with fewer)."""
 
     kind: ClassVar[str] = "cam"
     _cam: ClassVar[Callable[[Tensor, Tensor], Tensor]]
 
     def __init__(self, model: nn.Module, *, layer: str = "L5", batch_size: int | None = None):
         super().__init__(model, batch_size=batch_size)
-        check_tap(layer)
-        self.layer = layer
+        self.layer = self.model.resolve_tap(layer)
 
     def cam(self, images: Tensor, targets: Tensor | None) -> Tensor:
         """The map [B, h, w] at the tap's resolution."""
@@ -141,10 +140,9 @@ class FastCAM(SaliencyMethod):
         batch_size: int | None = None,
     ):
         super().__init__(model, batch_size=batch_size)
-        self.weights = resolve_weights(weights)
+        self.weights = resolve_weights(weights, len(self.model.taps))
         self.squash = check_squash(squash)
-        check_tap(layer)
-        self.layer = layer
+        self.layer = self.model.resolve_tap(layer)
 
     def factors(self, images: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """(Grad-CAM++ [B, H, W] in [0, 1], combined SMOE map [B, H, W] in [0, 1])."""
@@ -198,9 +196,12 @@ def _folded_bias(module: nn.Module) -> Tensor | None:
     return None
 
 
+_OTHER_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm2d, nn.BatchNorm1d, nn.LocalResponseNorm)
+
+
 @register("fullgrad", label="FullGrad", reference="Srinivas & Fleuret 2019")
 class FullGrad(SaliencyMethod):
-    """FullGrad on torchvision-style ResNets (seed 003 Eq 3-5, Srinivas & Fleuret 2019 Eq 4):
+    """FullGrad on CNNs with Conv2d biases and BatchNorm2d (ResNets, VGG-16; seed 003 Eq 3-5, Srinivas & Fleuret 2019 Eq 4):
 
     ``s = Psi(sum_colour x * df/dx) + sum_l sum_phi Psi(b^l_phi * df/dz^l_phi)`` with
     ``Psi(a) = bilinearUpscale(normalize(|a|))`` and ``normalize`` the min-max of each map, i.e. per
@@ -215,6 +216,18 @@ class FullGrad(SaliencyMethod):
     """
 
     kind: ClassVar[str] = "cam"
+
+    def __init__(self, model: nn.Module, *, batch_size: int | None = None):
+        super().__init__(model, batch_size=batch_size)
+        uncovered = sorted(
+            {type(m).__name__ for m in self.model.net.modules() if isinstance(m, _OTHER_NORMS)}
+        )
+        if uncovered:
+            raise ValueError(
+                f"fullgrad on {self.model.name}: its {', '.join(uncovered)} layers carry biases "
+                "that FullGrad's decomposition (Conv2d biases, BatchNorm2d folded with running "
+                "statistics) does not cover; the map would not be complete"
+            )
 
     def _saliency(self, images, targets, *, relevance, generator):
         size = tuple(images.shape[-2:])
@@ -240,20 +253,14 @@ class FullGrad(SaliencyMethod):
         return total
 
 
-def hidden_layers(model: nn.Module) -> list[nn.Module]:
-    """DeepMaps' hidden layers of a torchvision-style ResNet: the stem ReLU and every residual block
-    (whose output is taken after its closing ReLU) -- 17 for ResNet-50 (seed 003, Appendix F)."""
-    net = model.net
-    return [net.relu] + [block for i in range(1, 5) for block in getattr(net, f"layer{i}")]
-
-
 @register("deepmaps", label="DeepMaps", reference="Grabska-Barwinska et al. 2021, Eq 6, 8")
 class DeepMaps(SaliencyMethod):
     """DeepMaps (seed 003 Eq 8): ``s = sum_{l=l0}^{L} Psi(a^{h,l})`` with the hidden-layer attribution
     ``a^{h,l}_ij = sum_phi x^l_ijphi * df_c/dx^l_ijphi`` (Eq 6: signed sum over the layer's channels
     *before* Psi) and ``Psi(a) = bilinearUpscale(normalize(|a|))`` (Eq 5, min-max per image and
-    layer). Layers, as the paper's ResNet-50 (Appendix F): the ReLU after the stem convolution and
-    the output of every residual block. ``include_input=True`` adds the input attribution
+    layer). Layers: every hidden activation the whole network passes through
+    (:meth:`TappedNet.forward_hidden`): on ResNet-50 the ReLU after the stem convolution and the
+    output of every residual block (the paper's 17, Appendix F), on VGG-16 its 13 conv ReLUs. ``include_input=True`` adds the input attribution
     ``a^{h,0} = sum_colour x * df/dx`` (l0 = 0). Channel reduction: the signed channel sum of Eq 6.
     """
 
@@ -267,17 +274,10 @@ class DeepMaps(SaliencyMethod):
 
     def _saliency(self, images, targets, *, relevance, generator):
         size = tuple(images.shape[-2:])
-        layers = hidden_layers(self.model)
-        outputs: list[Tensor] = []
         x = images.detach().requires_grad_(True)  # weights are frozen: x carries the graph
-        with HookSet() as hooks, torch.enable_grad():
-            for module in layers:
-                hooks.forward(module, _capture(outputs))
-            score, _ = gather_targets(self.model(x), targets)
-            if len(outputs) != len(layers):
-                raise RuntimeError(
-                    f"deepmaps: {len(layers)} hidden layers but {len(outputs)} outputs captured"
-                )
+        with torch.enable_grad():
+            logits, outputs = self.model.forward_hidden(x)
+            score, _ = gather_targets(logits, targets)
             inputs = [x, *outputs] if self.include_input else outputs
             grads = torch.autograd.grad(score.sum(), inputs)
         acts = [x.detach(), *outputs] if self.include_input else outputs
@@ -296,7 +296,6 @@ __all__ = [
     "GradCAMPP",
     "grad_cam",
     "grad_cam_pp",
-    "hidden_layers",
     "minmax",
     "tap_gradient",
 ]

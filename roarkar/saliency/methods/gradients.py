@@ -131,9 +131,23 @@ class GuidedBackprop(ReducedPixelMethod):
     ``clamp(grad, min=0) * (input > 0)``.
 
     A forward hook on every ``nn.ReLU`` module (through a :class:`HookSet`, so all are removed even when
-    the network raises) registers a gradient hook on each call's output tensor. ReLUs applied through
-    ``torch.nn.functional`` are not seen (as in Captum). Channel reduction: ``reduce`` (abs-max).
+    the network raises) registers a gradient hook on each call's output tensor. A network with other
+    activations (SELU, SiLU, a functional ReLU) is refused unless ``non_relu="pass"``, which lets
+    their gradients through unguided, as Captum does. Channel reduction: ``reduce`` (abs-max).
     """
+
+    def __init__(self, model: nn.Module, *, non_relu: str = "refuse", **params):
+        super().__init__(model, **params)
+        if non_relu not in ("refuse", "pass"):
+            raise ValueError(f"guided_backprop: non_relu={non_relu!r}, expected refuse or pass")
+        other = self.model.activation_types() - {"ReLU"}
+        if other and non_relu == "refuse":
+            raise ValueError(
+                f"guided_backprop on {self.model.name}: it guides the backward pass of nn.ReLU "
+                f"modules, and this network also applies {', '.join(sorted(other))}, whose "
+                "gradients would pass unguided; method.params.non_relu=pass accepts that (as "
+                "captum does)"
+            )
 
     def _attribute(self, images: Tensor, targets: Tensor | None) -> Tensor:
         network = self.network

@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from roarkar.models.taps import TAPS, TapActivation
+from roarkar.models.taps import TapActivation
 from roarkar.saliency import stats
 from roarkar.saliency.base import SaliencyMethod
 from roarkar.saliency.combine import check_squash, combine, resolve_weights
@@ -21,7 +21,7 @@ from roarkar.saliency.registry import register
 
 
 class StatisticMethod(SaliencyMethod):
-    """Saliency from a channel-column statistic at each of the five taps, combined by Eq 3.
+    """Saliency from a channel-column statistic at each tap (five on a ResNet), combined by Eq 3.
 
     ``statistic`` and ``needs_pre_relu`` are fixed by the registry entry; ``weights`` ("equal",
     "linear", "prior" or five floats) and ``squash`` ("normal", "gamma", "none") are user parameters.
@@ -47,12 +47,14 @@ class StatisticMethod(SaliencyMethod):
         super().__init__(model, batch_size=batch_size)
         self.statistic = statistic
         self.needs_pre_relu = bool(needs_pre_relu)
-        self.weights = resolve_weights(weights)
+        self.weights = resolve_weights(weights, len(self.model.taps))
         self.squash = check_squash(squash)
         # A statistic that can skip clamping negatives gets told when its input is a ReLU's output.
-        self._post_relu = {}
+        self._post_relu = [{} for _ in self.model.taps]
         if not self.needs_pre_relu and "nonnegative" in inspect.signature(statistic).parameters:
-            self._post_relu = {"nonnegative": True}
+            self._post_relu = [
+                {"nonnegative": True} if t.rectified else {} for t in self.model.tap_info
+            ]
 
     def _input(self, act: TapActivation) -> Tensor:
         if not self.needs_pre_relu:
@@ -66,7 +68,7 @@ class StatisticMethod(SaliencyMethod):
         return self.statistic(self._input(act))
 
     def tap_maps(self, images: Tensor) -> dict[str, Tensor]:
-        """Raw statistic maps of all five taps, L1..L5, from one forward pass.
+        """Raw statistic maps of every tap, L1..Ln, from one forward pass.
 
         Each tap's statistic is taken as soon as the forward pass reaches it, so no tap outlives the
         next stage: as in a plain forward pass, freed memory is reused rather than newly mapped
@@ -75,10 +77,10 @@ class StatisticMethod(SaliencyMethod):
         maps = {}
         with torch.no_grad():
             x = images
-            for index, name in enumerate(TAPS):
-                x, pre = self.model._stage(index, x, self.needs_pre_relu)
-                # x is the stage's ReLU output (TappedResNet._stage): never negative
-                maps[name] = self.statistic(self._input(TapActivation(x, pre)), **self._post_relu)
+            for index, name in enumerate(self.model.taps):
+                x, pre = self.model.stage(index, x, self.needs_pre_relu)
+                act = TapActivation(x, pre)
+                maps[name] = self.statistic(self._input(act), **self._post_relu[index])
                 del pre
             self.model.head(x)  # the whole network runs, as for every other method
         return maps
