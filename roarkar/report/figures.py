@@ -172,7 +172,8 @@ def draw_figure4(
     fig.text(
         0.01,
         0.0,
-        f"κ: {METRICS[metric]} when the {pc['kar']} most salient pixels of the layer are kept (KAR); "
+        f"κ: {METRICS[metric]} when the {pc['kar']} most salient pixels of the layer are kept "
+        "(KAR); "
         f"ρ: when the {pc['roar']} most salient are removed (ROAR);\n"
         "z: the same for the Random map (KAR's z with κ, ROAR's z with ρ). "
         "Higher is better; 0 is Random.",
