@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from roarkar.plan import cell_configs
 from roarkar.protocols.cell import cell_path, run_cell
-from roarkar.report.aggregate import LONG_COLUMNS, collect_results
+from roarkar.report.aggregate import LONG_COLUMNS, OPTIONAL_METRICS, collect_results
 from roarkar.report.health import check as check_health
 from roarkar.report.health import describe as describe_health
 from roarkar.report.write import clear_outputs, format_for_console, write_tables
@@ -26,17 +26,19 @@ log = logging.getLogger(__name__)
 
 
 def records_to_long(records: list[dict]) -> pd.DataFrame:
-    """Finished cells as the long table (dataset, model, protocol, method, layer, mode, percent, seed, accuracy)."""
+    """Finished cells as the long table (dataset, model, protocol, method, layer, mode, percent,
+    seed, accuracy), with the true-class score (None where a cell predates it)."""
     rows = [
         r["cell"]
         | {
             "accuracy": r["accuracy"],
+            **{c: r.get(c) for c in OPTIONAL_METRICS},
             "base_warning": "; ".join((r.get("base_model") or {}).get("warnings") or []),
         }
         for r in records
         if r.get("status") == "ok"
     ]
-    return pd.DataFrame(rows, columns=[*LONG_COLUMNS, "base_warning"])
+    return pd.DataFrame(rows, columns=[*LONG_COLUMNS, *OPTIONAL_METRICS, "base_warning"])
 
 
 def report(long: pd.DataFrame, out_dir: Path, log_base: float = math.e) -> str:

@@ -48,8 +48,10 @@ def test_smoke_study_end_to_end_then_rerun_skips(compose_cfg, tmp_path):
         "percent",
         "seed",
         "accuracy",
+        "true_class_score",  # mean softmax probability of the true class, beside accuracy
         "base_warning",  # why the base model is unfit for a study, empty when it is fine
     ]
+    assert long["true_class_score"].between(0, 1).all() and long["true_class_score"].gt(0).all()
     assert set(long.protocol) == {"layer", "input"} and set(long["mode"]) == {"kar", "roar"}
     assert "natural log" in out["tables"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -39,6 +40,27 @@ def _weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu")
 
 
+def _held_out_by_hand(weights: Path) -> tuple[float, float]:
+    """Accuracy and mean true-class softmax probability of the saved tiny model on its val split,
+    computed here in float64 from one forward pass over all 64 images (not by the trainer)."""
+    from tests.tiny_training import tiny_data
+
+    model = build_model("small_resnet", 4, width=4)
+    model.load_state_dict(_weights(weights))
+    val = tiny_data(64, seed=1)
+    with torch.no_grad():
+        logits = model.eval()(val["images"]).double()
+    probs = torch.softmax(logits, 1)[torch.arange(64), val["labels"]]
+    correct = (logits.argmax(1) == val["labels"]).double()
+    return float(correct.mean()), float(probs.mean())
+
+
+def _measured(out: Path, rank: int = 0) -> tuple[float, int, float]:
+    """(accuracy, resumed-from epoch, true-class score) that tiny_training.py wrote."""
+    acc, resumed, score = (out / f"accuracy-rank{rank}.txt").read_text().split()
+    return float(acc), int(resumed), float(score)
+
+
 def test_resume_after_kill_mid_epoch_matches_uninterrupted(tmp_path):
     straight = _run(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr
@@ -59,8 +81,12 @@ def test_resume_after_kill_mid_epoch_matches_uninterrupted(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    accuracy = float((tmp_path / "straight" / "accuracy-rank0.txt").read_text().split()[0])
+    accuracy, _, score = _measured(tmp_path / "straight")
     assert accuracy > 0.5  # the tiny task is learnable: 4 classes, chance 0.25
+    assert (accuracy, score) == pytest.approx(
+        _held_out_by_hand(tmp_path / "straight" / "final-rank0.pt"), abs=1e-6
+    )
+    assert 0.25 < score <= 1.0
 
 
 def test_two_process_ddp_on_gloo(tmp_path):
@@ -82,10 +108,12 @@ def test_two_process_ddp_on_gloo(tmp_path):
     w0, w1 = _weights(tmp_path / "final-rank0.pt"), _weights(tmp_path / "final-rank1.pt")
     for key in w0:
         assert torch.equal(w0[key], w1[key]), f"{key} differs across ranks"
-    acc0 = (tmp_path / "accuracy-rank0.txt").read_text().split()[0]
-    acc1 = (tmp_path / "accuracy-rank1.txt").read_text().split()[0]
-    assert acc0 == acc1  # evaluation is all-reduced over both ranks
-    assert float(acc0) > 0.5
+    acc0, _, score0 = _measured(tmp_path, 0)
+    acc1, _, score1 = _measured(tmp_path, 1)
+    assert (acc0, score0) == (acc1, score1)  # evaluation is all-reduced over both ranks
+    assert acc0 > 0.5
+    # each rank saw half the val split: the reduced score is the mean over all of it
+    assert (acc0, score0) == pytest.approx(_held_out_by_hand(tmp_path / "final-rank0.pt"), abs=1e-6)
 
 
 def _tiny_fit(tmp_path, lr=0.05, identity="x", epochs=1):
@@ -105,6 +133,50 @@ def _tiny_fit(tmp_path, lr=0.05, identity="x", epochs=1):
         checkpoint=tmp_path / "ckpt.pt",
         identity=identity,
     )
+
+
+class _FixedLogits(torch.nn.Module):
+    """Logits chosen per sample (by its index), so the expected score is known in closed form."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.table = logits
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return self.table[index]
+
+
+def test_evaluate_reports_the_mean_true_class_probability():
+    from roarkar.training import evaluate
+
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0], [0.5, 0.5, 0.5], [0.0, 4.0, 1.0]])
+    labels = torch.tensor([0, 1, 2, 1])
+    # true-class probabilities, written out: e^2/(e^2+2), e/(1+e+e^3), 1/3, e^4/(1+e^4+e)
+    e = torch.e
+    expected = (e**2 / (e**2 + 2) + e / (1 + e + e**3) + 1 / 3 + e**4 / (1 + e**4 + e)) / 4
+    batches = ArrayBatches({"index": torch.arange(4), "labels": labels}, batch_size=3)
+    got = evaluate(
+        _FixedLogits(logits),
+        batches,
+        lambda b, t, g: (b["index"], b["labels"], {}),
+        DistInfo(),
+        TrainerSettings(progress=False),
+    )
+    # argmax: 0, 2, 0 (first of a tie), 1 -> two of four right
+    assert got.accuracy == 0.5
+    assert got.true_class_score == pytest.approx(expected, abs=1e-7)
+    empty = ArrayBatches({"index": torch.arange(0), "labels": labels[:0]}, batch_size=3)
+    nothing = evaluate(
+        _FixedLogits(logits), empty, lambda b, t, g: (b["index"], b["labels"], {}), DistInfo(),
+        TrainerSettings(progress=False),
+    )  # fmt: skip
+    assert math.isnan(nothing.accuracy) and math.isnan(nothing.true_class_score)
+
+
+def test_fit_returns_the_true_class_score_beside_accuracy(tmp_path):
+    result = _tiny_fit(tmp_path, epochs=2)
+    assert 0.0 < result.true_class_score <= 1.0
+    assert result.true_class_score != result.accuracy
 
 
 def test_nan_loss_stops_with_a_clear_error(tmp_path):

@@ -39,6 +39,9 @@ def test_a_weights_file_is_the_base_model_of_a_study(compose_cfg, tmp_path):
     (base,) = _base_results(tmp_path / "results")
     assert base["history"] == [] and base["weights_file"] == str(weights)
     assert base["weights_sha256"] and 0 <= base["accuracy"] <= 1
+    # evaluated like a trained one: the true-class score in its record and in the cell's
+    assert 0 < base["true_class_score"] <= 1
+    assert out["records"][0]["base_model"]["true_class_score"] == base["true_class_score"]
     # the same weights elsewhere, another seed or recipe: the same base model (nothing re-made)
     moved = shutil.copy(weights, tmp_path / "copy.pth")
     cfg = compose_cfg(["task=base", f"model.weights={moved}", "seed=3", "trainer.epochs.base=7"])
@@ -56,7 +59,7 @@ def test_a_weights_file_is_the_base_model_of_a_study(compose_cfg, tmp_path):
 def test_wrapped_state_dicts_are_read(compose_cfg, tmp_path, wrap):
     weights = _weights(tmp_path / "w.pt", wrap=wrap)
     out = run(compose_cfg(["task=base", f"model.weights={weights}"]), compose_cfg.overrides)
-    assert 0 <= out["accuracy"] <= 1
+    assert 0 <= out["accuracy"] <= 1 and 0 < out["true_class_score"] <= 1
 
 
 def test_weights_for_another_number_of_classes_name_both(compose_cfg, tmp_path):

@@ -1,7 +1,8 @@
 """A tiny but real training run, used by the resume and DDP tests as a subprocess.
 
 python tests/tiny_training.py OUT_DIR [--epochs N]; under torchrun each rank joins the group.
-Writes OUT_DIR/final-rank{R}.pt (the weights) and OUT_DIR/accuracy-rank{R}.txt.
+Writes OUT_DIR/final-rank{R}.pt (the weights) and OUT_DIR/accuracy-rank{R}.txt (accuracy, the
+epoch it resumed from, true-class score: one a line).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out / f"final-rank{dist.rank}.pt")
     (args.out / f"accuracy-rank{dist.rank}.txt").write_text(
-        f"{result.accuracy}\n{result.resumed_from_epoch}\n"
+        f"{result.accuracy!r}\n{result.resumed_from_epoch}\n{result.true_class_score!r}\n"
     )
 
 

@@ -148,6 +148,7 @@ def _save_base(
     model: TappedNet,
     *,
     accuracy: float,
+    true_class_score: float,
     warnings: list[str],
     started: float,
     **how: object,
@@ -164,6 +165,7 @@ def _save_base(
             "kind": "base_model",
             "status": "ok",
             "accuracy": accuracy,
+            "true_class_score": true_class_score,
             "warnings": warnings,
             "identity": base_id,
             "dataset": str(ctx.cfg.dataset.name),
@@ -193,13 +195,14 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
     load_into(model.net, state, source)
     model.to(ctx.dist.device)
     started = time.time()
-    accuracy = evaluate(
+    held_out = evaluate(
         model,
         ctx.batches("val", ctx.settings.eval_batch_size),
         plain_prepare(ctx),
         ctx.dist,
         ctx.stage_settings("base"),
     )
+    accuracy = held_out.accuracy
     warnings = base_warnings(ctx, accuracy, pretrained=True)
     for w in warnings:
         log.warning("BASE MODEL UNFIT for a study (weights %s): %s", source, w)
@@ -211,6 +214,7 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
         base_id,
         model,
         accuracy=accuracy,
+        true_class_score=held_out.true_class_score,
         warnings=warnings,
         started=started,
         weights_file=str(source),
@@ -266,6 +270,7 @@ def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
                     base_id,
                     model,
                     accuracy=result.accuracy,
+                    true_class_score=result.true_class_score,
                     warnings=warnings,
                     started=started,
                     seed=int(ctx.cfg.seed),

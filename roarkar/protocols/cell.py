@@ -158,6 +158,7 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
             "cell_id": identity,
             "status": "running",
             "accuracy": None,
+            "true_class_score": None,
             "claimed_by": holder,
             "skipped": True,
         }
@@ -181,6 +182,7 @@ def _run_claimed(
         "cell_id": identity,
         "status": "failed",
         "accuracy": None,
+        "true_class_score": None,
         "error": None,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "git_commit": git_commit(),
@@ -191,6 +193,7 @@ def _run_claimed(
     record["base_model"] = {
         "identity": base_id,
         "accuracy": base_result.get("accuracy"),
+        "true_class_score": base_result.get("true_class_score"),
         "gpu_hours": base_result.get("gpu_hours", 0.0),
         "warnings": base_result.get("warnings", []),
     }
@@ -222,6 +225,7 @@ def _run_claimed(
         record.update(
             status="ok",
             accuracy=result.accuracy,
+            true_class_score=result.true_class_score,
             history=result.history,
             resumed_from_epoch=result.resumed_from_epoch,
         )
@@ -242,7 +246,12 @@ def run_base(cfg: DictConfig) -> dict:
     """Train (or find) the base model alone."""
     ctx: Context = make_context(cfg, setup(str(cfg.device)))
     _, base_id, result = ensure_base_model(ctx)
-    return {"identity": base_id, "accuracy": result.get("accuracy"), "recipe": recipe(ctx, "base")}
+    return {
+        "identity": base_id,
+        "accuracy": result.get("accuracy"),
+        "true_class_score": result.get("true_class_score"),
+        "recipe": recipe(ctx, "base"),
+    }
 
 
 class CellJob(submitit.helpers.Checkpointable):

@@ -35,7 +35,8 @@ def run_input_cell(
     checkpoint,
     heartbeat=None,
 ) -> FitResult:
-    """Train a fresh model on masked images and return its final held-out accuracy."""
+    """Train a fresh model on masked images and return its final held-out accuracy and
+    true-class score."""
     replacement = str(ctx.cfg.protocol.replacement)
     if replacement not in REPLACEMENTS:
         raise ValueError(

@@ -85,7 +85,8 @@ def run_layer_cell(
     checkpoint,
     heartbeat=None,
 ) -> FitResult:
-    """Fine-tune a copy of ``base`` after a masked tap and return the final held-out accuracy."""
+    """Fine-tune a copy of ``base`` after a masked tap and return the final held-out accuracy
+    and true-class score."""
     model = copy.deepcopy(base)
     method = create(method_name, model, **method_params)
     trainable = model.freeze_prefix(tap)

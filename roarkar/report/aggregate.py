@@ -3,12 +3,18 @@
 The long table is the single input of every table and score in :mod:`roarkar.report`: it comes
 either from a results tree (``collect_results``, one ``result.json`` per cell, see
 docs/ARCHITECTURE.md) or from a CSV (``read_long``, e.g. the paper's transcribed tables).
+
+Besides ``accuracy`` a row may carry the cell's ``true_class_score`` (the mean softmax probability
+of the true class on the held-out split); results written before it was recorded, and the paper's
+tables, lack it (NaN). Tables of either metric are computed from the ``accuracy`` column of
+:func:`select_metric`'s view, which refuses, naming them, cells that lack the chosen metric.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -16,13 +22,18 @@ import pandas as pd
 __all__ = [
     "base_model_warnings",
     "CELL_COLUMNS",
+    "DEFAULT_METRIC",
     "LONG_COLUMNS",
+    "METRICS",
     "MODES",
+    "MissingMetricError",
+    "OPTIONAL_METRICS",
     "PROTOCOLS",
     "cell_means",
     "collect_results",
     "normalize_long",
     "read_long",
+    "select_metric",
     "summarize_seeds",
 ]
 
@@ -50,6 +61,19 @@ CELL_COLUMNS: tuple[str, ...] = (
     "mode",
     "percent",
 )
+#: Held-out metrics a cell's result.json records, with how outputs name them.
+METRICS: dict[str, str] = {
+    "accuracy": "accuracy",
+    "true_class_score": "true-class score",
+}
+#: What each metric is, for the notes under tables computed from it.
+METRIC_DEFINITIONS: dict[str, str] = {
+    "accuracy": "top-1 accuracy on the held-out split",
+    "true_class_score": "the mean softmax probability of the true class on the held-out split",
+}
+DEFAULT_METRIC = "accuracy"
+#: Metric columns a long table may lack (older results, the paper's tables): NaN where absent.
+OPTIONAL_METRICS: tuple[str, ...] = ("true_class_score",)
 PROTOCOLS: frozenset[str] = frozenset({"layer", "input"})
 MODES: frozenset[str] = frozenset({"kar", "roar"})
 LAYERS: frozenset[str] = frozenset({"L1", "L2", "L3", "L4", "L5"})
@@ -109,6 +133,14 @@ def normalize_long(
     over = acc[(acc > 1) & (acc <= 100)]
     hint = f" — percent? e.g. got {over.iloc[0]:g}" if len(over) else ""
     bad(~((acc >= 0) & (acc <= 1)), f"accuracy must be in [0, 1]{hint}")
+    for col in OPTIONAL_METRICS:
+        if col not in out.columns:
+            continue
+        given = out[col].notna() & (out[col].astype(str).str.strip() != "")
+        num = pd.to_numeric(out[col].where(given), errors="coerce")
+        bad(given & num.isna(), f"{col} must be a number (or empty where not recorded)")
+        bad(num.notna() & ~((num >= 0) & (num <= 1)), f"{col} must be in [0, 1]")
+        out[col] = num.astype(float)
     return _no_duplicates(out, where, exact_duplicates)
 
 
@@ -147,7 +179,10 @@ def read_long(path_csv: str | Path, *, exact_duplicates: bool = False) -> pd.Dat
         raise FileNotFoundError(f"long table not found: {path}")
     try:
         df = pd.read_csv(
-            path, dtype={"layer": str}, keep_default_na=False, na_values={"accuracy": [""]}
+            path,
+            dtype={"layer": str},
+            keep_default_na=False,
+            na_values={"accuracy": [""], **{c: ["", "nan", "NaN"] for c in OPTIONAL_METRICS}},
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a long-format CSV ({exc})") from exc
@@ -163,7 +198,8 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
     """Long table of every ``result.json`` under ``runs_dir`` whose status is ``ok``.
 
     Failed (or otherwise not-ok) cells are skipped and logged; unreadable files are skipped and
-    logged too. How many of each is in ``df.attrs``: ``n_ok``, ``n_failed``, ``failed`` (paths),
+    logged too. A result without ``true_class_score`` (written before it was recorded) loads with
+    NaN there. How many of each is in ``df.attrs``: ``n_ok``, ``n_failed``, ``failed`` (paths),
     ``n_unreadable``, ``unreadable`` (paths). Rows are sorted by the cell columns and seed.
     """
     root = Path(runs_dir)
@@ -188,6 +224,14 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
         row = {c: cell.get(c) for c in LONG_COLUMNS if c != "accuracy"}
         row["layer"] = row["layer"] or ""
         row["accuracy"] = rec.get("accuracy")
+        for col in OPTIONAL_METRICS:
+            value = rec.get(col)  # None or NaN: not recorded
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                row[col] = math.nan
+                continue
+            if isinstance(value, bool) or not (isinstance(value, int | float) and 0 <= value <= 1):
+                raise ValueError(f"{path}: {col} must be in [0, 1]; got {value!r}")
+            row[col] = float(value)
         row["base_warning"] = "; ".join((rec.get("base_model") or {}).get("warnings") or [])
         row["source"] = str(path)
         missing = [c for c in LONG_COLUMNS if row[c] is None]
@@ -196,7 +240,7 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
         if not (isinstance(row["accuracy"], int | float) and 0 <= row["accuracy"] <= 1):
             raise ValueError(f"{path}: accuracy must be in [0, 1]; got {row['accuracy']!r}")
         rows.append(row)
-    df = pd.DataFrame(rows, columns=[*LONG_COLUMNS, "base_warning", "source"])
+    df = pd.DataFrame(rows, columns=[*LONG_COLUMNS, *OPTIONAL_METRICS, "base_warning", "source"])
     if rows:
         df = normalize_long(df, where=str(root))
         df = df.sort_values(list(CELL_COLUMNS) + ["seed"], kind="stable").reset_index(drop=True)
@@ -210,6 +254,55 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
         unreadable=unreadable,
     )
     return df
+
+
+class MissingMetricError(ValueError):
+    """Tables of a metric were asked for, but some cells did not record it."""
+
+
+def check_metric(metric: str) -> str:
+    """``metric`` if roarkar knows it, else ValueError listing the known ones."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(METRICS)}")
+    return metric
+
+
+def select_metric(df: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+    """The long table with its ``accuracy`` column holding ``metric`` (every table and score is
+    computed from that column); ``accuracy`` itself returns ``df`` unchanged.
+
+    Raises :class:`MissingMetricError` naming the cells (their ``result.json`` when the table has
+    a ``source`` column) that lack the metric, rather than letting NaN into the tables.
+    """
+    check_metric(metric)
+    if metric == DEFAULT_METRIC:
+        return df
+    values = (
+        pd.to_numeric(df[metric], errors="coerce")
+        if metric in df.columns
+        else pd.Series(math.nan, index=df.index, dtype=float)
+    )
+    lacking = df[values.isna()]
+    if len(lacking):
+        if "source" in lacking.columns:
+            names = [str(s) for s in lacking["source"]]
+        else:
+            names = [
+                ", ".join(f"{c}={_plain(r[c])!r}" for c in (*CELL_COLUMNS, "seed"))
+                for _, r in lacking.iterrows()
+            ]
+        shown = "; ".join(names[:10]) + (f"; and {len(names) - 10} more" if len(names) > 10 else "")
+        why = (
+            f"the long table has no {metric!r} column"
+            if metric not in df.columns
+            else "written before roarkar recorded it"
+        )
+        raise MissingMetricError(
+            f"metric {metric!r}: {len(lacking)} of {len(df)} cell result(s) do not record it "
+            f"({why}): {shown}. Re-run those cells (move their result.json away) to get it, or "
+            "tabulate the accuracy metric"
+        )
+    return df.assign(accuracy=values.astype(float))
 
 
 def base_model_warnings(df: pd.DataFrame) -> list[str]:

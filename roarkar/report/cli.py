@@ -7,12 +7,19 @@ Examples::
     roarkar-tables --raw results/paper/table4_long.csv --out out/prior \
         --prior-weights smoe_scale --prior-datasets imagenet,places365
     roarkar-tables --runs results/cells --out out/t --paper-dataset synth_objects=imagenet
+    roarkar-tables --runs results/cells --out out/t --metric true_class_score --figures
 
 Writes per table ``tableN.csv`` (tidy; with several seeds also std, n and, for Tables 1 and 2,
 bootstrap CIs), ``tableN.md`` and ``tableN.tex`` (booktabs). When the results share dataset and
 method ids with the paper (``--compare-paper auto``, the default), it prints our Tables 1 and 2
 beside the published ones, flags cells differing by more than 0.01 and writes
 ``compare_tableN.csv`` and ``comparison.md``.
+
+``--metric true_class_score`` computes every table, score and figure from the cells' true-class
+score (mean softmax probability of the true class) instead of accuracy and writes them to
+``OUT/true_class_score/`` (same file names, the metric in every title), leaving the accuracy
+outputs in ``OUT`` untouched; cells without the score are an error naming their result.json.
+It is not compared with the paper, whose tables are accuracies.
 """
 
 from __future__ import annotations
@@ -22,10 +29,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from roarkar.report.aggregate import collect_results, read_long
+from roarkar.report.aggregate import (
+    DEFAULT_METRIC,
+    METRICS,
+    collect_results,
+    read_long,
+    select_metric,
+)
 from roarkar.report.scores import log_base_label, parse_log_base
 from roarkar.report.uncertainty import DEFAULT_CI_SEED, DEFAULT_N_BOOT
-from roarkar.report.write import format_for_console, write_tables
+from roarkar.report.write import format_for_console, metric_dir, write_tables
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="e",
         choices=["e", "2"],
         help="log base of the Information score (Eq 9); e (default) reproduces the paper's Table 1",
+    )
+    p.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        choices=list(METRICS),
+        help="what the tables, scores (Eq 8, 9) and figures are computed from: accuracy "
+        "(default, written to OUT) or true_class_score, the mean softmax probability of the true "
+        "class (written to OUT/true_class_score/, so neither overwrites the other)",
     )
     p.add_argument("--model", help="keep only this model (needed when several were run)")
     p.add_argument("--kar-percent", type=float, help="layer protocol: KAR kept percent to tabulate")
@@ -125,6 +146,14 @@ def _compare(df, args, log_base, percent, dmap) -> list:
 
     if args.compare_paper == "off":
         return []
+    if args.metric != DEFAULT_METRIC:
+        if args.compare_paper == "on":
+            raise ValueError(
+                f"--compare-paper on: the paper's tables are accuracies, not the {args.metric}; "
+                "compare with --metric accuracy"
+            )
+        print(f"not compared with the paper: its tables are accuracies, not the {args.metric}")
+        return []
     if pp.paper_dir() is None:
         if args.compare_paper == "on":
             raise FileNotFoundError(
@@ -156,7 +185,7 @@ def _compare(df, args, log_base, percent, dmap) -> list:
                 "percent: the differences below are not a reproduction check"
             )
     print(pp.format_comparison(cmps))
-    return list(pp.write_comparison(cmps, args.out).values())
+    return list(pp.write_comparison(cmps, metric_dir(args.out, args.metric)).values())
 
 
 def _prior(df, args, log_base, percent, source) -> list:
@@ -169,17 +198,19 @@ def _prior(df, args, log_base, percent, source) -> list:
     )
     used = datasets or sorted(set(df.loc[df["method"] == method, "dataset"]))
     path = write_prior_weights(
-        f"{args.out}/prior_weights.json",
+        metric_dir(args.out, args.metric) / "prior_weights.json",
         weights,
         method=method,
         score=args.prior_score,
         datasets=used,
         log_base=log_base,
         source=source,
+        metric=args.metric,
     )
     shown = ", ".join(f"{w:.4f}" for w in weights)
     print(
-        f"Prior layer weights L1..L5 of {method} (per-layer {args.prior_score} score summed over "
+        f"Prior layer weights L1..L5 of {method} (per-layer {args.prior_score} score of the "
+        f"{METRICS[args.metric]} summed over "
         f"{', '.join(used)}): [{shown}]  (rounded: {[round(w, 2) for w in weights]})"
     )
     return [path]
@@ -226,11 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             percent=percent,
             n_boot=args.bootstrap if args.bootstrap > 0 else None,
             ci_seed=args.ci_seed,
+            metric=args.metric,
         )
-        print(format_for_console(df, log_base=log_base, percent=percent))
+        print(format_for_console(df, log_base=log_base, percent=percent, metric=args.metric))
         extra = _compare(df, args, log_base, percent, dmap)
         if args.prior_weights:
-            extra += _prior(df, args, log_base, percent, source)
+            extra += _prior(select_metric(df, args.metric), args, log_base, percent, source)
         if args.figures:
             from roarkar.report.figures import write_figures
 
@@ -242,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     percent=percent,
                     overlay=not args.no_paper_overlay,
                     dataset_map=dmap,
+                    metric=args.metric,
                 ).values()
             )
     except (ValueError, FileNotFoundError) as exc:

@@ -15,6 +15,11 @@ The paper's series are overlaid where it has the same method on the same dataset
 Figure 4, Table 5 for Figure 5; ``dataset_map`` maps our dataset names onto the paper's), in the
 method's colour with thin dotted lines and hollow markers, labelled "(paper)". They are left out
 when the results are the paper's own (they would coincide) or with ``overlay=False``.
+
+``metric="true_class_score"`` draws both from the cells' true-class score (mean softmax
+probability of the true class) instead of accuracy: axis labels and titles say so, the paper's
+series (accuracies) are not overlaid, and :func:`write_figures` writes them to
+``out_dir/true_class_score/`` (``fig5_true_class_score_vs_percent.png``).
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from roarkar.report.aggregate import normalize_long
+from roarkar.report.aggregate import DEFAULT_METRIC, METRICS, normalize_long, select_metric
 from roarkar.report.prior import LAYERS, per_layer_scores
 from roarkar.report.scores import DEFAULT_LOG_BASE
 from roarkar.report.tables import AVG, BASELINE, table1
+from roarkar.report.write import metric_dir
 from roarkar.saliency.labels import method_labels
 
 __all__ = ["draw_figure4", "draw_figure5", "figure4", "figure5", "write_figures"]
@@ -97,10 +103,13 @@ def draw_figure4(
     percent: Mapping[str, float] | None = None,
     overlay: bool = True,
     dataset_map: Mapping[str, str] | None = None,
+    metric: str = DEFAULT_METRIC,
 ):
-    """Figure 4 as a matplotlib Figure with its legend (the caller saves or closes it)."""
+    """Figure 4 of ``metric`` as a matplotlib Figure with its legend (the caller saves or closes
+    it)."""
     plt = _plt()
-    d = normalize_long(df_long)
+    d = select_metric(normalize_long(df_long), metric)
+    overlay = overlay and metric == DEFAULT_METRIC  # the paper's series are accuracies
     pls = per_layer_scores(d, log_base=log_base, percent=percent)
     t1 = table1(d, log_base=log_base, percent=percent)
     methods = list(pd.unique(t1.loc[t1["dataset"] == AVG, "method"]))[:top]
@@ -154,15 +163,17 @@ def draw_figure4(
         ax.set_ylabel("per-layer Difference\n(z − ρ) + (κ − z)")
     for ax in axes[-1, :]:
         ax.set_xlabel("layer (tap L1..L5)")
+    of = "" if metric == DEFAULT_METRIC else f" of the {METRICS[metric]}"
     fig.suptitle(
-        f"Figure 4: per-layer Difference score (Eq 8 at one layer), "
+        f"Figure 4: per-layer Difference score (Eq 8 at one layer){of}, "
         f"top {len(methods)} methods by Difference averaged over datasets"
     )
     pc = _layer_percents(d, percent)
     fig.text(
         0.01,
         0.0,
-        f"κ: accuracy when the {pc['kar']} most salient pixels of the layer are kept (KAR); "
+        f"κ: {METRICS[metric]} when the {pc['kar']} most salient pixels of the layer are kept "
+        "(KAR); "
         f"ρ: when the {pc['roar']} most salient are removed (ROAR);\n"
         "z: the same for the Random map (KAR's z with κ, ROAR's z with ρ). "
         "Higher is better; 0 is Random.",
@@ -183,6 +194,7 @@ def figure4(
     percent: Mapping[str, float] | None = None,
     overlay: bool = True,
     dataset_map: Mapping[str, str] | None = None,
+    metric: str = DEFAULT_METRIC,
 ) -> Path:
     """Figure 4: per-layer Difference score vs layer for the ``top`` methods; see module doc."""
     fig = draw_figure4(
@@ -192,6 +204,7 @@ def figure4(
         percent=percent,
         overlay=overlay,
         dataset_map=dataset_map,
+        metric=metric,
     )
     return _save(fig, path)
 
@@ -210,10 +223,14 @@ def draw_figure5(
     *,
     overlay: bool = True,
     dataset_map: Mapping[str, str] | None = None,
+    metric: str = DEFAULT_METRIC,
 ):
-    """Figure 5 as a matplotlib Figure with its legend (the caller saves or closes it)."""
+    """Figure 5 of ``metric`` as a matplotlib Figure with its legend (the caller saves or closes
+    it)."""
     plt = _plt()
-    d = normalize_long(df_long)
+    d = select_metric(normalize_long(df_long), metric)
+    overlay = overlay and metric == DEFAULT_METRIC  # the paper's series are accuracies
+    label = "top-1 accuracy" if metric == DEFAULT_METRIC else METRICS[metric]
     t5 = _t5_with_std(d)
     datasets = list(pd.unique(t5["dataset"]))
     methods = [m for m in pd.unique(t5["method"]) if m != BASELINE]
@@ -257,9 +274,9 @@ def draw_figure5(
             )
             ax.set_title(f"{ds}: {mode.upper()}")
             ax.set_xlabel(f"% of most salient pixels {what}")
-            ax.set_ylabel("top-1 accuracy (%)")
+            ax.set_ylabel(f"{label} (%)")
             ax.grid(alpha=0.3)
-    fig.suptitle("Figure 5: accuracy vs percent of the input kept or removed")
+    fig.suptitle(f"Figure 5: {METRICS[metric]} vs percent of the input kept or removed")
     _legend(fig, handles)
     return fig
 
@@ -270,9 +287,12 @@ def figure5(
     *,
     overlay: bool = True,
     dataset_map: Mapping[str, str] | None = None,
+    metric: str = DEFAULT_METRIC,
 ) -> Path:
-    """Figure 5: accuracy vs percent kept (KAR) / removed (ROAR); see the module docstring."""
-    return _save(draw_figure5(df_long, overlay=overlay, dataset_map=dataset_map), path)
+    """Figure 5: accuracy (or ``metric``) vs percent kept (KAR) / removed (ROAR); see the module
+    docstring."""
+    fig = draw_figure5(df_long, overlay=overlay, dataset_map=dataset_map, metric=metric)
+    return _save(fig, path)
 
 
 def write_figures(
@@ -284,10 +304,12 @@ def write_figures(
     overlay: bool = True,
     dataset_map: Mapping[str, str] | None = None,
     top: int = 5,
+    metric: str = DEFAULT_METRIC,
 ) -> dict[str, Path]:
-    """``fig4_layer_scores.png`` (layer rows) and ``fig5_accuracy_vs_percent.png`` (input rows)."""
-    d = normalize_long(df_long)
-    out = Path(out_dir)
+    """``fig4_layer_scores.png`` (layer rows) and ``fig5_<metric>_vs_percent.png`` (input rows)
+    in ``out_dir``, or for a metric other than accuracy in ``out_dir/<metric>/``."""
+    d = select_metric(normalize_long(df_long), metric)  # a cell lacking it: an error, no file
+    out = metric_dir(out_dir, metric)
     written = {}
     if (d["protocol"] == "layer").any():
         p = figure4(
@@ -298,11 +320,16 @@ def write_figures(
             percent=percent,
             overlay=overlay,
             dataset_map=dataset_map,
+            metric=metric,
         )
         written[p.name] = p
     if (d["protocol"] == "input").any():
         p = figure5(
-            d, out / "fig5_accuracy_vs_percent.png", overlay=overlay, dataset_map=dataset_map
+            d,
+            out / f"fig5_{metric}_vs_percent.png",
+            overlay=overlay,
+            dataset_map=dataset_map,
+            metric=metric,
         )
         written[p.name] = p
     return written

@@ -162,14 +162,17 @@ def write_prior_weights(
     datasets: Sequence[str],
     log_base: float = DEFAULT_LOG_BASE,
     source: str | None = None,
+    metric: str = "accuracy",
 ) -> Path:
-    """Write ``prior_weights.json``: ``weights`` (L1..L5) and how they were derived."""
+    """Write ``prior_weights.json``: ``weights`` (L1..L5) and how they were derived (from
+    ``metric``'s per-layer scores)."""
     path = Path(path)
     rec = {
         "weights": [float(w) for w in weights],
         "layers": list(LAYERS[: len(weights)]),
         "method": method,
         "score": score,
+        "metric": metric,
         "datasets": list(datasets),
         "log_base": log_base_label(log_base) if score == "information" else None,
         "derivation": "per-layer score of the method summed over the datasets, clipped at 0 "

@@ -1,6 +1,12 @@
 """Writing and printing the tables: each run renders every file first, clears what an earlier run
 left, then writes (all or nothing). Above :mod:`roarkar.report.tables` and
-:mod:`roarkar.report.uncertainty`, which compute the tables and know nothing of files."""
+:mod:`roarkar.report.uncertainty`, which compute the tables and know nothing of files.
+
+Tables are computed from one metric: ``accuracy`` (the default, written to ``out_dir`` itself) or
+``true_class_score`` (written to the subfolder ``out_dir/true_class_score/``, :func:`metric_dir`,
+with the same file names, the metric in every title and a note saying what it is). A run for one
+metric never removes or overwrites the other's outputs.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,15 @@ from pathlib import Path
 import pandas as pd
 
 from roarkar.report import uncertainty as unc
-from roarkar.report.aggregate import base_model_warnings, normalize_long
+from roarkar.report.aggregate import (
+    DEFAULT_METRIC,
+    METRIC_DEFINITIONS,
+    METRICS,
+    base_model_warnings,
+    check_metric,
+    normalize_long,
+    select_metric,
+)
 from roarkar.report.scores import DEFAULT_LOG_BASE, log_base_label
 from roarkar.report.tables import (
     MODE_ORDER,
@@ -27,7 +41,14 @@ from roarkar.report.tables import (
     to_markdown,
 )
 
-__all__ = ["OUTPUT_PATTERNS", "clear_outputs", "format_for_console", "write_tables"]
+__all__ = [
+    "OUTPUT_PATTERNS",
+    "clear_outputs",
+    "format_for_console",
+    "metric_dir",
+    "metric_note",
+    "write_tables",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +64,48 @@ def _log_note(log_base: float) -> str:
     return f"Information score (Eq 9) uses the {log_base_label(log_base)}."
 
 
+def _title(name: str, metric: str) -> str:
+    """A table's title; tables of a metric other than accuracy say it in brackets and in place of
+    the word accuracy (Tables 4, 5)."""
+    if metric == DEFAULT_METRIC:
+        return _TITLES[name]
+    head, _, rest = _TITLES[name].partition(": ")
+    return f"{head} [{METRICS[metric]}]: {rest.replace('accuracy', METRICS[metric])}"
+
+
+def metric_note(metric: str) -> str | None:
+    """The line under every table (and in the console) of a metric other than accuracy."""
+    if metric == DEFAULT_METRIC:
+        return None
+    return (
+        f"Metric: {METRICS[metric]} ({metric}), {METRIC_DEFINITIONS[metric]}, in place of "
+        "accuracy in every cell and in Eq 8/9."
+    )
+
+
+def metric_dir(out_dir: str | Path, metric: str = DEFAULT_METRIC) -> Path:
+    """Where the outputs of ``metric`` go: ``out_dir`` for accuracy, ``out_dir/<metric>/`` for
+    another, so the two never overwrite each other."""
+    check_metric(metric)
+    out = Path(out_dir)
+    return out if metric == DEFAULT_METRIC else out / metric
+
+
 def _build(
     df_long: pd.DataFrame,
     log_base: float,
     percent: Mapping[str, float] | None,
     n_boot: int | None = None,
     ci_seed: int | None = None,
+    metric: str = DEFAULT_METRIC,
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """All tables the long table supports, and notes on the skipped ones.
+    """All tables the long table supports, computed from ``metric``, and notes on the skipped
+    ones (a cell lacking the metric is an error naming it: :func:`select_metric`).
 
     With several seeds of some cell (and ``n_boot`` not None), the tables carry the extra
     columns of :mod:`roarkar.report.uncertainty` (std, n, bootstrap CIs).
     """
-    d = normalize_long(df_long)
+    d = select_metric(normalize_long(df_long), metric)
     seeds = n_boot is not None and unc.has_several_seeds(d)
     boot = {"n_boot": n_boot, "ci_seed": unc.DEFAULT_CI_SEED if ci_seed is None else ci_seed}
     tables: dict[str, pd.DataFrame] = {}
@@ -76,7 +126,8 @@ def _build(
     else:
         skipped.append("table2, table5 skipped: no input-protocol rows")
     for name, t in tables.items():
-        t.attrs["title"] = _TITLES[name] + _percents_said(d, name, percent)
+        t.attrs["title"] = _title(name, metric) + _percents_said(d, name, percent)
+        t.attrs["metric"] = metric
     return tables, skipped
 
 
@@ -102,6 +153,8 @@ T2_COLUMNS = ("dataset", "method", "kar", "roar", "sum")
 
 def _notes(name: str, t: pd.DataFrame, log_base: float) -> str | None:
     notes = [_log_note(log_base)] if name == "table1" else []
+    said = metric_note(t.attrs.get("metric", DEFAULT_METRIC))
+    notes += [said] if said else []
     if "n" in t.columns:
         n = pd.to_numeric(t["n"], errors="coerce").dropna()
         if len(n):
@@ -126,7 +179,8 @@ def _ci_markdown(name: str, t: pd.DataFrame) -> str:
 
 
 #: What roarkar writes into a tables folder; a new run removes these first (no stale Table 5
-#: from an earlier study beside a fresh ``long.csv``).
+#: from an earlier study beside a fresh ``long.csv``). Only files directly in the folder: the
+#: outputs of another metric, in its subfolder (:func:`metric_dir`), are left alone.
 OUTPUT_PATTERNS: tuple[str, ...] = (
     "long.csv",
     "table[1245].csv",
@@ -136,6 +190,7 @@ OUTPUT_PATTERNS: tuple[str, ...] = (
     "comparison.md",
     "fig4_layer_scores.png",
     "fig5_accuracy_vs_percent.png",
+    "fig5_true_class_score_vs_percent.png",
     "prior_weights.json",
 )
 
@@ -164,9 +219,14 @@ def write_tables(
     n_boot: int | None = 2000,
     ci_seed: int | None = None,
     latex: bool = True,
+    metric: str = DEFAULT_METRIC,
 ) -> dict[str, Path]:
     """Write ``long.csv`` and per table ``tableN.csv`` (tidy), ``tableN.md`` and ``tableN.tex``
-    (laid out like the paper; LaTeX with booktabs) to ``out_dir``.
+    (laid out like the paper; LaTeX with booktabs) to ``out_dir`` (accuracy) or to
+    ``out_dir/<metric>/`` (:func:`metric_dir`), the tables computed from ``metric``.
+
+    ``long.csv`` holds every metric column the results have. In the CSVs of Tables 4 and 5 the
+    value column is named after the metric; every title names a metric other than accuracy.
 
     With several seeds the CSVs carry ``std``/``n`` (and for Tables 1, 2 bootstrap CIs with
     ``n_boot`` resamples, RNG seed ``ci_seed``; ``n_boot=None`` turns all that off) and the
@@ -176,9 +236,9 @@ def write_tables(
     """
     from roarkar.report import render
 
-    out = Path(out_dir)
+    out = metric_dir(out_dir, metric)
     d = normalize_long(df_long)
-    tables, skipped = _build(d, log_base, percent, n_boot=n_boot, ci_seed=ci_seed)
+    tables, skipped = _build(d, log_base, percent, n_boot=n_boot, ci_seed=ci_seed, metric=metric)
     for msg in skipped:
         log.warning(msg)
     warn = base_model_warnings(d)
@@ -193,7 +253,7 @@ def write_tables(
         if name not in tables:
             continue
         t = tables[name]
-        files[f"{name}.csv"] = t.to_csv(index=False)
+        files[f"{name}.csv"] = t.rename(columns={"accuracy": metric}).to_csv(index=False)
         lay = layouts[name](t)
         lay.title, lay.note = t.attrs.get("title", _TITLES[name]), _notes(name, t, log_base)
         md = render.layout_markdown(lay)
@@ -218,15 +278,18 @@ def format_for_console(
     df_long: pd.DataFrame,
     log_base: float = DEFAULT_LOG_BASE,
     percent: Mapping[str, float] | None = None,
+    metric: str = DEFAULT_METRIC,
 ) -> str:
-    """The tables in the paper's layout as plain text, with the Information score's log base."""
-    tables, skipped = _build(df_long, log_base, percent)  # means only, no bootstrap
-    parts = []
+    """The tables of ``metric`` in the paper's layout as plain text, with the Information score's
+    log base (and, for a metric other than accuracy, a first line saying which)."""
+    tables, skipped = _build(df_long, log_base, percent, metric=metric)  # means, no bootstrap
+    said = metric_note(metric)
+    parts = [said] if said else []
     for name in ("table1", "table2", "table4", "table5"):
         if name not in tables:
             continue
         text = _wide(name, tables[name]).to_string(index=False, float_format="{:.2f}".format)
-        parts.append(f"{tables[name].attrs.get('title', _TITLES[name])}\n{text}")
+        parts.append(f"{tables[name].attrs.get('title', _title(name, metric))}\n{text}")
         if name == "table1":
             parts[-1] += "\n" + _log_note(log_base)
     parts += skipped

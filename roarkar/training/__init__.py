@@ -4,6 +4,7 @@ from roarkar.training.batches import ArrayBatches, epoch_generator
 from roarkar.training.distributed import DistInfo, setup
 from roarkar.training.trainer import (
     CheckpointMismatchError,
+    Evaluation,
     FitResult,
     NonFiniteLossError,
     TrainerSettings,
@@ -16,6 +17,7 @@ __all__ = [
     "ArrayBatches",
     "CheckpointMismatchError",
     "DistInfo",
+    "Evaluation",
     "FitResult",
     "NonFiniteLossError",
     "TrainerSettings",

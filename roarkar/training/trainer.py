@@ -93,11 +93,22 @@ class TrainerSettings:
         )
 
 
-@dataclass
-class FitResult:
-    """What a training run measured: final held-out accuracy and per-epoch history."""
+@dataclass(frozen=True)
+class Evaluation:
+    """One pass over the held-out split: top-1 accuracy and the true-class score (the mean
+    softmax probability of each sample's true class), both in [0, 1]; NaN when it was empty."""
 
     accuracy: float
+    true_class_score: float
+
+
+@dataclass
+class FitResult:
+    """What a training run measured: final held-out accuracy and true-class score (one pass,
+    see :class:`Evaluation`) and per-epoch history."""
+
+    accuracy: float
+    true_class_score: float = math.nan
     history: list[dict] = field(default_factory=list)
     resumed_from_epoch: int = 0
 
@@ -174,23 +185,32 @@ def evaluate(
     dist: DistInfo,
     settings: TrainerSettings,
     seed: int = 0,
-) -> float:
-    """Top-1 accuracy on every sample of ``batches`` (summed over ranks)."""
+) -> Evaluation:
+    """Top-1 accuracy and true-class score on every sample of ``batches`` (summed over ranks).
+
+    Both come from the same logits: the score is the softmax probability of the true class,
+    taken in float32 from the (possibly bf16) logits and summed in float64, like the counts.
+    """
     net.eval()
-    counts = torch.zeros(2, dtype=torch.float64, device=dist.device)  # read once, at the end
+    # correct, seen, summed true-class probability: on the device, read once at the end
+    totals = torch.zeros(3, dtype=torch.float64, device=dist.device)
     generator = epoch_generator(seed, -1, salt=2)
     with torch.no_grad(), _autocast(settings, dist.device):
         for batch in batches.eval_batches():
             inputs, targets, kwargs = prepare(batch, False, generator)
             logits = net(inputs, **kwargs)
-            counts[0] += (logits.argmax(1) == targets).sum()
-            counts[1] += len(targets)
-    correct, seen = counts.tolist()
+            totals[0] += (logits.argmax(1) == targets).sum()
+            totals[1] += len(targets)
+            log_p = torch.log_softmax(logits.float(), 1).gather(1, targets[:, None])
+            totals[2] += log_p.double().exp().sum()
+    correct, seen, score = totals.tolist()
     if dist.enabled:
-        correct, seen = all_reduce_sum(
-            torch.tensor([correct, seen], dtype=torch.float64), dist
+        correct, seen, score = all_reduce_sum(
+            torch.tensor([correct, seen, score], dtype=torch.float64), dist
         ).tolist()
-    return correct / seen if seen else float("nan")
+    if not seen:
+        return Evaluation(math.nan, math.nan)
+    return Evaluation(accuracy=correct / seen, true_class_score=score / seen)
 
 
 def fit(
@@ -211,7 +231,7 @@ def fit(
     heartbeat: Callable[[], None] | None = None,
 ) -> FitResult:
     """Train ``parameters`` of ``net`` for ``epochs`` epochs, resuming from ``checkpoint`` if it
-    exists, then return the final-epoch accuracy on ``val``.
+    exists, then return the final-epoch accuracy and true-class score on ``val``.
 
     ``net(inputs, **kwargs)`` gives logits; ``prepare`` moves, masks and augments a batch.
     ``on_train_mode`` runs after ``net.train()`` each epoch (the layer protocol puts its frozen
@@ -322,5 +342,10 @@ def fit(
     if dist.enabled:  # BatchNorm statistics drift per rank after the last step: use rank 0's
         for buffer in net.buffers():
             torch.distributed.broadcast(buffer, 0)
-    accuracy = evaluate(net, val, prepare, dist, settings, seed)
-    return FitResult(accuracy=accuracy, history=history, resumed_from_epoch=start_epoch)
+    held_out = evaluate(net, val, prepare, dist, settings, seed)
+    return FitResult(
+        accuracy=held_out.accuracy,
+        true_class_score=held_out.true_class_score,
+        history=history,
+        resumed_from_epoch=start_epoch,
+    )
