@@ -358,3 +358,26 @@ def test_tiny_imagenet_bad_layout_is_named(tmp_path, damage, message):
         (top / "train" / "n09999999" / "images").rmdir()
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         prepare(dataset_cfg("tiny_imagenet", root=str(top), num_classes=3), tmp_path / "data")
+
+
+def test_array_conversion_is_the_same_for_any_worker_count(tmp_path):
+    mnist_tree(tmp_path / "mnist", n_train=23, n_test=7)
+    blobs = []
+    for workers in (1, 2):
+        cfg = dataset_cfg("mnist", source="idx", root=str(tmp_path / "mnist"), shard_size=4)
+        info = prepare(cfg | {"workers": workers}, tmp_path / f"data{workers}")
+        blobs.append([p.read_bytes() for s in ("train", "val") for p in info.shard_paths(s)])
+    assert len(blobs[0]) == 6 + 2 and blobs[0] == blobs[1]
+
+
+def test_arrays_resized_like_images(tmp_path, monkeypatch):
+    """image_size other than the release's: the same resize and centre crop as image files."""
+    from roarkar.data import real
+
+    monkeypatch.setitem(real._WARNED, "upscale", False)  # one warning per process
+    mnist_tree(tmp_path / "mnist")
+    cfg = dataset_cfg("mnist", source="idx", root=str(tmp_path / "mnist"), image_size=32)
+    with pytest.warns(real.UpscaledImageWarning, match=r"28x28 px, smaller than dataset.resize=32"):
+        info = prepare(cfg, tmp_path / "data")
+    images = load_split(info, "train").images
+    assert images.shape == (12, 3, 32, 32) and (images[:, 0] == images[:, 2]).all()
