@@ -112,7 +112,9 @@ def test_unknown_generator_and_param_errors(tmp_path):
         prepare(tiny(bogus=1), tmp_path)
     with pytest.raises(ValueError, match=r"dataset.kind='imagenet'.*synthetic.*imagefolder"):
         prepare({"name": "x", "kind": "imagenet"}, tmp_path)
-    assert set(DATASETS) == {"synthetic", "imagefolder", "places365", "cowc", "shards"}
+    assert set(DATASETS) == {
+        "synthetic", "imagefolder", "places365", "cowc", "tiny_imagenet", "cifar10", "mnist", "shards"
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

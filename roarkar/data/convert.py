@@ -17,14 +17,14 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from roarkar.data.real import CorruptImageError, load_image
+from roarkar.data.real import CorruptImageError, fit_array, load_image
 from roarkar.data.shards import ChannelStats, shard_name, write_shard
 
 log = logging.getLogger(__name__)
@@ -40,17 +40,19 @@ def shuffled_order(n: int, seed: int, split: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One shard to write: which source files, in which order, with which labels."""
+    """One shard to write: which source files, in which order, with which labels. An array
+    release (MNIST, CIFAR-10) carries its decoded ``pixels`` (uint8 [n, C, H, W]) instead."""
 
     directory: str
     split: str
     index: int
-    files: tuple[str, ...]  # absolute paths
+    files: tuple[str, ...]  # absolute paths (an array release: its sources)
     labels: tuple[int, ...]
-    sources: tuple[str, ...]  # paths relative to the dataset root, recorded in the shard
+    sources: tuple[str, ...]  # relative to the dataset root (arrays: file#index); in the shard
     image_size: int
     resize: int | None
     skip_corrupt: bool
+    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def path(self) -> Path:
@@ -82,9 +84,15 @@ def write_task(task: ShardTask) -> dict[str, Any]:
     s = task.image_size
     images = np.empty((len(task.files), 3, s, s), dtype=np.uint8)
     labels, sources, skipped = [], [], []
-    for file, label, source in zip(task.files, task.labels, task.sources, strict=True):
+    for i, (file, label, source) in enumerate(
+        zip(task.files, task.labels, task.sources, strict=True)
+    ):
         try:
-            images[len(labels)] = load_image(Path(file), s, task.resize)
+            images[len(labels)] = (
+                load_image(Path(file), s, task.resize)
+                if task.pixels is None
+                else fit_array(task.pixels[i], s, task.resize, source)
+            )
         except CorruptImageError as e:
             if not task.skip_corrupt:
                 raise
@@ -153,6 +161,44 @@ def plan_tasks(
                 image_size=int(image_size),
                 resize=None if resize is None else int(resize),
                 skip_corrupt=bool(skip_corrupt),
+            )
+        )
+    return tasks
+
+
+def plan_array_tasks(
+    directory: Path,
+    split: str,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    sources: list[str],
+    *,
+    image_size: int,
+    resize: int | None,
+    shard_size: int,
+    seed: int = 0,
+) -> list[ShardTask]:
+    """The shards of an array release's ``split`` (uint8 ``pixels`` [N, C, H, W]): the same seeded
+    order and cuts as ``plan_tasks``, each task carrying its own pixels."""
+    if shard_size < 1:
+        raise ValueError(f"dataset.shard_size={shard_size} must be >= 1")
+    order = shuffled_order(len(labels), seed, split)
+    tasks = []
+    for index, start in enumerate(range(0, len(labels), shard_size)):
+        chosen = order[start : start + shard_size]
+        names = tuple(sources[i] for i in chosen)
+        tasks.append(
+            ShardTask(
+                directory=str(directory),
+                split=split,
+                index=index,
+                files=names,
+                labels=tuple(int(labels[i]) for i in chosen),
+                sources=names,
+                image_size=int(image_size),
+                resize=None if resize is None else int(resize),
+                skip_corrupt=False,
+                pixels=np.ascontiguousarray(pixels[chosen]),
             )
         )
     return tasks

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from roarkar.data import convert, real, synthetic
+from roarkar.data import convert, real, sources, synthetic
 from roarkar.data.shards import (
     FORMAT_VERSION,
     INFO_FILE,
@@ -39,7 +38,16 @@ from roarkar.files import file_lock
 
 log = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = ("synthetic", "imagefolder", "places365", "cowc", "shards")
+DATASETS: tuple[str, ...] = (
+    "synthetic",
+    "imagefolder",
+    "places365",
+    "cowc",
+    "tiny_imagenet",
+    "cifar10",
+    "mnist",
+    "shards",
+)
 # keys that say where things are or how to convert, not what the images are: never in the hash
 NON_CONTENT_KEYS = frozenset(
     {"name", "root", "nominal_train_size", "nominal_val_size", "workers", "skip_corrupt"}
@@ -167,20 +175,6 @@ def prepare(cfg: Mapping[str, Any], data_root: str | Path) -> DatasetInfo:
     return load_info(out)
 
 
-def limit_samples(items: list[Any], size: Any, split: str, seed: int = 0) -> list[Any]:
-    """A seeded random subset of ``size`` samples of a real split, in listing order;
-    ``None`` keeps them all. Used by ``debug=smoke`` and for quick pilots on real data."""
-    if size is None:
-        return items
-    size = int(size)
-    if size < 1:
-        raise ValueError(f"dataset.{split}_size must be >= 1 or null; got {size}")
-    if size >= len(items):
-        return items
-    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:size]
-    return [items[i] for i in sorted(order.tolist())]
-
-
 def _generator_params(plain: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in plain.items() if k not in SYNTHETIC_KEYS}
 
@@ -212,33 +206,11 @@ def _build(plain: dict[str, Any], kind: str, directory: Path) -> DatasetInfo:
         has_relevance = True
         order = f"generated (labels drawn i.i.d. from seed {int(plain.get('seed') or 0)})"
     else:
-        listing = real.list_real(kind, plain)
-        names = listing.class_names
-        expected = plain.get("num_classes")
-        if expected is not None and int(expected) != len(names):
-            raise ValueError(
-                f"dataset.num_classes={expected} but dataset.root={plain.get('root')} has "
-                f"{len(names)} classes; set dataset.num_classes={len(names)} (or null)"
-            )
+        names, tasks = sources.real_tasks(plain, kind, directory, image_size, shard_size)
         seed = int(plain.get("shuffle_seed") or 0)
         workers = int(plain.get("workers") or 1)
         if workers < 1:
             raise ValueError(f"dataset.workers={workers} must be >= 1")
-        tasks = [
-            task
-            for split in ("train", "val")
-            for task in convert.plan_tasks(
-                directory,
-                split,
-                limit_samples(listing.samples[split], plain.get(f"{split}_size"), split),
-                real.resolve_root(plain, kind),
-                image_size=image_size,
-                resize=plain.get("resize"),
-                shard_size=shard_size,
-                seed=seed,
-                skip_corrupt=bool(plain.get("skip_corrupt", False)),
-            )
-        ]
         shards, skipped = convert.convert(tasks, workers=workers, stats=stats, desc=name)
         convert.finish(directory, skipped)
         if skipped:
@@ -253,7 +225,7 @@ def _build(plain: dict[str, Any], kind: str, directory: Path) -> DatasetInfo:
     for split in ("train", "val"):
         shards.setdefault(split, [])
         counts[split] = sum(int(e["count"]) for e in shards[split])
-    mean, std = stats.result()
+    mean, std = sources.fixed_stats(plain, *stats.result())
     info = DatasetInfo(
         name=name,
         num_classes=len(names),

@@ -1,4 +1,5 @@
-"""Real-dataset layouts (ImageNet ImageFolder, Places365, COWC list files) -> sample lists + pixels.
+"""Real-dataset layouts (ImageNet ImageFolder, Places365, COWC list files, Tiny ImageNet) -> sample
+lists + pixels (the array releases, MNIST and CIFAR-10, are read by ``roarkar.data.layouts``).
 
 Each layout is turned into, per split, a list of ``(image path, label)`` plus the class names; the
 pixels are decoded with PIL, resized so the shorter side is ``resize`` and centre-cropped to
@@ -17,7 +18,13 @@ import numpy as np
 from PIL import Image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-ROOT_ENV = {"imagefolder": "IMAGENET_ROOT", "places365": "PLACES365_ROOT", "cowc": "COWC_ROOT"}
+ROOT_ENV = {
+    "imagefolder": "IMAGENET_ROOT",
+    "places365": "PLACES365_ROOT",
+    "cowc": "COWC_ROOT",
+    "tiny_imagenet": "TINY_IMAGENET_ROOT",
+    "cifar10": "CIFAR10_ROOT",
+}
 
 
 class UpscaledImageWarning(UserWarning):
@@ -52,14 +59,16 @@ def resolve_root(cfg: Mapping[str, Any], kind: str) -> Path:
     return Path(str(root)).expanduser()
 
 
-def _need_dir(path: Path, key: str, expected: str) -> None:
+def need_dir(path: Path, key: str, expected: str) -> None:
+    """A folder at ``path``, else an error naming the config ``key`` and what was ``expected``."""
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{key}={path} is a file, not a folder (expected {expected})")
     if not path.is_dir():
         raise FileNotFoundError(f"{key}={path} does not exist (expected {expected})")
 
 
-def _need_file(path: Path, key: str, expected: str) -> None:
+def need_file(path: Path, key: str, expected: str) -> None:
+    """A file at ``path``, else an error naming the config ``key`` and what was ``expected``."""
     if path.exists() and not path.is_file():
         raise IsADirectoryError(f"{key}={path} is a folder, not a file (expected {expected})")
     if not path.is_file():
@@ -90,10 +99,10 @@ def _read_list(path: Path, key: str, base: Path, num_classes: int | None) -> lis
 
 def list_imagefolder(root: Path, cfg: Mapping[str, Any]) -> Listing:
     """ImageNet as ``root/{train,val}/<class>/*.jpg``; classes sorted by folder name (from train)."""
-    _need_dir(root, "dataset.root", "an ImageFolder tree with train/ and val/")
+    need_dir(root, "dataset.root", "an ImageFolder tree with train/ and val/")
     split_dirs = {s: root / str(cfg.get(f"{s}_dir") or s) for s in ("train", "val")}
     for s, d in split_dirs.items():
-        _need_dir(d, f"dataset.{s}_dir", f"a folder of class folders under dataset.root={root}")
+        need_dir(d, f"dataset.{s}_dir", f"a folder of class folders under dataset.root={root}")
     classes = sorted(p.name for p in split_dirs["train"].iterdir() if p.is_dir())
     if not classes:
         raise FileNotFoundError(f"dataset.root={root}: {split_dirs['train']} has no class folders")
@@ -115,13 +124,13 @@ def list_imagefolder(root: Path, cfg: Mapping[str, Any]) -> Listing:
 
 def list_places365(root: Path, cfg: Mapping[str, Any]) -> Listing:
     """Places365 standard layout: list files, ``data_256/`` and ``val_256/`` under ``root``."""
-    _need_dir(
+    need_dir(
         root,
         "dataset.root",
         "the Places365 folder with places365_train_standard.txt, data_256/, val_256/",
     )
     cats = root / str(cfg.get("categories") or "categories_places365.txt")
-    _need_file(cats, "dataset.categories", "lines '/a/abbey 0'")
+    need_file(cats, "dataset.categories", "lines '/a/abbey 0'")
     names: dict[int, str] = {}
     for lineno, line in enumerate(cats.read_text().splitlines(), 1):
         if line.strip():
@@ -141,22 +150,22 @@ def list_places365(root: Path, cfg: Mapping[str, Any]) -> Listing:
         ("val", "val_list", "places365_val.txt", "val_dir", "val_256"),
     ):
         lst = root / str(cfg.get(list_key) or list_default)
-        _need_file(lst, f"dataset.{list_key}", "lines 'relative/path.jpg label'")
+        need_file(lst, f"dataset.{list_key}", "lines 'relative/path.jpg label'")
         base = root / str(cfg.get(dir_key) or dir_default)
-        _need_dir(base, f"dataset.{dir_key}", f"the images listed in {lst.name}")
+        need_dir(base, f"dataset.{dir_key}", f"the images listed in {lst.name}")
         samples[s] = _read_list(lst, f"dataset.{list_key}", base, len(class_names))
     return Listing(samples, class_names)
 
 
 def list_cowc(root: Path, cfg: Mapping[str, Any]) -> Listing:
     """COWC-style list files ``relative/path.png label`` per split, paths relative to ``root``."""
-    _need_dir(root, "dataset.root", "a folder with the COWC patches and train/val list files")
+    need_dir(root, "dataset.root", "a folder with the COWC patches and train/val list files")
     num_classes = cfg.get("num_classes")
     samples = {}
     for s in ("train", "val"):
         key = f"{s}_list"
         lst = root / str(cfg.get(key) or f"{s}.txt")
-        _need_file(lst, f"dataset.{key}", "lines 'relative/path.png label'")
+        need_file(lst, f"dataset.{key}", "lines 'relative/path.png label'")
         samples[s] = _read_list(
             lst, f"dataset.{key}", root, None if num_classes is None else int(num_classes)
         )
@@ -166,7 +175,56 @@ def list_cowc(root: Path, cfg: Mapping[str, Any]) -> Listing:
     return Listing(samples, [str(c) for c in names] if names else [str(i) for i in range(n)])
 
 
-LAYOUTS = {"imagefolder": list_imagefolder, "places365": list_places365, "cowc": list_cowc}
+def release_dir(root: Path, name: str) -> Path:
+    """``root`` itself, or ``root/name`` when ``root`` is the folder that holds the release."""
+    return root / name if (root / name).is_dir() else root
+
+
+def list_tiny_imagenet(root: Path, cfg: Mapping[str, Any]) -> Listing:
+    """Tiny ImageNet as released: ``wnids.txt``, ``train/<wnid>/images/*.JPEG``,
+    ``val/val_annotations.txt`` + ``val/images/``; classes are the sorted wnids (ImageFolder's
+    order of ``train/``); ``root`` is ``tiny-imagenet-200/`` or the folder holding it."""
+    expected = "tiny-imagenet-200/ with wnids.txt, train/<wnid>/images/, val/val_annotations.txt"
+    need_dir(root, "dataset.root", expected)
+    root = release_dir(root, "tiny-imagenet-200")
+    wnids_file = root / "wnids.txt"
+    need_file(wnids_file, "dataset.root", f"{expected} (no wnids.txt)")
+    wnids = [w.strip() for w in wnids_file.read_text().splitlines() if w.strip()]
+    if len(set(wnids)) != len(wnids):
+        raise ValueError(f"{wnids_file}: a wnid is listed twice")
+    classes = sorted(wnids)
+    index = {w: i for i, w in enumerate(classes)}
+    train = []
+    for w in classes:
+        folder = root / "train" / w / "images"
+        need_dir(folder, "dataset.root", f"the training images of {w} (listed in {wnids_file})")
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        train += [(f, index[w]) for f in files]
+    extra = sorted({p.name for p in (root / "train").iterdir() if p.is_dir()} - set(index))
+    if extra:
+        raise ValueError(f"{root / 'train'}: class folders {extra[:5]} are not in {wnids_file}")
+    notes = root / "val" / "val_annotations.txt"
+    need_file(notes, "dataset.root", "val/val_annotations.txt: lines 'val_0.JPEG<TAB>wnid ...'")
+    val = []
+    for lineno, line in enumerate(notes.read_text().splitlines(), 1):
+        parts = line.split("\t")
+        if not line.strip():
+            continue
+        if len(parts) < 2 or parts[1].strip() not in index:
+            raise ValueError(
+                f"{notes} line {lineno}: expected 'val_N.JPEG<TAB><wnid of wnids.txt>...', "
+                f"got {line!r}"
+            )
+        val.append((root / "val" / "images" / parts[0].strip(), index[parts[1].strip()]))
+    return Listing({"train": train, "val": val}, classes)
+
+
+LAYOUTS = {
+    "imagefolder": list_imagefolder,
+    "places365": list_places365,
+    "cowc": list_cowc,
+    "tiny_imagenet": list_tiny_imagenet,
+}
 
 
 def list_real(kind: str, cfg: Mapping[str, Any]) -> Listing:
@@ -184,33 +242,56 @@ def load_image(path: Path, image_size: int, resize: int | None) -> np.ndarray:
     """Decode ``path`` as RGB, resize the shorter side to ``resize`` and centre-crop -> uint8 [3,S,S]."""
     if not path.is_file():
         raise FileNotFoundError(f"image {path} listed in the dataset does not exist")
-    resize = int(resize or image_size)
-    if resize < image_size:
-        raise ValueError(f"dataset.resize={resize} must be >= dataset.image_size={image_size}")
+    check_resize(image_size, resize)
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            if min(w, h) < resize and not _WARNED["upscale"]:
-                _WARNED["upscale"] = True
-                warnings.warn(
-                    f"image {path} is {w}x{h} px, smaller than dataset.resize={resize}: it is "
-                    "upscaled, and so are others like it (one warning per process); the network "
-                    "sees interpolation, not detail. Lower dataset.image_size / resize to match "
-                    "the data",
-                    UpscaledImageWarning,
-                    stacklevel=2,
-                )
-            scale = resize / min(w, h)
-            nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
-            im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
-            left, top = (nw - image_size) // 2, (nh - image_size) // 2
-            im = im.crop((left, top, left + image_size, top + image_size))
-            arr = np.asarray(im, dtype=np.uint8)
+            return fit_image(im.convert("RGB"), image_size, resize, str(path))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         # PIL: UnidentifiedImageError (an OSError), "image file is truncated", bad headers
         raise CorruptImageError(
             f"image {path} cannot be decoded ({type(e).__name__}: {e}); fix or remove it, or set "
             "dataset.skip_corrupt=true to leave such images out (listed in skipped.json)"
         ) from e
+
+
+def check_resize(image_size: int, resize: int | None) -> int:
+    """``dataset.resize`` (null: ``image_size``), refused when smaller than ``image_size``."""
+    resize = int(resize or image_size)
+    if resize < image_size:
+        raise ValueError(f"dataset.resize={resize} must be >= dataset.image_size={image_size}")
+    return resize
+
+
+def fit_image(im: Image.Image, image_size: int, resize: int | None, where: str) -> np.ndarray:
+    """An RGB PIL image, shorter side resized to ``resize`` and centre-cropped -> uint8 [3,S,S];
+    already ``image_size`` square with no other ``resize``: the pixels unchanged."""
+    resize = check_resize(image_size, resize)
+    w, h = im.size
+    if min(w, h) < resize and not _WARNED["upscale"]:
+        _WARNED["upscale"] = True
+        warnings.warn(
+            f"image {where} is {w}x{h} px, smaller than dataset.resize={resize}: it is "
+            "upscaled, and so are others like it (one warning per process); the network "
+            "sees interpolation, not detail. Lower dataset.image_size / resize to match "
+            "the data",
+            UpscaledImageWarning,
+            stacklevel=3,
+        )
+    if (w, h) != (image_size, image_size) or resize != image_size:
+        scale = resize / min(w, h)
+        nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
+        im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
+        left, top = (nw - image_size) // 2, (nh - image_size) // 2
+        im = im.crop((left, top, left + image_size, top + image_size))
+    arr = np.asarray(im, dtype=np.uint8)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def fit_array(arr: np.ndarray, image_size: int, resize: int | None, where: str) -> np.ndarray:
+    """A uint8 ``[C, H, W]`` array (C = 1: grey, copied into R, G and B; C = 3: RGB) -> uint8
+    ``[3, S, S]`` as ``fit_image``; at its own size with no other ``resize``: the pixels unchanged."""
+    c, h, w = arr.shape
+    if (h, w) == (image_size, image_size) and check_resize(image_size, resize) == image_size:
+        return np.ascontiguousarray(np.broadcast_to(arr, (3, h, w)))
+    im = Image.fromarray(arr[0] if c == 1 else arr.transpose(1, 2, 0)).convert("RGB")
+    return fit_image(im, image_size, resize, where)
