@@ -36,9 +36,48 @@ def _check_not_empty(study: DictConfig) -> None:
                 )
 
 
+_TAPS: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def model_taps(cfg: DictConfig) -> tuple[str, ...]:
+    """The taps of the run's model (built once per process, untrained, to read them)."""
+    from roarkar.models import build_model
+
+    name = str(cfg.model.name)
+    params = cfg.model.get("params")
+    params = OmegaConf.to_container(params, resolve=True) if params else {}
+    key = (name, repr(sorted(params.items())))
+    if key not in _TAPS:
+        _TAPS[key] = build_model(name, 2, **params).taps
+    return _TAPS[key]
+
+
+def _layers(cfg: DictConfig, wanted: list[str]) -> list[str]:
+    """The study's layers that the model has: a network with fewer scales (seed 002's CNN has
+    two taps) leaves the others out, and says so."""
+    if "model" not in cfg:
+        return list(wanted)
+    taps = model_taps(cfg)
+    kept = [t for t in wanted if t in taps]
+    if not kept:
+        raise ValueError(
+            f"study.layer.layers={list(wanted)}: model {cfg.model.name} has taps "
+            f"{', '.join(taps)} only"
+        )
+    if len(kept) < len(wanted):
+        log.warning(
+            "model %s has taps %s: the study's layers %s are left out",
+            cfg.model.name,
+            ", ".join(taps),
+            ", ".join(t for t in wanted if t not in taps),
+        )
+    return kept
+
+
 def plan(cfg: DictConfig) -> list[tuple[list[str], dict[str, object]]]:
     """One entry per cell of ``cfg.study``: the config-group overrides (dataset, method, protocol)
     and the scalar settings (``protocol.layer``, ``protocol.mode``, ``protocol.percent``, ``seed``).
+    Layers the model lacks are left out (:func:`_layers`).
 
     ``study.datasets`` (a list of dataset config names) repeats the plan on each dataset; when it is
     absent or null the run's own ``dataset`` is used.
@@ -47,12 +86,13 @@ def plan(cfg: DictConfig) -> list[tuple[list[str], dict[str, object]]]:
     datasets = study.get("datasets") or [None]
     _check_not_empty(study)
     cells = []
+    layers = _layers(cfg, list(study.layer.layers)) if study.get("layer") else []
     for dataset in datasets:
         on = [f"dataset={dataset}"] if dataset else []
         for seed in study.seeds:
             layer = study.get("layer")
             for method in layer.methods if layer else []:
-                for tap in layer.layers:
+                for tap in layers:
                     for mode in layer.modes:
                         scalars = {
                             "protocol.layer": tap,

@@ -82,3 +82,20 @@ def test_status_counts_cells_and_estimates_what_is_left(compose_cfg):
     )
     assert group["gpu_hours_spent"] == 0.0  # CPU: no GPU-hours
     assert "4 cells: 1 done, 0 running, 0 failed, 3 todo" in out["text"]
+
+
+def test_a_study_asks_a_model_only_for_the_taps_it_has(compose_cfg, caplog):
+    """seed 002's CNN has two taps: the default study's L3..L5 cells are left out, with a warning;
+    a study of only missing taps is an error naming the model's taps."""
+    cfg = compose_cfg(["model=nielsen_cnn"])
+    with caplog.at_level("WARNING"):
+        cells = plan(cfg)
+    layers = {s["protocol.layer"] for g, s in cells if "protocol=layer" in g}
+    assert layers == {"L1", "L2"}
+    assert "has taps L1, L2: the study's layers L3, L4, L5 are left out" in caplog.text
+    full = plan(compose_cfg([]))  # small_resnet: all five, nothing left out
+    assert {s["protocol.layer"] for g, s in full if "protocol=layer" in g} == {
+        f"L{i}" for i in range(1, 6)
+    }
+    with pytest.raises(ValueError, match=r"model nielsen_cnn has taps L1, L2 only"):
+        plan(compose_cfg(["model=nielsen_cnn", "study.layer.layers=[L4,L5]"]))
