@@ -288,9 +288,9 @@ def _smooth_image_and_ranks(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x.float(), saliency_ranks(bump[None].float(), g)
 
 
-@pytest.mark.slow
 def test_default_solver_is_within_1e3_of_the_exact_solve_at_224_px():
-    """Issue 19: every percent 10..90, MoRF and LeRF, on a smooth map (the largest holes)."""
+    """Issue 19: every percent 10..90, MoRF and LeRF, on a smooth map (the largest holes); about
+    9 s on 2 shared cores (measured largest error 4e-5, after up to 670 iterations)."""
     x, ranks = _smooth_image_and_ranks(224)
     hw = 224 * 224
     for order in ("morf", "lerf"):
@@ -301,18 +301,6 @@ def test_default_solver_is_within_1e3_of_the_exact_solve_at_224_px():
         cg = linear_impute(xs, removed, noise=0.0)  # the defaults: float32 images in, CG
         err = (cg.double() - exact).abs().amax(dim=(1, 2, 3))
         assert (err <= 1e-3).all(), (order, err.tolist())
-
-
-def test_default_solver_is_within_1e3_of_the_exact_solve_at_64_px():
-    """The same as the slow 224 px test, at 64 px (a quick guard of the default tolerance)."""
-    x, ranks = _smooth_image_and_ranks(64)
-    for order in ("morf", "lerf"):
-        counts = torch.tensor([removed_count(p / 100, 64 * 64, order) for p in (10, 50, 90)])
-        removed = removal_mask(ranks, counts, order)[0]
-        xs = x.expand(len(counts), -1, -1, -1)
-        exact = linear_impute(xs.double(), removed, noise=0.0, solver="scipy")
-        err = (linear_impute(xs, removed, noise=0.0).double() - exact).abs().max()
-        assert err <= 1e-4, (order, float(err))
 
 
 def test_count_rules_round_and_road_floor():

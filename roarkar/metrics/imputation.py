@@ -170,6 +170,28 @@ def _cg(
     return x, it, float(relres)
 
 
+#: On a CPU, CG solves this many float64 values (2 MiB) at a time: a chunk that stays in cache
+#: iterates several times faster than one large batch, and stops as soon as its own systems converge.
+CPU_CHUNK_VALUES = 1 << 18
+
+
+def _cg_chunked(
+    images: Tensor, removed: Tensor, tol: float, max_iter: int | None
+) -> tuple[Tensor, int, float]:
+    """:func:`_cg` over all images at once on a GPU, in cache-sized chunks of images on a CPU:
+    ``(solution, most iterations of a chunk, largest relative residual)``."""
+    n = images.shape[0]
+    per = n if images.device.type != "cpu" else max(1, CPU_CHUNK_VALUES // images[0].numel())
+    if per >= n:
+        return _cg(images, removed, tol, max_iter)
+    parts, iterations, relres = [], 0, 0.0
+    for start in range(0, n, per):
+        x, it, rr = _cg(images[start : start + per], removed[start : start + per], tol, max_iter)
+        parts.append(x)
+        iterations, relres = max(iterations, it), max(relres, rr)
+    return torch.cat(parts), iterations, relres
+
+
 def _scipy(images: Tensor, removed: Tensor) -> Tensor:
     """The same systems assembled with scipy.sparse and solved exactly (one ``spsolve`` per image,
     its channels as right-hand sides), in float64 on the CPU."""
@@ -241,7 +263,7 @@ def linear_impute(
     if solver == "cg":
         if not float(tol) > 0:
             raise ValueError(f"solver_tol must be positive; got {tol!r}")
-        solved, iterations, relres = _cg(images, removed, float(tol), max_iter)
+        solved, iterations, relres = _cg_chunked(images, removed, float(tol), max_iter)
         if relres > float(tol):
             warnings.warn(
                 f"linear imputation: CG stopped after max_iter={iterations} iterations at a "
