@@ -12,7 +12,7 @@ import torch
 
 from roarkar.bench.common import Sizes, Task, config_str, interleave, paired_ratio, row
 from roarkar.masking import saliency_ranks
-from roarkar.metrics.imputation import DEFAULT_TOL, _cg_chunked, linear_impute
+from roarkar.metrics.imputation import DEFAULT_TOL, cg_solve, linear_impute
 from roarkar.metrics.perturbation import ORDERS, removal_mask, removed_count
 
 PERCENTS = tuple(range(10, 100, 10))
@@ -53,7 +53,7 @@ def run_imputation(sz: Sizes) -> list[dict]:
     ]
     samples = interleave(tasks, sz.repeats, "cpu")
     exact = linear_impute(images, removed, noise=0.0, solver="scipy").double()
-    solved, iterations, _ = _cg_chunked(images, removed, DEFAULT_TOL, None)
+    solved, iterations, _ = cg_solve(images, removed, DEFAULT_TOL, None)
     error = float(((solved.float().double() - exact) * removed[:, None]).abs().max())
     config = config_str(size=size, images=n, percents="10..90", orders="morf+lerf", map="smooth")
     rows = [

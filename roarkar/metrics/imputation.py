@@ -54,6 +54,7 @@ __all__ = [
     "REPLACEMENTS",
     "SOLVERS",
     "blur",
+    "cg_solve",
     "linear_impute",
     "noise_scale",
     "replace",
@@ -175,11 +176,12 @@ def _cg(
 CPU_CHUNK_VALUES = 1 << 18
 
 
-def _cg_chunked(
-    images: Tensor, removed: Tensor, tol: float, max_iter: int | None
+def cg_solve(
+    images: Tensor, removed: Tensor, tol: float = DEFAULT_TOL, max_iter: int | None = None
 ) -> tuple[Tensor, int, float]:
-    """:func:`_cg` over all images at once on a GPU, in cache-sized chunks of images on a CPU:
-    ``(solution, most iterations of a chunk, largest relative residual)``."""
+    """The noiseless CG solve in float64 (values at the removed pixels, 0 at kept ones): all images
+    at once on a GPU, in cache-sized chunks of images on a CPU. Returns ``(solution, most
+    iterations of a chunk, largest relative residual)``."""
     n = images.shape[0]
     per = n if images.device.type != "cpu" else max(1, CPU_CHUNK_VALUES // images[0].numel())
     if per >= n:
@@ -263,7 +265,7 @@ def linear_impute(
     if solver == "cg":
         if not float(tol) > 0:
             raise ValueError(f"solver_tol must be positive; got {tol!r}")
-        solved, iterations, relres = _cg_chunked(images, removed, float(tol), max_iter)
+        solved, iterations, relres = cg_solve(images, removed, float(tol), max_iter)
         if relres > float(tol):
             warnings.warn(
                 f"linear imputation: CG stopped after max_iter={iterations} iterations at a "
