@@ -99,3 +99,34 @@ def test_a_study_asks_a_model_only_for_the_taps_it_has(compose_cfg, caplog):
     }
     with pytest.raises(ValueError, match=r"model nielsen_cnn has taps L1, L2 only"):
         plan(compose_cfg(["model=nielsen_cnn", "study.layer.layers=[L4,L5]"]))
+
+
+def test_nielsen2022_presets_plan_seed_002s_design(compose_cfg):
+    """The paper's design (3 seeds x 9 levels x 10 methods, ROAR only) and its CPU variant, whose
+    cheaper sample counts are the study's own method parameters (``method_params``)."""
+    full = compose_cfg(["experiment=nielsen2022"])
+    assert (full.dataset.name, full.model.name) == ("mnist", "nielsen_cnn")
+    cells = plan(full)
+    assert len(cells) == 3 * 9 * 10 and {s["protocol.mode"] for _, s in cells} == {"roar"}
+    assert full.trainer.epochs.base == full.trainer.epochs.input  # t = 0 trained like t > 0
+    cpu = compose_cfg(["experiment=nielsen2022_cpu"])
+    cells = plan(cpu)
+    assert len(cells) == 2 * 5 * 10
+    sig = [s for g, s in cells if "method=smoothed_ig" in g]
+    assert sig and all(
+        s["method.params.samples"] == 5 and s["method.params.inner_params.steps"] == 8 for s in sig
+    )
+    configs = {str(c.method.id): c for c in cell_configs(cpu, compose_cfg.overrides)}
+    assert configs["smoothed_ig"].method.params.inner_params.steps == 8
+    assert configs["smoothgrad"].method.params.samples == 15  # the paper's, untouched
+    assert configs["guided_backprop"].method.params.non_relu == "pass"
+
+
+def test_nielsen2022_preset_runs_at_smoke_size(compose_cfg, tmp_path):
+    """The CPU preset end to end on the offline MNIST digits (one level, one seed)."""
+    cfg = compose_cfg(
+        ["experiment=nielsen2022_cpu", "study.seeds=[0]", "study.input.percents=[50]"]
+    )
+    out = run(cfg, compose_cfg.overrides)
+    assert out["cells"] == 10 and out["failed"] == 0  # ten methods, all finished
+    assert "smoothed_gbp" in out["tables"] and "ROAR 50%" in out["tables"]

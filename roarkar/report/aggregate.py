@@ -232,7 +232,11 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
             if isinstance(value, bool) or not (isinstance(value, int | float) and 0 <= value <= 1):
                 raise ValueError(f"{path}: {col} must be in [0, 1]; got {value!r}")
             row[col] = float(value)
-        row["base_warning"] = "; ".join((rec.get("base_model") or {}).get("warnings") or [])
+        base = rec.get("base_model") or {}
+        row["base_warning"] = "; ".join(base.get("warnings") or [])
+        for col in ("accuracy", *OPTIONAL_METRICS):  # the unmasked base model (seed 002's t = 0)
+            value = base.get(col)
+            row[f"base_{col}"] = float(value) if isinstance(value, int | float) else math.nan
         row["source"] = str(path)
         missing = [c for c in LONG_COLUMNS if row[c] is None]
         if missing:
@@ -240,7 +244,10 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
         if not (isinstance(row["accuracy"], int | float) and 0 <= row["accuracy"] <= 1):
             raise ValueError(f"{path}: accuracy must be in [0, 1]; got {row['accuracy']!r}")
         rows.append(row)
-    df = pd.DataFrame(rows, columns=[*LONG_COLUMNS, *OPTIONAL_METRICS, "base_warning", "source"])
+    base_cols = [f"base_{c}" for c in ("accuracy", *OPTIONAL_METRICS)]
+    df = pd.DataFrame(
+        rows, columns=[*LONG_COLUMNS, *OPTIONAL_METRICS, "base_warning", *base_cols, "source"]
+    )
     if rows:
         df = normalize_long(df, where=str(root))
         df = df.sort_values(list(CELL_COLUMNS) + ["seed"], kind="stable").reset_index(drop=True)

@@ -264,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.prior_weights:
             extra += _prior(select_metric(df, args.metric), args, log_base, percent, source)
         if args.figures:
+            from roarkar.report.curves import FILE, figure_seed002
             from roarkar.report.figures import write_figures
 
             extra += list(
@@ -277,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     metric=args.metric,
                 ).values()
             )
+            if ((df["protocol"] == "input") & (df["mode"] == "roar")).any():
+                path = metric_dir(args.out, args.metric) / FILE.format(metric=args.metric)
+                extra.append(figure_seed002(df, path, args.metric))
     except (ValueError, FileNotFoundError) as exc:
         print(f"roarkar-tables: error: {exc}", file=sys.stderr)
         return 2

@@ -37,7 +37,17 @@ from roarkar.report.tables import AVG, BASELINE, table1
 from roarkar.report.write import metric_dir
 from roarkar.saliency.labels import method_labels
 
-__all__ = ["draw_figure4", "draw_figure5", "figure4", "figure5", "write_figures"]
+__all__ = [
+    "draw_figure4",
+    "draw_figure5",
+    "figure4",
+    "figure5",
+    "method_styles",
+    "pyplot",
+    "save_figure",
+    "side_legend",
+    "write_figures",
+]
 
 _PAPER_STYLE = {"linestyle": ":", "linewidth": 1.2, "markerfacecolor": "none", "alpha": 0.9}
 _RANDOM_STYLE = {"color": "black", "linestyle": "--", "marker": "x", "linewidth": 1.4}
@@ -49,7 +59,7 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<")
 _LINESTYLES = ("-", "--", "-.")
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -58,7 +68,7 @@ def _plt():
     return plt
 
 
-def _styles(methods: list[str]) -> dict[str, dict]:
+def method_styles(methods: list[str]) -> dict[str, dict]:
     """Colour, marker and line style per method (see ``_COLOURS``)."""
     return {
         m: {
@@ -107,7 +117,7 @@ def draw_figure4(
 ):
     """Figure 4 of ``metric`` as a matplotlib Figure with its legend (the caller saves or closes
     it)."""
-    plt = _plt()
+    plt = pyplot()
     d = select_metric(normalize_long(df_long), metric)
     overlay = overlay and metric == DEFAULT_METRIC  # the paper's series are accuracies
     pls = per_layer_scores(d, log_base=log_base, percent=percent)
@@ -119,7 +129,7 @@ def draw_figure4(
     paper_pls = None
     if ctx is not None and not ctx["own"]["layer"]:
         paper_pls = per_layer_scores(ctx["paper"]["t4_long"])
-    styles = _styles(methods)
+    styles = method_styles(methods)
     names = method_labels([BASELINE, *methods])
     panels = datasets + (["mean over datasets"] if len(datasets) > 1 else [])
     ncol = 2 if len(panels) == 4 else min(len(panels), 3)
@@ -181,7 +191,7 @@ def draw_figure4(
         va="top",
         fontsize=9,
     )
-    _legend(fig, handles)
+    side_legend(fig, handles)
     return fig
 
 
@@ -206,7 +216,7 @@ def figure4(
         dataset_map=dataset_map,
         metric=metric,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _t5_with_std(d: pd.DataFrame) -> pd.DataFrame:
@@ -227,14 +237,14 @@ def draw_figure5(
 ):
     """Figure 5 of ``metric`` as a matplotlib Figure with its legend (the caller saves or closes
     it)."""
-    plt = _plt()
+    plt = pyplot()
     d = select_metric(normalize_long(df_long), metric)
     overlay = overlay and metric == DEFAULT_METRIC  # the paper's series are accuracies
     label = "top-1 accuracy" if metric == DEFAULT_METRIC else METRICS[metric]
     t5 = _t5_with_std(d)
     datasets = list(pd.unique(t5["dataset"]))
     methods = [m for m in pd.unique(t5["method"]) if m != BASELINE]
-    styles = {BASELINE: _RANDOM_STYLE, **_styles(methods)}
+    styles = {BASELINE: _RANDOM_STYLE, **method_styles(methods)}
     names = method_labels([BASELINE, *methods])
     dmap = dict(dataset_map or {})
     ctx = _paper(overlay, d)
@@ -277,7 +287,7 @@ def draw_figure5(
             ax.set_ylabel(f"{label} (%)")
             ax.grid(alpha=0.3)
     fig.suptitle(f"Figure 5: {METRICS[metric]} vs percent of the input kept or removed")
-    _legend(fig, handles)
+    side_legend(fig, handles)
     return fig
 
 
@@ -292,7 +302,7 @@ def figure5(
     """Figure 5: accuracy (or ``metric``) vs percent kept (KAR) / removed (ROAR); see the module
     docstring."""
     fig = draw_figure5(df_long, overlay=overlay, dataset_map=dataset_map, metric=metric)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_figures(
@@ -335,7 +345,7 @@ def write_figures(
     return written
 
 
-def _legend(fig, handles: dict) -> None:
+def side_legend(fig, handles: dict) -> None:
     """Legend to the right of the panels, then a tight layout."""
     fig.legend(
         list(handles.values()),
@@ -348,7 +358,7 @@ def _legend(fig, handles: dict) -> None:
     fig.tight_layout()
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
     """Write the PNG (creating its folder, legend and caption included) and close the figure."""
     import matplotlib.pyplot as plt
 

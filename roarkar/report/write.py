@@ -191,6 +191,7 @@ OUTPUT_PATTERNS: tuple[str, ...] = (
     "fig4_layer_scores.png",
     "fig5_accuracy_vs_percent.png",
     "fig5_true_class_score_vs_percent.png",
+    "fig_seed002_*_vs_t.png",
     "prior_weights.json",
 )
 
