@@ -301,8 +301,9 @@ def runs(tmp_path: Path) -> Path:
 def test_collect_results(runs: Path) -> None:
     df = collect_results(runs)
     # results without a true-class score (written before it was recorded) load with NaN there
-    assert list(df.columns) == [*LONG_COLUMNS, "true_class_score", "base_warning", "source"]
-    assert df["true_class_score"].isna().all()
+    base = ["base_accuracy", "base_true_class_score"]  # the cell's base model (seed 002's t = 0)
+    assert list(df.columns) == [*LONG_COLUMNS, "true_class_score", "base_warning", *base, "source"]
+    assert df["true_class_score"].isna().all() and df[base].isna().all().all()
     assert len(df) == 4 * 2 * 2 + 1
     assert df.attrs["n_ok"] == 17 and df.attrs["n_failed"] == 1 and df.attrs["n_unreadable"] == 1
     assert df.attrs["failed"][0].endswith("failed/result.json")
@@ -371,3 +372,20 @@ def test_to_markdown() -> None:
         "",
         "n",
     ]
+
+
+def test_table2_of_a_roar_only_study_leaves_kar_and_sum_empty_not_zero():
+    """seed 002 runs ROAR only: a KAR sum of no cells is not 0 (which would rank methods by ROAR
+    alone under the name SUM), in the point table and in the seeds' table alike."""
+    from roarkar.report.tables import table2
+    from roarkar.report.uncertainty import table2_seeds
+
+    rows = [
+        dict(dataset="d", model="m", protocol="input", method=method, layer="", mode="roar",
+             percent=p, seed=s, accuracy=acc - 0.1 * p / 100 + 0.01 * s)
+        for method, acc in (("random", 0.9), ("gradient", 0.6))
+        for p in (10, 50) for s in (0, 1)
+    ]  # fmt: skip
+    for t in (table2(pd.DataFrame(rows)), table2_seeds(pd.DataFrame(rows))):
+        assert t["kar"].isna().all() and t["sum"].isna().all()
+        assert t.set_index("method").loc["gradient", "roar"] == pytest.approx(-(0.59 + 0.55 + 0.01))

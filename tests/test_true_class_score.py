@@ -102,6 +102,7 @@ def test_score_tables_are_computed_from_the_score_labelled_and_filed_apart(
         *(f"table{n}.{ext}" for n in (1, 2, 4, 5) for ext in ("csv", "md", "tex")),
         "fig4_layer_scores.png",
         f"fig5_{SCORE}_vs_percent.png",
+        f"fig_seed002_{SCORE}_vs_t.png",  # input ROAR cells: seed 002's figure too
     }
 
     # Eq 8 from the scores: 2 * (0.5 - 0.2) + 2 * (0.65 - 0.4) = 1.1; from accuracies 1.0

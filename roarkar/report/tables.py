@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from roarkar.report.aggregate import (
@@ -284,6 +285,18 @@ def pivot_table5(t5: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
+def input_sums(kar: np.ndarray, roar: np.ndarray) -> dict[str, np.ndarray]:
+    """Table 2's scores from a method's KAR and ROAR accuracies over the percents (last axis):
+    ``kar`` (sum), ``roar`` (minus the sum) and ``sum``; a mode the study did not run is NaN, not
+    a sum of nothing (0), and so is the SUM."""
+
+    def total(a: np.ndarray) -> np.ndarray:
+        return a.sum(axis=-1) if a.shape[-1] else np.full(a.shape[:-1], np.nan)
+
+    k, r = total(np.asarray(kar, float)), total(np.asarray(roar, float))
+    return {"kar": k, "roar": -r, "sum": k - r}
+
+
 def table2(df: pd.DataFrame) -> pd.DataFrame:
     """Input-protocol summary ``[dataset,] method, kar, roar, sum`` (fractions, as the paper).
 
@@ -298,7 +311,7 @@ def table2(df: pd.DataFrame) -> pd.DataFrame:
         wanted = {mode: set(dd.loc[dd["mode"] == mode, "percent"]) for mode in MODE_ORDER}
         for method in _ordered(dd["method"], first=(BASELINE,)):
             dm = dd[dd["method"] == method]
-            sums = {}
+            values = {}
             for mode in MODE_ORDER:
                 have = dm[dm["mode"] == mode]
                 lacking = sorted(wanted[mode] - set(have["percent"]))
@@ -307,16 +320,9 @@ def table2(df: pd.DataFrame) -> pd.DataFrame:
                         f"table2: method {method!r} on {ds!r} has no {mode} result at "
                         f"percent {lacking[0]:g} (other methods have one)"
                     )
-                sums[mode] = float(have["accuracy"].sum())
-            rows.append(
-                {
-                    "dataset": ds,
-                    "method": method,
-                    "kar": sums["kar"],
-                    "roar": -sums["roar"],
-                    "sum": sums["kar"] - sums["roar"],
-                }
-            )
+                values[mode] = have["accuracy"].to_numpy(float)
+            sums = input_sums(values["kar"], values["roar"])
+            rows.append({"dataset": ds, "method": method, **{k: float(v) for k, v in sums.items()}})
     out = pd.DataFrame(rows)
     cols = ["method", "kar", "roar", "sum"]
     return out[(["dataset"] if out["dataset"].nunique() > 1 else []) + cols]

@@ -38,6 +38,7 @@ from roarkar.report.tables import (
     AVG,
     BASELINE,
     MODE_ORDER,
+    input_sums,
     one_percent_per_mode,
     protocol_rows_raw,
     table1,
@@ -231,8 +232,7 @@ def table2_seeds(
     def scores(m: np.ndarray) -> dict[tuple, dict[str, np.ndarray]]:
         res = {}
         for key, p in plan.items():
-            kar, roar = m[:, p["kar"]].sum(axis=1), m[:, p["roar"]].sum(axis=1)
-            res[key] = {"kar": kar, "roar": -roar, "sum": kar - roar}
+            res[key] = input_sums(m[:, p["kar"]], m[:, p["roar"]])
         return res
 
     n = cells["n"].to_numpy()
