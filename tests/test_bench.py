@@ -23,7 +23,7 @@ from roarkar.bench.common import (
 from roarkar.bench.gpu import peak_tflops
 from roarkar.bench.study import precision_rows, run_study
 
-TINY = ("saliency", "smoe", "captum", "training", "layer", "loader", "runtime", "gpu")
+TINY = ("saliency", "smoe", "captum", "training", "layer", "loader", "runtime", "imputation", "gpu")
 
 
 @pytest.fixture(scope="module")

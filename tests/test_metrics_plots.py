@@ -11,7 +11,12 @@ pytest.importorskip("matplotlib")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from roarkar.metrics.plots import WIN_NOTE, draw_means, draw_win_rates  # noqa: E402
+from roarkar.metrics.plots import (  # noqa: E402
+    WIN_NOTE,
+    draw_means,
+    draw_road_curves,
+    draw_win_rates,
+)
 
 METHODS = ("random", "smoe_scale", "ground_truth")  # worst .. best on every metric
 
@@ -72,5 +77,24 @@ def test_fig7_says_the_row_wins_where_blue(tidy) -> None:
         assert "row" in bar.get_ylabel()
         assert "+50: row always wins" in _ticks(bar.get_yticklabels())
         assert "-50: column always wins" in _ticks(bar.get_yticklabels())
+    finally:
+        plt.close(fig)
+
+
+def test_road_curves_name_their_percent_axis() -> None:
+    """roarkar's x axis is the percent removed in both panels; ROAD's LeRF percent is the kept one."""
+    rows = [
+        dict(method=m, order=o, percent=p, kept_decision=1 - p / 100)
+        for m in ("random", "smoe_scale")
+        for o in ("morf", "lerf")
+        for p in (10, 50, 90)
+    ]
+    fig = draw_road_curves(pd.DataFrame(rows), "ROAD")
+    try:
+        morf, lerf = fig.axes[:2]
+        assert "MORF" in morf.get_title() and "LERF" in lerf.get_title()
+        assert morf.get_xlabel().startswith("percent removed")
+        assert lerf.get_xlabel().startswith("percent removed")
+        assert "100 - this, kept" in lerf.get_xlabel()
     finally:
         plt.close(fig)

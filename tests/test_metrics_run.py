@@ -26,8 +26,18 @@ def _fake_study(cells, dataset: str, methods: dict[str, float]) -> None:
 
 
 def test_perturbation_experiment_writes_tidy_metrics_stats_figures_and_agreement(
-    compose_cfg, tmp_path, capsys
+    compose_cfg, tmp_path, capsys, monkeypatch
 ):
+    import roarkar.metrics.run as run_module
+
+    seen_std = []
+    real = run_module.perturbation_metrics
+
+    def spy(*args, **kwargs):
+        seen_std.append(kwargs.get("pixel_std"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "perturbation_metrics", spy)
     results = tmp_path / "results"
     _fake_study(results / "cells", "synth_objects", {"random": 0.0, "ground_truth": 1.0})
     cfg = compose_cfg(
@@ -56,6 +66,14 @@ def test_perturbation_experiment_writes_tidy_metrics_stats_figures_and_agreement
         assert (directory / name).stat().st_size > 1000
     road = pd.read_csv(directory / "road_curves.csv")
     assert sorted(road["percent"].unique()) == [30.0, 70.0]
+    # roarkar's axis is the percent removed; ROAD's LeRF axis (road_percent) is the percent kept
+    lerf = road[road["order"] == "lerf"]
+    assert (lerf["road_percent"] == 100 - lerf["percent"]).all()
+    morf = road[road["order"] == "morf"]
+    assert (morf["road_percent"] == morf["percent"]).all()
+    assert set(road["pixels_removed"]) == {round(0.3 * 32 * 32), round(0.7 * 32 * 32)}
+    # ROAD's noise is put on the pixel scale through the dataset's per-channel std (0..1 scale)
+    assert seen_std and all(len(v) == 3 and all(0 < s < 1 for s in v) for v in seen_std)
     agree = pd.read_csv(directory / "agreement.csv")
     assert set(agree["metric"]) == expected and (agree["n_methods"] == 2).all()
     assert (results / "perturbation" / "agreement.csv").is_file()
@@ -74,6 +92,9 @@ def test_settings_reject_unknown_keys_and_methods_load_from_conf():
         RunSettings.from_config({"imgs": 3})
     with pytest.raises(ValueError, match="replacement"):
         RunSettings.from_config({"replacement": "zero"})
+    with pytest.raises(ValueError, match="count="):
+        RunSettings.from_config({"count": "ceiling"})
+    assert RunSettings.from_config({"count": "floor"}).metrics.count == "floor"
     run = RunSettings.from_config({"replacement": "blur", "percents": [10, 90]})
     assert run.metrics.replacement == "blur" and run.metrics.percents == (10.0, 90.0)
     assert run.K == 5 and run.images == 100

@@ -36,6 +36,7 @@ SECTIONS = (
     "layer",
     "loader",
     "runtime",
+    "imputation",
     "study",
     "gpu",
 )
@@ -58,6 +59,10 @@ def _runner(name: str) -> Callable[[Sizes], list[dict]]:
         from roarkar.bench.runtime import run_runtime
 
         return run_runtime
+    if name == "imputation":
+        from roarkar.bench.imputation import run_imputation
+
+        return run_imputation
     if name == "study":
         from roarkar.bench.study import run_study
 

@@ -16,9 +16,18 @@ the ``k`` most salient (MoRF) or the ``k`` least salient (LeRF).
   changed with ``decision_fine`` steps (resolution 1 / (coarse x fine) = 1 % by default); a flip that
   reverts inside an earlier coarse interval is not seen.
 - ``road_morf`` / ``road_lerf`` (Rong et al. 2022): removal at ``percents`` (10..90 %) with noisy
-  linear imputation whatever ``replacement`` says; per image the mean over the percents of the
-  softmax probability of ``c`` (the per-image analogue of ROAD's accuracy curve; the curves
-  themselves are returned too).
+  linear imputation whatever ``replacement`` says, its noise ``noise`` x the pixel range as the
+  reference (:mod:`roarkar.metrics.imputation`; pass the dataset's ``pixel_std``); per image the
+  mean over the percents of the softmax probability of ``c`` (the per-image analogue of ROAD's
+  curve of the mean probability of the original prediction; the curves themselves are returned
+  too). **Percent axis:** roarkar's percent is the percent *removed* for MoRF and LeRF alike;
+  ROAD's LeRF percent is the percent *kept*, so roarkar's LeRF at p is ROAD's LeRF at 100 - p.
+
+**Pixel counts** (``count``): a fraction ``p`` of the ``H*W`` pixels removes
+``round(p * H * W)`` pixels, halves rounded up (``round``, the default, as roarkar's ROAR/KAR
+masks) or, with ``floor``, ROAD's and Quantus's ``int(p * H * W)`` for MoRF and, for LeRF, every
+pixel but ROAD's ``int((1 - p) * H * W)`` kept most salient ones. The rule applies to every count
+of every metric here.
 
 ``f_c`` is the logit of ``c`` (paper 003's class score) or, with ``score=probability``, its softmax
 probability. Every perturbed image of a batch of images x removal steps goes through the model in
@@ -35,16 +44,18 @@ import torch
 from torch import Tensor, nn
 
 from roarkar.masking import count_for
-from roarkar.metrics.imputation import REPLACEMENTS, SOLVERS, blur, replace
+from roarkar.metrics.imputation import DEFAULT_TOL, REPLACEMENTS, SOLVERS, blur, replace
 
 __all__ = [
     "BASE_METRICS",
+    "COUNTS",
     "ORDERS",
     "ROAD_METRICS",
     "Settings",
     "delta_metrics",
     "perturbation_metrics",
     "removal_mask",
+    "removed_count",
     "scores_after_removal",
 ]
 
@@ -52,6 +63,7 @@ ORDERS = ("morf", "lerf")
 BASE_METRICS = ("aopc", "afoc_morf", "afoc_lerf", "n_morf", "n_lerf")
 ROAD_METRICS = ("road_morf", "road_lerf")
 SCORES = ("logit", "probability")
+COUNTS = ("round", "floor")
 
 
 @dataclass(frozen=True)
@@ -69,8 +81,9 @@ class Settings:
     noise: float = 0.01
     blur_sigma: float = 2.0
     solver: str = "cg"
-    solver_tol: float = 1e-4
+    solver_tol: float = DEFAULT_TOL
     solver_max_iter: int | None = None
+    count: str = "round"
     batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -82,6 +95,19 @@ class Settings:
             raise ValueError(f"score={self.score!r}: expected one of {', '.join(SCORES)}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver={self.solver!r}: expected one of {', '.join(SOLVERS)}")
+        if self.count not in COUNTS:
+            raise ValueError(
+                f"count={self.count!r}: expected one of {', '.join(COUNTS)} "
+                "(round: round-half-up(p*H*W); floor: ROAD's and Quantus's int(p*H*W))"
+            )
+        if not (math.isfinite(float(self.noise)) and float(self.noise) >= 0):
+            raise ValueError(f"noise must be a finite number >= 0; got {self.noise!r}")
+        if not float(self.solver_tol) > 0:
+            raise ValueError(f"solver_tol must be positive; got {self.solver_tol!r}")
+        if self.solver_max_iter is not None and int(self.solver_max_iter) < 1:
+            raise ValueError(
+                f"solver_max_iter must be a positive integer or null; got {self.solver_max_iter!r}"
+            )
         for name in ("aopc_fraction", "afoc_fraction"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
@@ -92,6 +118,28 @@ class Settings:
         for p in self.percents:
             if not 0.0 < float(p) < 100.0:
                 raise ValueError(f"percents must be in (0, 100); got {p!r}")
+
+
+def removed_count(fraction: float, hw: int, order: str, rule: str = "round") -> int:
+    """Pixels removed when a fraction ``fraction`` of the ``hw`` pixels is removed in ``order``.
+
+    ``round``: ``round(fraction * hw)``, halves up, either order. ``floor`` (ROAD, Quantus): MoRF
+    removes ``int(fraction * hw)``; LeRF keeps ROAD's ``int((1 - fraction) * hw)`` most salient pixels
+    and removes the rest. Products are rounded to 9 decimals before the floor, so float noise in
+    ``fraction`` (0.29 * 100 = 28.999...) does not cost a pixel.
+    """
+    f = float(fraction)
+    if not 0.0 <= f <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1]; got {fraction!r}")
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r}: expected one of {', '.join(ORDERS)}")
+    if rule == "round":
+        return count_for(f, hw)
+    if rule != "floor":
+        raise ValueError(f"count={rule!r}: expected one of {', '.join(COUNTS)}")
+    if order == "morf":
+        return math.floor(round(f * hw, 9))
+    return hw - math.floor(round((1.0 - f) * hw, 9))
 
 
 def removal_mask(ranks: Tensor, counts: Tensor, order: str) -> Tensor:
@@ -136,12 +184,14 @@ def scores_after_removal(
     *,
     replacement: str | None = None,
     generator: torch.Generator | None = None,
+    pixel_std: Sequence[float] | Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Score of each row's target, its probability and the decision after removing ``counts``.
 
-    ``images [R, C, H, W]`` (normalised), ``ranks [R, H, W]``, ``targets [R]``, ``counts [R, S]``
-    or ``[S]``; returns three ``[R, S]`` tensors. Rows x steps go through the model in chunks of at
-    most ``settings.batch_size`` perturbed images.
+    ``images [R, C, H, W]`` (normalised with the per-channel ``pixel_std``, which scales the
+    imputation noise; None: images on the [0, 1] scale), ``ranks [R, H, W]``, ``targets [R]``,
+    ``counts [R, S]`` or ``[S]``; returns three ``[R, S]`` tensors. Rows x steps go through the
+    model in chunks of at most ``settings.batch_size`` perturbed images.
     """
     kind = replacement or settings.replacement
     rows, steps = images.shape[0], counts.shape[-1]
@@ -168,6 +218,7 @@ def scores_after_removal(
             kind,
             blurred=blurred,
             noise=settings.noise,
+            pixel_std=pixel_std,
             generator=generator,
             solver=settings.solver,
             tol=settings.solver_tol,
@@ -197,18 +248,28 @@ def _decision_fraction(
     order: str,
     settings: Settings,
     generator: torch.Generator | None,
+    pixel_std: Sequence[float] | Tensor | None,
 ) -> Tensor:
     """Fraction of pixels removed when the decision first changes (1.0 if it never does)."""
     hw = ranks.shape[1] * ranks.shape[2]
     coarse, fine = int(settings.decision_coarse), int(settings.decision_fine)
     j, flipped = _first_true(coarse_pred != targets[:, None])
-    coarse_counts = _counts([(i + 1) / coarse for i in range(coarse)], hw, images.device)
+    coarse_counts = _counts(
+        [(i + 1) / coarse for i in range(coarse)], hw, images.device, order, settings.count
+    )
     result = torch.ones(images.shape[0], device=images.device)
     result[flipped] = coarse_counts[j[flipped]].float() / hw
     rows = flipped.nonzero()[:, 0]
     if fine > 1 and rows.numel():
         numer = j[rows, None] * fine + torch.arange(1, fine, device=images.device)[None]
-        counts = torch.floor(numer.double() / (coarse * fine) * hw + 0.5).long()
+        counts = torch.tensor(
+            [
+                [removed_count(v / (coarse * fine), hw, order, settings.count) for v in row]
+                for row in numer.tolist()
+            ],
+            dtype=torch.long,
+            device=images.device,
+        )
         _, _, pred = scores_after_removal(
             model,
             images[rows],
@@ -218,6 +279,7 @@ def _decision_fraction(
             order,
             settings,
             generator=generator,
+            pixel_std=pixel_std,
         )
         i, found = _first_true(pred != targets[rows, None])
         refined = counts.gather(1, i[:, None])[:, 0].float() / hw
@@ -225,8 +287,13 @@ def _decision_fraction(
     return result
 
 
-def _counts(fractions: Sequence[float], hw: int, device) -> Tensor:
-    return torch.tensor([count_for(min(max(f, 0.0), 1.0), hw) for f in fractions], device=device)
+def _counts(fractions: Sequence[float], hw: int, device, order: str, rule: str) -> Tensor:
+    """Pixels removed at each fraction (clipped to [0, 1]), by :func:`removed_count`."""
+    return torch.tensor(
+        [removed_count(min(max(f, 0.0), 1.0), hw, order, rule) for f in fractions],
+        dtype=torch.long,
+        device=device,
+    )
 
 
 @torch.inference_mode()
@@ -239,10 +306,13 @@ def perturbation_metrics(
     *,
     road: bool = True,
     generator: torch.Generator | None = None,
+    pixel_std: Sequence[float] | Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Every metric per row: ``aopc, afoc_morf, afoc_lerf, n_morf, n_lerf`` (and ``road_morf,
     road_lerf`` with their curves ``road_morf_curve`` / ``road_morf_pred`` ``[R, len(percents)]``
-    when ``road``). ``targets`` must be the unperturbed decision ``c`` of each row's image."""
+    when ``road``). ``targets`` must be the unperturbed decision ``c`` of each row's image;
+    ``pixel_std`` the per-channel std the images were normalised with (the dataset's, 0..1 scale),
+    which puts the imputation noise on ROAD's pixel scale (None: images on the [0, 1] scale)."""
     if ranks.shape != (images.shape[0], *images.shape[2:]):
         raise ValueError(
             f"ranks must be per pixel [N, H, W] = {(images.shape[0], *images.shape[2:])}; "
@@ -258,12 +328,14 @@ def perturbation_metrics(
     out: dict[str, Tensor] = {}
 
     # MoRF: AOPC grid, AFOC, coarse decision grid -- one pass over their union.
-    p = count_for(settings.aopc_fraction, hw)
+    rule = settings.count
+    p = removed_count(settings.aopc_fraction, hw, "morf", rule)
     steps = min(int(settings.aopc_steps), p) if p else 0
     aopc_k = [round(i * p / steps) for i in range(steps + 1)] if steps else [0]
-    afoc_k = count_for(settings.afoc_fraction, hw)
+    afoc_k = removed_count(settings.afoc_fraction, hw, "morf", rule)
     coarse = int(settings.decision_coarse)
-    coarse_k = _counts([(i + 1) / coarse for i in range(coarse)], hw, device).tolist()
+    grid = [(i + 1) / coarse for i in range(coarse)]
+    coarse_k = _counts(grid, hw, device, "morf", rule).tolist()
     morf_k = sorted({k for k in (*aopc_k, afoc_k, *coarse_k) if k > 0})
     col = {k: i for i, k in enumerate(morf_k)}
     value, _, pred = scores_after_removal(
@@ -275,6 +347,7 @@ def perturbation_metrics(
         "morf",
         settings,
         generator=generator,
+        pixel_std=pixel_std,
     )
 
     def at(k: int, value: Tensor, col: dict[int, int]) -> Tensor:
@@ -291,9 +364,12 @@ def perturbation_metrics(
         "morf",
         settings,
         generator,
+        pixel_std,
     )
 
     # LeRF: AFOC and the coarse decision grid.
+    afoc_k = removed_count(settings.afoc_fraction, hw, "lerf", rule)
+    coarse_k = _counts(grid, hw, device, "lerf", rule).tolist()
     lerf_k = sorted({k for k in (afoc_k, *coarse_k) if k > 0})
     col = {k: i for i, k in enumerate(lerf_k)}
     value, _, pred = scores_after_removal(
@@ -305,6 +381,7 @@ def perturbation_metrics(
         "lerf",
         settings,
         generator=generator,
+        pixel_std=pixel_std,
     )
     out["afoc_lerf"] = (f0 - at(afoc_k, value, col)).abs() / denominator
     out["n_lerf"] = _decision_fraction(
@@ -316,21 +393,23 @@ def perturbation_metrics(
         "lerf",
         settings,
         generator,
+        pixel_std,
     )
 
     if road:
-        road_k = _counts([float(q) / 100 for q in settings.percents], hw, device)
+        fractions = [float(q) / 100 for q in settings.percents]
         for order in ORDERS:
             _, prob, pred = scores_after_removal(
                 model,
                 images,
                 ranks,
                 targets,
-                road_k,
+                _counts(fractions, hw, device, order, rule),
                 order,
                 settings,
                 replacement="linear",
                 generator=generator,
+                pixel_std=pixel_std,
             )
             out[f"road_{order}"] = prob.mean(dim=1)
             out[f"road_{order}_curve"] = prob

@@ -21,7 +21,9 @@ from roarkar.metrics.stats import higher_is_better, summary, wilcoxon_pvalues, w
 from roarkar.saliency.labels import method_labels  # noqa: E402
 
 __all__ = [
+    "ROAD_AXES",
     "draw_means",
+    "draw_road_curves",
     "draw_win_rates",
     "plot_means",
     "plot_road_curves",
@@ -198,20 +200,36 @@ def plot_wilcoxon(df: pd.DataFrame, path: Path, title: str = "") -> Path:
 
 
 def plot_road_curves(curves: pd.DataFrame, path: Path, title: str = "") -> Path:
-    """ROAD: share of images whose decision is kept, against the percent removed, MoRF and LeRF."""
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), squeeze=False)
+    """ROAD: share of images whose decision is kept, against the percent removed, MoRF and LeRF.
+
+    The x axis is roarkar's, the percent *removed* in both panels; the LeRF panel says that ROAD's
+    own LeRF axis is the percent kept (100 - x)."""
+    fig = draw_road_curves(curves, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+#: x-axis labels of the ROAD panels (roarkar's axis; ROAD's LeRF percent is the percent kept).
+ROAD_AXES = {
+    "morf": "percent removed (most relevant first; = ROAD's MoRF percent)",
+    "lerf": "percent removed (least relevant first; ROAD's LeRF percent = 100 - this, kept)",
+}
+
+
+def draw_road_curves(curves: pd.DataFrame, title: str = "") -> Figure:
+    """The figure of :func:`plot_road_curves`, not saved."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4), squeeze=False)
     names = method_labels(list(pd.unique(curves["method"])))
     for ax, order in zip(axes.flat, ("morf", "lerf"), strict=True):
         d = curves[curves["order"] == order]
         for method, m in d.groupby("method", sort=False):
             ax.plot(m["percent"], m["kept_decision"], marker="o", ms=3, label=names[method])
         ax.set_title(f"ROAD {order.upper()} (noisy linear imputation)", fontsize=9)
-        ax.set_xlabel("percent removed")
+        ax.set_xlabel(ROAD_AXES[order], fontsize=7)
         ax.set_ylabel("decision kept")
         ax.set_ylim(-0.02, 1.02)
     axes.flat[1].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

@@ -7,7 +7,10 @@ Writes under ``{paths.results}/perturbation/<dataset>/``:
 - ``stats.csv``: means, sds, win rates, Wilcoxon p-values, Krippendorff's alpha, Spearman rho
   (:func:`roarkar.metrics.stats.all_statistics`);
 - ``road_curves.csv``: per method, order and percent, the share of images whose decision is kept,
-  their accuracy against the label and the mean probability of the original decision;
+  their accuracy against the label and the mean probability of the original decision (ROAD's two
+  curves); ``percent`` is roarkar's axis, the percent *removed* for MoRF and LeRF alike,
+  ``road_percent`` ROAD's own (MoRF: removed; LeRF: *kept*, 100 - percent), ``pixels_removed`` the
+  count under ``count`` (round | floor);
 - ``fig6_means.png``, ``fig7_win_rates.png``, ``fig9_wilcoxon.png``, ``road_curves.png``;
 - ``krippendorff.csv`` and ``fig10_krippendorff.png`` (alpha on subsets of images, with intervals),
   ``spearman.csv`` and ``fig11_spearman.png`` (:mod:`roarkar.metrics.consistency`); the figures
@@ -23,6 +26,7 @@ import json
 import logging
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,7 @@ from roarkar.metrics.perturbation import (
     delta_metrics,
     partners,
     perturbation_metrics,
+    removed_count,
 )
 from roarkar.metrics.plots import plot_means, plot_road_curves, plot_wilcoxon, plot_win_rates
 from roarkar.metrics.stats import all_statistics, higher_is_better, summary
@@ -185,13 +190,21 @@ def compute_metrics(
     pairs: torch.Tensor,
     run: RunSettings,
     generator: torch.Generator,
+    pixel_std: Sequence[float] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Every metric and its Delta (Eq 9, partners ``pairs [N, K]``) per image, in image chunks."""
+    """Every metric and its Delta (Eq 9, partners ``pairs [N, K]``) per image, in image chunks;
+    ``pixel_std`` is the dataset's per-channel std (the imputation noise's pixel scale)."""
     parts: list[dict[str, torch.Tensor]] = []
     k = pairs.shape[1] if pairs.numel() else 0
     for a, b in _batches(len(images), run.image_chunk):
         own = perturbation_metrics(
-            model, images[a:b], ranks[a:b], targets[a:b], run.metrics, generator=generator
+            model,
+            images[a:b],
+            ranks[a:b],
+            targets[a:b],
+            run.metrics,
+            generator=generator,
+            pixel_std=pixel_std,
         )
         if k:
             rows = pairs[a:b].reshape(-1).to(images.device)
@@ -203,6 +216,7 @@ def compute_metrics(
                 run.metrics,
                 road=run.delta_road,
                 generator=generator,
+                pixel_std=pixel_std,
             )
             wanted = BASE_METRICS + (ROAD_METRICS if run.delta_road else ())
             own |= delta_metrics({m: own[m] for m in wanted}, others, k)
@@ -211,18 +225,29 @@ def compute_metrics(
 
 
 def _road_curves(
-    method: str, values: dict[str, torch.Tensor], targets, labels, percents
+    method: str,
+    values: dict[str, torch.Tensor],
+    targets: torch.Tensor,
+    labels: torch.Tensor,
+    settings: Settings,
+    hw: int,
 ) -> pd.DataFrame:
+    """ROAD's curves of one method: per order and percent removed (roarkar's axis), with ROAD's
+    own percent (LeRF: kept) and the pixel count beside it."""
     rows = []
     for order in ("morf", "lerf"):
         pred = values[f"road_{order}_pred"]
         prob = values[f"road_{order}_curve"]
-        for j, percent in enumerate(percents):
+        for j, percent in enumerate(settings.percents):
             rows.append(
                 {
                     "method": method,
                     "order": order,
                     "percent": float(percent),
+                    "road_percent": float(percent) if order == "morf" else 100.0 - float(percent),
+                    "pixels_removed": removed_count(
+                        float(percent) / 100, hw, order, settings.count
+                    ),
                     "kept_decision": float((pred[:, j] == targets).float().mean()),
                     "accuracy": float((pred[:, j] == labels).float().mean()),
                     "probability": float(prob[:, j].mean()),
@@ -317,7 +342,9 @@ def run_perturbation(cfg: DictConfig) -> dict:
             entry, model, images, targets, relevance, seed=seed, batch=batch
         )
         generator = torch.Generator().manual_seed(seed * 7_919 + 17)
-        values = compute_metrics(model, images, ranks, targets, pairs, run, generator)
+        values = compute_metrics(
+            model, images, ranks, targets, pairs, run, generator, pixel_std=ctx.info.std
+        )
         for name, v in values.items():
             if v.dim() == 1:
                 frames.append(
@@ -325,7 +352,8 @@ def run_perturbation(cfg: DictConfig) -> dict:
                         {"image": keys, "method": method_id, "metric": name, "value": v.cpu()}
                     )
                 )
-        curves.append(_road_curves(method_id, values, targets, labels, run.metrics.percents))
+        hw = images.shape[-1] * images.shape[-2]
+        curves.append(_road_curves(method_id, values, targets, labels, run.metrics, hw))
         timings[method_id] = round(time.time() - t0, 3)
         log.info("perturbation: %s done in %.1f s", method_id, timings[method_id])
 
@@ -342,7 +370,10 @@ def run_perturbation(cfg: DictConfig) -> dict:
     stats.to_csv(out_dir / "stats.csv", index=False)
     road = pd.concat(curves, ignore_index=True)
     road.to_csv(out_dir / "road_curves.csv", index=False)
-    label = f"{dataset}, {cfg.model.name}, {n} images, replacement={run.metrics.replacement}"
+    label = (
+        f"{dataset}, {cfg.model.name}, {n} images, replacement={run.metrics.replacement}, "
+        f"count={run.metrics.count}"
+    )
     shown = metrics[metrics["metric"].isin(run.figure_metrics or metrics["metric"])]
     shown = shown if len(shown) else metrics
     figures = [
