@@ -310,6 +310,12 @@ def run_perturbation(cfg: DictConfig) -> dict:
         return {}
     model.eval()
     split = ctx.val if run.split == "val" else ctx.train
+    if split is None:
+        raise ValueError(
+            f"perturbation: {cfg.dataset.name} is streamed from its shards, not held in memory; "
+            "set dataset.train_size and dataset.val_size so that both splits fit in "
+            "loader.memory_limit_gb (ImageNet: dataset.train_size=1000 dataset.val_size=5000)"
+        )
     n = min(int(run.images), len(split))
     images = ctx.inputs(split.images[:n])
     labels = split.labels[:n].to(images.device)
