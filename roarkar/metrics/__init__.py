@@ -8,6 +8,7 @@
 """
 
 from roarkar.metrics.agreement import agreement, retrain_scores
+from roarkar.metrics.consistency import alpha_draws, alpha_intervals, spearman_matrix
 from roarkar.metrics.imputation import REPLACEMENTS, blur, linear_impute, replace
 from roarkar.metrics.perturbation import (
     BASE_METRICS,
@@ -35,6 +36,8 @@ __all__ = [
     "ROAD_METRICS",
     "Settings",
     "agreement",
+    "alpha_draws",
+    "alpha_intervals",
     "all_statistics",
     "blur",
     "delta_metrics",
@@ -47,6 +50,7 @@ __all__ = [
     "replace",
     "retrain_scores",
     "scores_after_removal",
+    "spearman_matrix",
     "wilcoxon_pvalues",
     "win_rates",
 ]

@@ -12,6 +12,9 @@ Writes under ``{paths.results}/perturbation/<dataset>/``:
   ``road_percent`` ROAD's own (MoRF: removed; LeRF: *kept*, 100 - percent), ``pixels_removed`` the
   count under ``count`` (round | floor);
 - ``fig6_means.png``, ``fig7_win_rates.png``, ``fig9_wilcoxon.png``, ``road_curves.png``;
+- ``krippendorff.csv`` and ``fig10_krippendorff.png`` (alpha on subsets of images, with intervals),
+  ``spearman.csv`` and ``fig11_spearman.png`` (:mod:`roarkar.metrics.consistency`); the figures
+  show ``figure_metrics`` (default: every metric);
 - ``agreement.csv`` when the study's ROAR/KAR results for the dataset exist under
   ``{paths.results}/cells`` (and ``{paths.results}/perturbation/agreement.csv`` over every dataset
   done so far); ``run.json`` with the settings, base model and timings.
@@ -34,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from roarkar.masking import saliency_ranks
 from roarkar.metrics.agreement import agreement
+from roarkar.metrics.consistency import write_consistency
 from roarkar.metrics.perturbation import (
     BASE_METRICS,
     ROAD_METRICS,
@@ -44,7 +48,7 @@ from roarkar.metrics.perturbation import (
     removed_count,
 )
 from roarkar.metrics.plots import plot_means, plot_road_curves, plot_wilcoxon, plot_win_rates
-from roarkar.metrics.stats import all_statistics, summary
+from roarkar.metrics.stats import all_statistics, higher_is_better, summary
 from roarkar.saliency import create
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,9 @@ __all__ = ["RunSettings", "compute_metrics", "load_method", "run_perturbation"]
 
 CONF_METHODS = Path(__file__).resolve().parents[1] / "conf" / "method"
 METRICS_COLUMNS = ["image", "method", "metric", "value"]
+#: Settings that change no value of metrics.csv (a speed knob, the figures' settings)
+NOT_IN_IDENTITY = ("image_chunk", "figure_metrics", "alpha_fraction", "alpha_repeats",
+                   "spearman_methods")  # fmt: skip
 
 
 @dataclass
@@ -69,6 +76,10 @@ class RunSettings:
     agreement: bool = True
     reuse: bool = True
     image_chunk: int = 32
+    figure_metrics: list[str] | None = None  # None: every metric in the figures
+    alpha_fraction: float = 0.1  # Fig 10: share of the images in each subset ...
+    alpha_repeats: int = 50  # ... and how many subsets
+    spearman_methods: list[str] | None = None  # Fig 11's methods (None: every method)
     metrics: Settings = field(default_factory=Settings)
 
     @classmethod
@@ -98,6 +109,13 @@ class RunSettings:
             )
         if out.split not in ("train", "val"):
             raise ValueError(f"perturbation.split={out.split!r}: expected train or val")
+        for metric in out.figure_metrics or []:
+            higher_is_better(metric)  # raises on an unknown metric name
+        if not 0 < out.alpha_fraction <= 1 or out.alpha_repeats < 1:
+            raise ValueError(
+                f"perturbation: need 0 < alpha_fraction <= 1 and alpha_repeats >= 1; got "
+                f"{out.alpha_fraction}, {out.alpha_repeats}"
+            )
         return out
 
 
@@ -114,6 +132,18 @@ def load_method(entry: Any) -> tuple[str, str, dict]:
     if "name" not in entry:
         raise ValueError(f"perturbation.methods: entry {entry!r} has no name")
     return str(entry.get("id", entry["name"])), str(entry["name"]), dict(entry.get("params") or {})
+
+
+def _drop_ground_truth(run: RunSettings, dataset: str) -> None:
+    """Leave ``ground_truth`` out of ``run.methods`` (with a warning): the data has no relevance."""
+    kept = [e for e in run.methods if load_method(e)[1] != "ground_truth"]
+    if len(kept) < len(run.methods):
+        log.warning(
+            "ground_truth left out on %s: that dataset has no relevance maps (only the embedded "
+            "synthetic sets have a ground truth)",
+            dataset,
+        )
+        run.methods = kept
 
 
 def _batches(n: int, size: int):
@@ -280,11 +310,19 @@ def run_perturbation(cfg: DictConfig) -> dict:
         return {}
     model.eval()
     split = ctx.val if run.split == "val" else ctx.train
+    if split is None:
+        raise ValueError(
+            f"perturbation: {cfg.dataset.name} is streamed from its shards, not held in memory; "
+            "set dataset.train_size and dataset.val_size so that both splits fit in "
+            "loader.memory_limit_gb (ImageNet: dataset.train_size=1000 dataset.val_size=5000)"
+        )
     n = min(int(run.images), len(split))
     images = ctx.inputs(split.images[:n])
     labels = split.labels[:n].to(images.device)
     relevance = split.relevance[:n] if split.relevance is not None else None
     keys = list(split.keys[:n])
+    if relevance is None:
+        _drop_ground_truth(run, str(cfg.dataset.name))
     batch = int(ctx.settings.eval_batch_size)
     targets = predictions(model, images, batch)
     seed = int(cfg.seed)
@@ -293,7 +331,8 @@ def run_perturbation(cfg: DictConfig) -> dict:
     dataset = str(cfg.dataset.name)
     out_dir = Path(cfg.paths.results) / "perturbation" / dataset
     settings_dict = asdict(run)
-    settings_dict.pop("image_chunk")  # speed knob, not result-relevant
+    for key in NOT_IN_IDENTITY:
+        settings_dict.pop(key)
     settings_dict["metrics"].pop("batch_size")
     identity = identity_hash(
         {"base": base_id, "settings": settings_dict, "images": keys, "seed": seed}
@@ -341,12 +380,24 @@ def run_perturbation(cfg: DictConfig) -> dict:
         f"{dataset}, {cfg.model.name}, {n} images, replacement={run.metrics.replacement}, "
         f"count={run.metrics.count}"
     )
+    shown = metrics[metrics["metric"].isin(run.figure_metrics or metrics["metric"])]
+    shown = shown if len(shown) else metrics
     figures = [
-        plot_means(metrics, out_dir / "fig6_means.png", f"mean +- sd (up is better): {label}"),
-        plot_win_rates(metrics, out_dir / "fig7_win_rates.png", f"win rate - 50 %: {label}"),
-        plot_wilcoxon(metrics, out_dir / "fig9_wilcoxon.png", f"Wilcoxon -log10 p: {label}"),
+        plot_means(shown, out_dir / "fig6_means.png", f"mean +- sd (up is better): {label}"),
+        plot_win_rates(shown, out_dir / "fig7_win_rates.png", f"win rate - 50 %: {label}"),
+        plot_wilcoxon(shown, out_dir / "fig9_wilcoxon.png", f"Wilcoxon -log10 p: {label}"),
         plot_road_curves(road, out_dir / "road_curves.png", f"ROAD: {label}"),
     ]
+    alpha, more = write_consistency(
+        shown,
+        out_dir,
+        fraction=run.alpha_fraction,
+        repeats=run.alpha_repeats,
+        seed=seed,
+        spearman_methods=run.spearman_methods,
+        label=label,
+    )
+    figures += more
 
     table = summary(metrics).pivot_table(
         index="metric", columns="method", values="mean", sort=False
@@ -385,6 +436,7 @@ def run_perturbation(cfg: DictConfig) -> dict:
         "stats": stats,
         "summary": table,
         "agreement": agree,
+        "krippendorff": alpha,
         "figures": [str(f) for f in figures],
         "method_seconds": timings,
         "wall_time_s": wall,

@@ -28,6 +28,7 @@ __all__ = [
     "krippendorff_alpha",
     "metric_spearman",
     "oriented",
+    "rank_alpha",
     "summary",
     "wide_values",
     "wilcoxon_pvalues",
@@ -104,12 +105,19 @@ def wilcoxon_pvalues(
 
 def krippendorff_alpha(df: pd.DataFrame, metric: str, methods: list[str] | None = None) -> float:
     """Inter-rater reliability of the methods' per-image ranks under ``metric`` (ordinal alpha)."""
+    wide = oriented(metric, wide_values(df, metric, methods or _methods(df)))
+    return rank_alpha(wide.to_numpy())
+
+
+def rank_alpha(values: np.ndarray) -> float:
+    """Ordinal Krippendorff's alpha of ``values [images, methods]`` (higher is better): each image
+    (a rater) ranks the methods (the units), ties averaged; NaN when it is undefined."""
     import krippendorff
 
-    wide = oriented(metric, wide_values(df, metric, methods or _methods(df)))
-    if wide.shape[0] < 2 or wide.shape[1] < 2:
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.shape[0] < 2 or values.shape[1] < 2:
         return math.nan
-    ranks = np.apply_along_axis(stats.rankdata, 1, wide.to_numpy())
+    ranks = np.apply_along_axis(stats.rankdata, 1, values)
     if np.unique(ranks).size < 2:
         return math.nan
     with warnings.catch_warnings(), np.errstate(all="ignore"):
