@@ -68,10 +68,10 @@ def test_smoe_scale_nonnegative_skips_only_the_clamp(block, monkeypatch):
 def test_smoe_method_tells_the_statistic_its_taps_are_post_relu():
     model = build_model("small_resnet", 4).eval()
     method = S.create("smoe_scale", model)
-    assert method._post_relu == [{"nonnegative": True}] * 5
-    assert S.create("truncnormal_std", model)._post_relu == [{}] * 5  # pre-ReLU: clamps stay
+    assert method.tap_kwargs == [{"nonnegative": True}] * 5
+    assert S.create("truncnormal_std", model).tap_kwargs == [{}] * 5  # pre-ReLU: clamps stay
     selu = build_model("nielsen_cnn", 4)  # SELU taps can be negative: no promise made
-    assert S.create("smoe_scale", selu)._post_relu == [{}, {}]
+    assert S.create("smoe_scale", selu).tap_kwargs == [{}, {}]
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         taps, _ = model.forward_taps(images)

@@ -49,10 +49,11 @@ class StatisticMethod(SaliencyMethod):
         self.needs_pre_relu = bool(needs_pre_relu)
         self.weights = resolve_weights(weights, len(self.model.taps))
         self.squash = check_squash(squash)
-        # A statistic that can skip clamping negatives gets told when its input is a ReLU's output.
-        self._post_relu = [{} for _ in self.model.taps]
+        #: Per tap, what the statistic is told: ``nonnegative`` when its input is a ReLU's output
+        #: (a statistic that can skip clamping negatives then does).
+        self.tap_kwargs = [{} for _ in self.model.taps]
         if not self.needs_pre_relu and "nonnegative" in inspect.signature(statistic).parameters:
-            self._post_relu = [
+            self.tap_kwargs = [
                 {"nonnegative": True} if t.rectified else {} for t in self.model.tap_info
             ]
 
@@ -80,7 +81,7 @@ class StatisticMethod(SaliencyMethod):
             for index, name in enumerate(self.model.taps):
                 x, pre = self.model.stage(index, x, self.needs_pre_relu)
                 act = TapActivation(x, pre)
-                maps[name] = self.statistic(self._input(act), **self._post_relu[index])
+                maps[name] = self.statistic(self._input(act), **self.tap_kwargs[index])
                 del pre
             self.model.head(x)  # the whole network runs, as for every other method
         return maps
