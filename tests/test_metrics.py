@@ -454,3 +454,9 @@ def test_agreement_with_retraining_rankings():
     assert out.loc["aopc", "spearman_rho"] == pytest.approx(1.0)
     assert out.loc["n_morf", "kendall_tau"] == pytest.approx(-1.0)
     assert (out["n_methods"] == 4).all() and (out["retrain_score"] == "table2_sum").all()
+    # a ROAR-only study (seed 002) is compared on its -ROAR sum: removing more evidence is better
+    roar = long[long["mode"] == "roar"].copy()
+    roar["accuracy"] = 0.9 - roar["method"].map(sums) / 2
+    out = agreement(metrics, roar, "ds", "m").set_index("metric")
+    assert (out["retrain_score"] == "table2_roar").all()
+    assert out.loc["aopc", "kendall_tau"] == pytest.approx(1.0)

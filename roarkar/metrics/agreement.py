@@ -45,7 +45,9 @@ AGREEMENT_COLUMNS = [
 
 
 def retrain_scores(long: pd.DataFrame, dataset: str, model: str | None = None) -> pd.DataFrame:
-    """``protocol, method, score, score_name`` from ROAR/KAR results of one dataset (and model).
+    """``protocol, method, score, score_name`` from ROAR/KAR results of one dataset (and model):
+    Table 2's SUM for the input protocol (or -ROAR sum, KAR sum, when the study ran one mode),
+    Table 1's Difference for the layer protocol.
 
     A protocol whose table cannot be built (no random baseline, missing percents) is left out and
     logged.
@@ -57,13 +59,15 @@ def retrain_scores(long: pd.DataFrame, dataset: str, model: str | None = None) -
     if (d["protocol"] == "input").any():
         try:
             t2 = table2(d)
+            # a study of one mode (seed 002 runs ROAR only) has no SUM: its own mode's sum then
+            column = next((c for c in ("sum", "roar", "kar") if t2[c].notna().all()), "sum")
             parts.append(
                 pd.DataFrame(
                     {
                         "protocol": "input",
                         "method": t2["method"],
-                        "score": t2["sum"],
-                        "score_name": "table2_sum",
+                        "score": t2[column],
+                        "score_name": f"table2_{column}",
                     }
                 )
             )
