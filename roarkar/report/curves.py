@@ -95,7 +95,9 @@ def draw_seed002(df_long: pd.DataFrame, metric: str = DEFAULT_METRIC):
                 )
                 (h,) = ax.plot(s["t"], s["mean"], linewidth=1.5, **style)
                 if (s["half"] > 0).any():
-                    lo, hi = s["mean"] - s["half"], s["mean"] + s["half"]
+                    # both metrics are fractions: the interval is clipped to [0, 1]
+                    lo = (s["mean"] - s["half"]).clip(0, 1)
+                    hi = (s["mean"] + s["half"]).clip(0, 1)
                     ax.fill_between(s["t"], lo, hi, color=style["color"], alpha=0.12)
                 handles.setdefault(names[m] + (" (baseline)" if m == BASELINE else ""), h)
             ax.set_title(f"{ds}: {title}")
