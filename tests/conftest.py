@@ -58,3 +58,20 @@ def compose_cfg(tmp_path):
     yield _compose
     for ctx in contexts:
         ctx.__exit__(None, None, None)
+
+
+def cell_record(
+    method: str, mode: str, layer: str | None = "", seed: int = 0, percent: float | None = None
+) -> dict:
+    """A result.json's ``cell`` block on the synth/small_resnet study: a layer cell when ``layer``
+    is given (L1..L5), else an input cell; ``percent`` defaults to the paper's KAR 2.5 / ROAR 10."""
+    return {
+        "dataset": "synth",
+        "model": "small_resnet",
+        "protocol": "layer" if layer else "input",
+        "method": method,
+        "layer": layer,
+        "mode": mode,
+        "percent": (2.5 if mode == "kar" else 10.0) if percent is None else percent,
+        "seed": seed,
+    }

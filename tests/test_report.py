@@ -29,6 +29,8 @@ from roarkar.report import (
 )
 from roarkar.report.cli import main as tables_main
 
+from .conftest import cell_record
+
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
 
 # --------------------------------------------------------------------------- Eq 8 and Eq 9
@@ -264,19 +266,6 @@ def _write_result(root: Path, name: str, cell: dict, accuracy: float | None, sta
     path.write_text(json.dumps(rec))
 
 
-def _cell(method: str, layer: str, mode: str, seed: int, protocol: str = "layer") -> dict:
-    return {
-        "dataset": "synth",
-        "model": "small_resnet",
-        "protocol": protocol,
-        "method": method,
-        "layer": layer,
-        "mode": mode,
-        "percent": 2.5 if mode == "kar" else 10.0,
-        "seed": seed,
-    }
-
-
 @pytest.fixture()
 def runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
@@ -287,12 +276,13 @@ def runs(tmp_path: Path) -> Path:
             for seed in (0, 1):
                 a = acc + (0.1 if seed else -0.1) if method == "smoe_scale" else acc
                 _write_result(
-                    root, f"{method}-{mode}-{layer}-{seed}", _cell(method, layer, mode, seed), a
+                    root,
+                    f"{method}-{mode}-{layer}-{seed}",
+                    cell_record(method, mode, layer, seed),
+                    a,
                 )
-    _write_result(
-        root, "input-rnd", _cell("random", None, "kar", 0, "input") | {"percent": 50.0}, 0.4
-    )
-    _write_result(root, "failed", _cell("std", "L2", "kar", 0), None, status="failed")
+    _write_result(root, "input-rnd", cell_record("random", "kar", None, 0, 50.0), 0.4)
+    _write_result(root, "failed", cell_record("std", "kar", "L2", 0), None, status="failed")
     (root / "garbage").mkdir()
     (root / "garbage" / "result.json").write_text("{not json")
     return root

@@ -22,6 +22,8 @@ from roarkar.report.aggregate import (
 from roarkar.report.cli import main as tables_main
 from roarkar.report.write import write_tables
 
+from .conftest import cell_record
+
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
 SCORE = "true_class_score"
 
@@ -51,30 +53,14 @@ def _result(root: Path, name: str, cell: dict, accuracy: float, score: float | N
     return path
 
 
-def _cell(method: str, mode: str, layer: str = "", percent: float | None = None) -> dict:
-    protocol = "layer" if layer else "input"
-    if percent is None:
-        percent = 2.5 if mode == "kar" else 10.0
-    return {
-        "dataset": "synth",
-        "model": "small_resnet",
-        "protocol": protocol,
-        "method": method,
-        "layer": layer,
-        "mode": mode,
-        "percent": percent,
-        "seed": 0,
-    }
-
-
 @pytest.fixture()
 def runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
     for (method, mode), (acc, score) in LAYER.items():
         for layer in ("L2", "L4"):
-            _result(root, f"{method}-{mode}-{layer}", _cell(method, mode, layer), acc, score)
+            _result(root, f"{method}-{mode}-{layer}", cell_record(method, mode, layer), acc, score)
     for (method, mode), (acc, score) in INPUT.items():
-        _result(root, f"{method}-{mode}-input", _cell(method, mode, percent=50.0), acc, score)
+        _result(root, f"{method}-{mode}-input", cell_record(method, mode, percent=50.0), acc, score)
     return root
 
 
@@ -140,7 +126,7 @@ def test_old_results_load_and_score_tables_name_the_cells_lacking_it(
     tmp_path: Path, runs: Path, capsys: pytest.CaptureFixture
 ) -> None:
     for (method, mode), (acc, _) in LAYER.items():  # a layer run before the score existed
-        old = _result(runs, f"old-{method}-{mode}", _cell(method, mode, "L3"), acc, None)
+        old = _result(runs, f"old-{method}-{mode}", cell_record(method, mode, "L3"), acc, None)
     df = collect_results(runs)
     assert SCORE in df.columns and df[SCORE].isna().sum() == 4
     with pytest.raises(MissingMetricError, match=r"4 of 16 cell result\(s\)") as err:
@@ -188,7 +174,7 @@ def test_bad_scores_and_metrics_are_named(tmp_path: Path, runs: Path) -> None:
         normalize_long(df.astype({SCORE: object}).assign(**{SCORE: "high"}))
     with pytest.raises(ValueError, match="unknown metric 'loss'"):
         select_metric(df, "loss")
-    _result(runs, "bad", _cell("random", "kar", "L1"), 0.5, 2.0)
+    _result(runs, "bad", cell_record("random", "kar", "L1"), 0.5, 2.0)
     with pytest.raises(ValueError, match=r"bad/result.json: true_class_score must be in \[0, 1\]"):
         collect_results(runs)
     argv = ["--runs", str(runs), "--out", str(tmp_path), "--metric", SCORE]
