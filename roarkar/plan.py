@@ -74,6 +74,28 @@ def _layers(cfg: DictConfig, wanted: list[str]) -> list[str]:
     return kept
 
 
+def _check_method_params(part: DictConfig, protocol: str) -> None:
+    """Each ``study.<protocol>.method_params`` entry names a method of the study and parameters
+    that method accepts (a typo would otherwise be ignored, or fail deep in a cell)."""
+    from roarkar.saliency import describe
+
+    for method, given in (part.get("method_params") or {}).items():
+        where = f"study.{protocol}.method_params.{method}"
+        if method not in part.methods:
+            raise ValueError(
+                f"{where}: {method!r} is not one of the study's methods "
+                f"({', '.join(map(str, part.methods))})"
+            )
+        name = str(OmegaConf.load(CONF_DIR / "method" / f"{method}.yaml").name)
+        accepted = describe(name).params
+        unknown = sorted(set(given or {}) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"{where}: method {name!r} has no parameter(s) {', '.join(unknown)}; it accepts "
+                f"{', '.join(sorted(accepted))}"
+            )
+
+
 def _method_params(part: DictConfig, method: str) -> dict[str, object]:
     """``study.<protocol>.method_params.<method>`` as ``method.params.<key>`` settings: a study's
     own parameters for a method (cheaper sample counts on a CPU) without a new method config."""
@@ -106,6 +128,9 @@ def plan(cfg: DictConfig) -> list[tuple[list[str], dict[str, object]]]:
     _check_not_empty(study)
     cells = []
     layers = _layers(cfg, list(study.layer.layers)) if study.get("layer") else []
+    for protocol in ("layer", "input"):
+        if study.get(protocol):
+            _check_method_params(study[protocol], protocol)
     for dataset in datasets:
         on = [f"dataset={dataset}"] if dataset else []
         for seed in study.seeds:
@@ -133,7 +158,12 @@ def plan(cfg: DictConfig) -> list[tuple[list[str], dict[str, object]]]:
 
 def as_overrides(groups: list[str], scalars: dict[str, object]) -> list[str]:
     """The command-line overrides that run this cell as its own job (``task=cell``)."""
-    return [*groups, *(f"{k}={v}" for k, v in scalars.items()), "task=cell"]
+    # ++ for a study's method parameters: the method's config need not name them already
+    return [
+        *groups,
+        *(f"{'++' if k.startswith('method.params.') else ''}{k}={v}" for k, v in scalars.items()),
+        "task=cell",
+    ]
 
 
 def override_key(override: str) -> str:
@@ -181,7 +211,9 @@ def cell_configs(cfg: DictConfig, overrides: list[str]) -> list[DictConfig]:
             continue
         cell = copy.deepcopy(composed[key])
         for dotted, value in scalars.items():
-            OmegaConf.update(cell, dotted, value, merge=False)
+            OmegaConf.update(
+                cell, dotted, value, merge=False, force_add=dotted.startswith("method.params.")
+            )
         configs.append(cell)
     for name in sorted(left_out):
         log.warning(

@@ -130,3 +130,43 @@ def test_nielsen2022_preset_runs_at_smoke_size(compose_cfg, tmp_path):
     out = run(cfg, compose_cfg.overrides)
     assert out["cells"] == 10 and out["failed"] == 0  # ten methods, all finished
     assert "smoothed_gbp" in out["tables"] and "ROAR 50%" in out["tables"]
+
+
+def test_a_studys_method_params_are_checked_and_may_add_a_parameter(compose_cfg):
+    """A typo in a method's name or parameter is an error naming the study key; a parameter the
+    method's config does not list is added, the same in a study and in a cell's own job."""
+    from hydra import compose
+
+    from roarkar.plan import as_overrides
+
+    with pytest.raises(ValueError, match=r"study.input.method_params.smoothgradd: .* not one of"):
+        plan(
+            compose_cfg(
+                [
+                    "experiment=nielsen2022_cpu",
+                    "+study.input.method_params.smoothgradd={samples: 2}",
+                ]
+            )
+        )
+    with pytest.raises(ValueError, match=r"method_params.smoothgrad: .* no parameter\(s\) bogus"):
+        plan(
+            compose_cfg(
+                ["experiment=nielsen2022_cpu", "+study.input.method_params.smoothgrad={bogus: 1}"]
+            )
+        )
+    overrides = [
+        "study.layer=null",
+        "study.input.methods=[guided_backprop]",
+        "study.input.percents=[50]",
+        "study.input.modes=[roar]",
+        "study.seeds=[0]",
+        "+study.input.method_params.guided_backprop={non_relu: pass}",
+    ]
+    cfg = compose_cfg(overrides)
+    (cell,) = cell_configs(cfg, compose_cfg.overrides)
+    assert cell.method.params.non_relu == "pass"  # conf/method/guided_backprop.yaml has params {}
+    ((groups, scalars),) = plan(cfg)
+    job = compose(
+        config_name="config", overrides=[*compose_cfg.overrides, *as_overrides(groups, scalars)]
+    )
+    assert job.method == cell.method and job.protocol == cell.protocol
