@@ -238,17 +238,9 @@ def first_conv_channels(net: nn.Module) -> int:
 def scale_ends(traced: Traced, probe_size: int = 64) -> list[fx.Node]:
     """The taps of a traced CNN: the last cut at each spatial size (see the module docstring),
     from the shapes of one forward pass of a ``probe_size`` px zero image."""
-    propagate_shapes(traced, probe_size)
-    layout = _channels_last(traced)
     groups: list[tuple[tuple[int, int], list[fx.Node]]] = []
-    for node in cut_nodes(traced):
-        meta = node.meta.get("tensor_meta")
-        shape = getattr(meta, "shape", None)
-        if node.op == "placeholder" or shape is None or len(shape) != 4 or node in layout:
-            continue
-        size = (int(shape[-2]), int(shape[-1]))
-        if size == (1, 1):
-            continue
+    for node in spatial_cuts(traced, probe_size):
+        size = tuple(int(s) for s in node.meta["tensor_meta"].shape[-2:])
         if not groups or groups[-1][0] != size:
             groups.append((size, []))
         groups[-1][1].append(node)
@@ -324,21 +316,25 @@ def propagate_shapes(traced: Traced, probe_size: int = 64) -> None:
             module.training = True
 
 
-def _spatial(node: fx.Node) -> bool:
-    shape = getattr(node.meta.get("tensor_meta"), "shape", None)
-    return shape is not None and len(shape) == 4 and tuple(shape[-2:]) != (1, 1)
+def spatial_cuts(traced: Traced, probe_size: int = 64) -> list[fx.Node]:
+    """Cuts whose tensor is a [B, C, h, w] map larger than 1x1 for a ``probe_size`` px image (not
+    the input, not a channels-last tensor inside a LayerNorm), in execution order."""
+    propagate_shapes(traced, probe_size)
+    layout = _channels_last(traced)
+
+    def spatial(node: fx.Node) -> bool:
+        shape = getattr(node.meta.get("tensor_meta"), "shape", None)
+        return shape is not None and len(shape) == 4 and tuple(shape[-2:]) != (1, 1)
+
+    return [
+        n for n in cut_nodes(traced) if n.op != "placeholder" and spatial(n) and n not in layout
+    ]
 
 
 def hidden_activations(traced: Traced, probe_size: int = 64) -> list[fx.Node]:
     """Every activation that is a cut and a spatial map: the hidden layers of seed 003's
     DeepMaps (17 on ResNet-50: the stem ReLU and each residual block's output; 13 on VGG-16)."""
-    propagate_shapes(traced, probe_size)
-    layout = _channels_last(traced)
-    return [
-        n
-        for n in cut_nodes(traced)
-        if activation(traced, n) is not None and _spatial(n) and n not in layout
-    ]
+    return [n for n in spatial_cuts(traced, probe_size) if activation(traced, n) is not None]
 
 
 def with_outputs(traced: Traced, root: nn.Module, nodes: Sequence[fx.Node]) -> fx.GraphModule:
@@ -412,6 +408,7 @@ __all__ = [
     "pre_activation",
     "run",
     "scale_ends",
+    "spatial_cuts",
     "subgraph",
     "trace",
 ]

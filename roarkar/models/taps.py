@@ -107,11 +107,11 @@ class TappedNet(nn.Module):
             )
             for name, node in zip(tap_names(len(ends)), ends, strict=True)
         )
-        self._pieces: _Pieces | None = self._split(traced)
+        self._pieces: _Pieces | None = self._split(traced, cut_set)
 
     # -- the pieces -----------------------------------------------------------------------------
-    def _split(self, traced: graph.Traced) -> _Pieces:
-        cuts = set(graph.cut_nodes(traced))
+    def _split(self, traced: graph.Traced, cuts: set | None = None) -> _Pieces:
+        cuts = set(graph.cut_nodes(traced)) if cuts is None else cuts
         stages, start = [], None
         for tap in self.tap_info:
             end = traced.node(tap.node)
