@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from roarkar.bench.common import Sizes, config_str, row, skipped
+from roarkar.bench.table import config_str, row, skipped
+from roarkar.bench.workload import Sizes
 
 #: Dense bf16 tensor-core peak, TFLOP/s (vendor data sheets, without sparsity).
 PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
@@ -36,7 +37,7 @@ def run_gpu(sz: Sizes) -> list[dict]:
         return [skipped("gpu", "ResNet-50 training at 224 px, bf16 + channels_last", "no GPU")]
     from torch.utils.flop_counter import FlopCounterMode
 
-    from roarkar.bench.saliency import run_smoe
+    from roarkar.bench.smoe import run_smoe
     from roarkar.models import build_model
 
     device = "cuda"

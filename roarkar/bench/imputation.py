@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from roarkar.bench.common import Sizes, Task, config_str, interleave, paired_ratio, row
+from roarkar.bench.table import config_str, per_image, row
+from roarkar.bench.timing import Task, interleave, paired_ratio
+from roarkar.bench.workload import Sizes
 from roarkar.masking import saliency_ranks
 from roarkar.metrics.imputation import DEFAULT_TOL, cg_solve, linear_impute
 from roarkar.metrics.perturbation import ORDERS, removal_mask, removed_count
@@ -57,23 +59,21 @@ def run_imputation(sz: Sizes) -> list[dict]:
     error = float(((solved.float().double() - exact) * removed[:, None]).abs().max())
     config = config_str(size=size, images=n, percents="10..90", orders="morf+lerf", map="smooth")
     rows = [
-        row(
+        per_image(
             "imputation",
             f"ROAD imputation, default solver (CG, float64, tol {DEFAULT_TOL:g})",
             config,
-            1000 * samples["cg"].median / n,
-            "ms/image",
-            samples=samples["cg"],
+            samples["cg"],
+            n,
             notes=f"largest error against the exact solve {error:.1e} (normalised units); "
             f"at most {iterations} iterations",
         ),
-        row(
+        per_image(
             "imputation",
             "ROAD imputation, exact solver (scipy spsolve, ROAD's own)",
             config,
-            1000 * samples["scipy"].median / n,
-            "ms/image",
-            samples=samples["scipy"],
+            samples["scipy"],
+            n,
         ),
     ]
     ratio = paired_ratio(samples["cg"], samples["scipy"])

@@ -10,7 +10,9 @@ import numpy as np
 from omegaconf import OmegaConf
 from PIL import Image
 
-from roarkar.bench.common import Samples, Sizes, Task, config_str, interleave, paired_ratio, row
+from roarkar.bench.table import config_str, per_second, row
+from roarkar.bench.timing import Samples, Task, interleave, paired_ratio
+from roarkar.bench.workload import Sizes
 from roarkar.data import load_split, prepare
 from roarkar.data.shards import (
     ChannelStats,
@@ -92,13 +94,12 @@ def run_stream(sz: Sizes, tmp: Path) -> list[dict]:
     config = config_str(px=px, images=n, batch=batch, shards=len(info.shards["train"]), pool=4)
     mb = held.nbytes / n / 2**20
     rows = [
-        row(
+        per_second(
             "loader",
             "memcpy of the same bytes (np.copyto, one array in memory)",
             config,
-            n / got["memcpy"].median,
-            "images/s",
-            samples=got["memcpy"],
+            got["memcpy"],
+            n,
             notes=f"{n / got['memcpy'].median * mb / 1024:.1f} GiB/s; the physical limit the "
             "streaming rows are measured against",
         )
@@ -106,15 +107,14 @@ def run_stream(sz: Sizes, tmp: Path) -> list[dict]:
     for w in STREAM_WORKERS:
         s: Samples = got[f"w{w}"]
         rows.append(
-            row(
+            per_second(
                 "loader",
                 f"streamed from shards, {w} workers (fraction of memcpy)",
                 config + f" workers={w}",
-                steps / s.median,
-                "images/s",
+                s,
+                steps,
                 ratio=1 / paired_ratio(s, got["memcpy"], steps, n),
                 target=">= 0.25",
-                samples=s,
                 notes="ratio = streamed / memcpy images per second, paired rounds; steady "
                 "state (workers started before timing); nothing consumes the batches",
             )
@@ -140,13 +140,12 @@ def run_convert(sz: Sizes, tmp: Path) -> list[dict]:
     n = sz.convert_images
     config = config_str(images=n, source="500x375 JPEG q90", px=sz.loader_px)
     rows = [
-        row(
+        per_second(
             "loader",
             f"convert JPEGs to shards, {w} workers",
             config + f" workers={w}",
-            n / got[f"convert{w}"].median,
-            "images/s",
-            samples=got[f"convert{w}"],
+            got[f"convert{w}"],
+            n,
             notes="decode + resize + centre crop + write, whole dataset, from scratch",
         )
         for w in (1, 2)
@@ -176,22 +175,20 @@ def run_prepare(sz: Sizes, tmp: Path) -> list[dict]:
     n = info.counts["train"]
     load = interleave([Task("load", lambda: load_split(info, "train"))], sz.repeats)["load"]
     return [
-        row(
+        per_second(
             "loader",
             "prepare: generate + write shards (once per dataset)",
             config_str(dataset=cfg.name, px=info.image_size, images=sum(info.counts.values())),
-            sum(info.counts.values()) / got["prepare"].median,
-            "images/s",
-            samples=got["prepare"],
+            got["prepare"],
+            sum(info.counts.values()),
             notes="synthetic generation dominates",
         ),
-        row(
+        per_second(
             "loader",
             "load_split: all shards of a split into memory (uint8)",
             config_str(dataset=cfg.name, px=info.image_size, train=n),
-            n / load.median,
-            "images/s",
-            samples=load,
+            load,
+            n,
             notes="checks shapes and labels against dataset.json",
         ),
     ]

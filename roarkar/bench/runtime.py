@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 
-from roarkar.bench.common import Samples, Sizes, bench_model, config_str, row
+from roarkar.bench.table import config_str, row
+from roarkar.bench.timing import Samples
+from roarkar.bench.workload import Sizes, bench_model
 
 #: Environment of each side: roarkar's settings (the child applies them first thing) or glibc's.
 SIDES = {"roarkar": {}, "glibc default": {"ROARKAR_MALLOC": "default"}}

@@ -12,7 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from roarkar.bench.common import Samples, Sizes, row
+from roarkar.bench.table import row
+from roarkar.bench.timing import Samples
+from roarkar.bench.workload import Sizes
 
 
 def command(results: Path, overrides: tuple[str, ...]) -> list[str]:

@@ -9,15 +9,9 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
-from roarkar.bench.common import (
-    Sizes,
-    Task,
-    bench_model,
-    config_str,
-    interleave,
-    paired_ratio,
-    row,
-)
+from roarkar.bench.table import config_str, per_second, row
+from roarkar.bench.timing import Task, interleave, paired_ratio
+from roarkar.bench.workload import Sizes, bench_model
 from roarkar.data import normalize
 from roarkar.masking import apply_keep_mask, keep_mask_from_ranks, saliency_ranks
 from roarkar.protocols.layer import TapMaskedNet
@@ -101,21 +95,19 @@ def run_training(sz: Sizes) -> list[dict]:
     config = config_str(model="small_resnet", px=32, batch=b, device=device, augment="crop_flip")
     ratio = paired_ratio(s["plain"], s["masked"])  # images/s masked over images/s unmasked
     return [
-        row(
+        per_second(
             "training",
             "input protocol step, masked (normalise + mask from ranks + augment + SGD step)",
             config,
-            b / s["masked"].median,
-            "images/s",
-            samples=s["masked"],
+            s["masked"],
+            b,
         ),
-        row(
+        per_second(
             "training",
             "input protocol step, unmasked (normalise + augment + SGD step)",
             config,
-            b / s["plain"].median,
-            "images/s",
-            samples=s["plain"],
+            s["plain"],
+            b,
         ),
         row(
             "training",
