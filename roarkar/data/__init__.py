@@ -7,18 +7,20 @@ model's float input. No downloads, ever.
 """
 
 from roarkar.data.materialize import DATASETS, content_hash, dataset_dir, prepare
+from roarkar.data.reader import (
+    ImageSplit,
+    ShardArrays,
+    denormalize,
+    load_shard,
+    load_split,
+    normalize,
+)
 from roarkar.data.shards import (
     FORMAT_VERSION,
     CorruptShardError,
     DatasetInfo,
-    ImageSplit,
-    ShardArrays,
     ShardFormatError,
-    denormalize,
     load_info,
-    load_shard,
-    load_split,
-    normalize,
 )
 from roarkar.data.synthetic import GENERATORS, class_names, generate
 

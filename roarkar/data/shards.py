@@ -1,4 +1,6 @@
-"""Shards of fixed-size uint8 images: the on-disk format, writing, validating and reading.
+"""Shards of fixed-size uint8 images: the on-disk format, ``dataset.json`` (the index of a dataset's
+shards, written last and validated on reading), and writing shards (``roarkar.data.reader`` reads
+them, ``roarkar.data.npytar`` is the tar-of-arrays container).
 
 Format version 2. A dataset directory holds ``dataset.json`` and, per split, shard files
 ``{split}-{i:06d}.tar``. Each shard is a plain (uncompressed, POSIX) tar of whole-shard arrays:
@@ -19,7 +21,6 @@ refused with a message saying how to rebuild.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from roarkar.data.npytar import add_array, add_bytes
 
 SPLITS = ("train", "val")
 INFO_FILE = "dataset.json"
@@ -64,11 +66,11 @@ class DatasetInfo:
 
     def shard_paths(self, split: str) -> list[Path]:
         """The shard files of ``split`` in sample order."""
-        _check_split(split)
+        check_split(split)
         return [self.root / s["file"] for s in self.shards.get(split, [])]
 
     def shard_counts(self, split: str) -> list[int]:
-        _check_split(split)
+        check_split(split)
         return [int(s["count"]) for s in self.shards.get(split, [])]
 
     def fingerprint(self) -> dict[str, Any]:
@@ -81,20 +83,8 @@ class DatasetInfo:
         }
 
 
-@dataclass
-class ImageSplit:
-    """One split held in memory: images uint8 [N,3,H,W], labels int64 [N], relevance [N,H,W]|None."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    relevance: torch.Tensor | None
-    keys: list[str]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
+    """Raise a ValueError naming ``split`` unless it is one of ``SPLITS``."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
 
@@ -105,11 +95,12 @@ def sample_key(split: str, index: int) -> str:
 
 
 def shard_name(split: str, index: int) -> str:
+    """File name of shard ``index`` of ``split`` (``train-000000.tar``)."""
     return f"{split}-{index:06d}.tar"
 
 
 # ----------------------------------------------------------------------------------------------
-# writing
+# writing a shard
 
 
 class ChannelStats:
@@ -147,45 +138,6 @@ class ChannelStats:
         return tuple(float(v) for v in mean), tuple(float(max(v, 1e-3)) for v in std)  # type: ignore[return-value]
 
 
-def _member(name: str, size: int) -> tarfile.TarInfo:
-    """A tar header with fixed owner and time, so the same arrays give byte-identical shards."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = size, 0, 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = "roarkar"
-    return info
-
-
-class _Chunks(io.RawIOBase):
-    """A read-only stream over byte chunks (a .npy header, then the array's memory), no copy."""
-
-    def __init__(self, *chunks: bytes | memoryview) -> None:
-        self._chunks = [memoryview(c).cast("B") for c in chunks]
-        self._i = self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        while self._i < len(self._chunks) and self._pos >= len(self._chunks[self._i]):
-            self._i, self._pos = self._i + 1, 0
-        if self._i == len(self._chunks):
-            return 0
-        chunk = self._chunks[self._i][self._pos : self._pos + len(buffer)]
-        buffer[: len(chunk)] = chunk
-        self._pos += len(chunk)
-        return len(chunk)
-
-
-def _add_array(tar: tarfile.TarFile, name: str, array: np.ndarray) -> None:
-    array = np.ascontiguousarray(array)
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
-    head = header.getvalue()
-    data = array.reshape(-1).view(np.uint8) if array.size else np.empty(0, np.uint8)
-    tar.addfile(_member(name, len(head) + array.nbytes), io.BufferedReader(_Chunks(head, data)))
-
-
 def write_shard(
     path: Path,
     images: np.ndarray,
@@ -203,14 +155,17 @@ def write_shard(
         raise ValueError(f"{path}: images, labels and relevance differ in length")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        _add_array(tar, IMAGES, images)
-        _add_array(tar, LABELS, np.asarray(labels, dtype=np.int64))
+        add_array(tar, IMAGES, images)
+        add_array(tar, LABELS, np.asarray(labels, dtype=np.int64))
         if relevance is not None:
-            _add_array(tar, RELEVANCE, np.asarray(relevance, dtype=np.float16))
+            add_array(tar, RELEVANCE, np.asarray(relevance, dtype=np.float16))
         if sources is not None:
-            blob = json.dumps(list(sources)).encode()
-            tar.addfile(_member(SOURCES, len(blob)), io.BytesIO(blob))
+            add_bytes(tar, SOURCES, json.dumps(list(sources)).encode())
     os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# dataset.json: the index of a dataset's shards, written last, validated when read
 
 
 def info_to_json(info: DatasetInfo) -> dict[str, Any]:
@@ -238,10 +193,6 @@ def write_info(info: DatasetInfo, directory: Path) -> None:
     tmp = directory / (INFO_FILE + ".tmp")
     tmp.write_text(json.dumps(info_to_json(info), indent=2, sort_keys=True))
     tmp.replace(directory / INFO_FILE)
-
-
-# ----------------------------------------------------------------------------------------------
-# reading
 
 
 def load_info(root: str | Path, *, check_files: bool = True) -> DatasetInfo:
@@ -306,161 +257,3 @@ def load_info(root: str | Path, *, check_files: bool = True) -> DatasetInfo:
                 if not p.is_file():
                     raise FileNotFoundError(f"shard {p} listed in {path} does not exist")
     return info
-
-
-@dataclass(frozen=True)
-class _Array:
-    offset: int  # of the array data in the shard file
-    shape: tuple[int, ...]
-    dtype: np.dtype
-
-
-def _locate(path: Path) -> dict[str, _Array]:
-    """Where each ``.npy`` member's data lies in the shard file, read from the tar and npy headers."""
-    out: dict[str, _Array] = {}
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
-            for member in tar.getmembers():
-                if not member.name.endswith(".npy"):
-                    continue
-                if member.offset_data + member.size > size:
-                    raise EOFError(f"member {member.name} runs past the end of the file")
-                fh.seek(member.offset_data)
-                version = np.lib.format.read_magic(fh)
-                read_header = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, fortran, dtype = read_header(fh)
-                offset = fh.tell()
-                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                if fortran or dtype.hasobject:
-                    raise ValueError(f"member {member.name} is not a plain C-order array")
-                if offset + nbytes > member.offset_data + member.size:
-                    raise EOFError(f"member {member.name} is shorter than its header says")
-                out[member.name] = _Array(offset, tuple(shape), dtype)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # noqa: BLE001 - tar/npy header errors all mean an unreadable shard
-        raise CorruptShardError(
-            f"shard {path} is unreadable ({type(e).__name__}: {e}); expected a tar of "
-            f"{IMAGES} and {LABELS} (roarkar shard format {FORMAT_VERSION})"
-        ) from e
-    return out
-
-
-class ShardArrays:
-    """The arrays of one shard, checked against ``dataset.json`` and memory-mapped (read-only).
-
-    ``images`` uint8 [N,3,H,W], ``labels`` int64 [N] (read into memory and range-checked),
-    ``relevance`` float16 [N,H,W] or None.
-    """
-
-    def __init__(self, info: DatasetInfo, split: str, index: int) -> None:
-        entry = info.shards[split][index]
-        path = info.root / entry["file"]
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"shard {path} listed in {info.root / INFO_FILE} does not exist"
-            )
-        count, size = int(entry["count"]), info.image_size
-        arrays = _locate(path)
-        expected = {IMAGES: ((count, 3, size, size), np.uint8), LABELS: ((count,), np.int64)}
-        if info.has_relevance:
-            expected[RELEVANCE] = ((count, size, size), np.float16)
-        for name, (shape, dtype) in expected.items():
-            found = arrays.get(name)
-            if found is None:
-                raise CorruptShardError(f"shard {path} lacks {name} (has {sorted(arrays)})")
-            if found.shape != shape or found.dtype != np.dtype(dtype):
-                raise CorruptShardError(
-                    f"shard {path}: {name} is {found.dtype} {list(found.shape)}, expected "
-                    f"{np.dtype(dtype)} {list(shape)} (from {INFO_FILE}: count {count}, {size} px)"
-                )
-        self.path, self.count, self._arrays = path, count, arrays
-        self.images = self._map(IMAGES)
-        self.labels = np.array(self._map(LABELS))
-        if count and (self.labels.min() < 0 or self.labels.max() >= info.num_classes):
-            bad = int(np.flatnonzero((self.labels < 0) | (self.labels >= info.num_classes))[0])
-            raise CorruptShardError(
-                f"shard {path}: sample {bad} has label {int(self.labels[bad])}, expected "
-                f"0..{info.num_classes - 1}"
-            )
-        self.relevance = self._map(RELEVANCE) if info.has_relevance else None
-
-    def _map(self, name: str) -> np.ndarray:
-        a = self._arrays[name]
-        if 0 in a.shape:
-            return np.empty(a.shape, a.dtype)
-        return np.memmap(self.path, dtype=a.dtype, mode="r", offset=a.offset, shape=a.shape)
-
-    def read_into(self, name: str, out: np.ndarray) -> None:
-        """Read a whole array with one ``readinto`` (faster than faulting in a mapping page by page)."""
-        a = self._arrays[name]
-        with open(self.path, "rb") as fh:
-            fh.seek(a.offset)
-            view = memoryview(out.reshape(-1).view(np.uint8))
-            got = fh.readinto(view)
-        if got != len(view):
-            raise CorruptShardError(f"shard {self.path}: {name} is truncated")
-
-
-def _shard_offsets(info: DatasetInfo, split: str) -> list[int]:
-    offsets, total = [], 0
-    for count in info.shard_counts(split):
-        offsets.append(total)
-        total += count
-    return offsets
-
-
-def load_shard(info: DatasetInfo, split: str, index: int) -> ImageSplit:
-    """One shard of ``split`` in memory (the saliency precompute works shard by shard)."""
-    _check_split(split)
-    first = _shard_offsets(info, split)[index]
-    shard = ShardArrays(info, split, index)
-    images = torch.empty((shard.count, 3, info.image_size, info.image_size), dtype=torch.uint8)
-    shard.read_into(IMAGES, images.numpy())
-    rel = None
-    if shard.relevance is not None:
-        rel = torch.from_numpy(np.asarray(shard.relevance, dtype=np.float32))
-    keys = [sample_key(split, first + j) for j in range(shard.count)]
-    return ImageSplit(images, torch.from_numpy(shard.labels), rel, keys)
-
-
-def load_split(info: DatasetInfo, split: str) -> ImageSplit:
-    """Read every shard of ``split`` into memory, checked against ``dataset.json``.
-
-    Raises CorruptShardError (naming the shard) on unreadable data, wrong shapes or labels, or a
-    sample count that differs from the one recorded.
-    """
-    _check_split(split)
-    n = int(info.counts.get(split, 0))
-    size = info.image_size
-    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
-    labels = torch.empty(n, dtype=torch.int64)
-    rel = torch.empty((n, size, size), dtype=torch.float32) if info.has_relevance else None
-    for index, first in enumerate(_shard_offsets(info, split)):
-        shard = ShardArrays(info, split, index)
-        stop = first + shard.count
-        shard.read_into(IMAGES, images[first:stop].numpy())
-        labels[first:stop] = torch.from_numpy(shard.labels)
-        if rel is not None:
-            rel[first:stop] = torch.from_numpy(np.asarray(shard.relevance, dtype=np.float32))
-    keys = [sample_key(split, j) for j in range(n)]
-    return ImageSplit(images=images, labels=labels, relevance=rel, keys=keys)
-
-
-def normalize(images_uint8: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
-    """uint8 images [...,3,H,W] -> float32 ``(x/255 - mean)/std`` on the images' device."""
-    mean = torch.tensor(info.mean, dtype=torch.float32, device=images_uint8.device).view(3, 1, 1)
-    std = torch.tensor(info.std, dtype=torch.float32, device=images_uint8.device).view(3, 1, 1)
-    return (images_uint8.to(torch.float32) / 255.0 - mean) / std
-
-
-def denormalize(images: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
-    """Inverse of ``normalize``: float [...,3,H,W] -> uint8 (rounded, clamped), for viewing maps."""
-    mean = torch.tensor(info.mean, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    std = torch.tensor(info.std, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    return ((images * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
