@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from roarkar.bench.cli import SECTIONS, parse_args
+from roarkar.bench.gpu import peak_tflops
+from roarkar.bench.study import precision_rows, run_study
 from roarkar.bench.table import COLUMNS, meets
 from roarkar.bench.timing import Samples, paired_quartiles, paired_ratio
 from roarkar.bench.workload import sizes_for
-from roarkar.bench.gpu import peak_tflops
-from roarkar.bench.study import precision_rows, run_study
 
 TINY = ("saliency", "smoe", "captum", "training", "layer", "loader", "runtime", "imputation", "gpu")
 
@@ -173,8 +173,8 @@ def test_paired_ratio_and_quartiles_use_only_rounds_both_ran():
 def test_streamed_training_rows_run_on_cpu():
     """The GPU section's streamed-training rows, run with a small model on the CPU (the code a
     session with a GPU runs at 224 px on ResNet-50)."""
-    from roarkar.bench.workload import sizes_for
     from roarkar.bench.gpu import stream_training_rows
+    from roarkar.bench.workload import sizes_for
 
     rows = stream_training_rows(sizes_for("tiny"), "cpu", "small_resnet", 32, 8, 16, 3)
     assert [r["unit"] for r in rows] == ["images/s", "fraction", "images/s"]
