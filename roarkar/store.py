@@ -1,10 +1,10 @@
-"""Where results live: a cell's identity (a hash of its result-relevant config), one result.json
-per cell written atomically, file locks for work several jobs may want at once, provenance."""
+"""Where results live and the state of a cell: one result.json per cell written atomically, the
+one rule of "finished", claims of running cells, file locks for work several jobs may want at once,
+provenance. What a cell's identity hashes is ``roarkar.identity``'s."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -13,46 +13,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from roarkar.files import file_lock, git_commit  # noqa: F401 - re-exported: the store owns a cell's files
 
 RESULT_FILE = "result.json"
-
-# Keys that say where or how fast, not what: they never enter an identity hash.
-_NOT_IDENTITY = {
-    "root",
-    "progress",
-    "eval_batch_size",
-    "num_workers",
-    "train_list",
-    "val_list",
-    "shard_size",
-    "nominal_train_size",
-    "nominal_val_size",
-}
-
-
-def _plain(obj: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(obj, DictConfig | ListConfig):
-            obj = OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items() if k not in _NOT_IDENTITY}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def identity_hash(obj: Any, length: int = 16) -> str:
-    """Stable hash of the result-relevant part of a config (paths and speed knobs left out)."""
-    text = json.dumps(_plain(obj), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
 
 @dataclass(frozen=True)
 class Cell:
