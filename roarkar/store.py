@@ -18,6 +18,7 @@ from roarkar.files import file_lock, git_commit  # noqa: F401 - re-exported: the
 
 RESULT_FILE = "result.json"
 
+
 @dataclass(frozen=True)
 class Cell:
     """One trained model of a study: the row it becomes in the long results table."""
@@ -67,11 +68,16 @@ def read_result(directory: Path) -> dict | None:
         ) from exc
 
 
+def is_finished_record(result: Mapping | None) -> bool:
+    """The one rule for "finished": a result whose status is ok (a failed cell is retried, a
+    running one is left to its claim)."""
+    return result is not None and result.get("status") == "ok"
+
+
 def finished_result(directory: Path) -> dict | None:
-    """The cell's result when it is finished (status ok), else None: the one rule for "finished"
-    (a failed cell is retried, a running one is left to its claim)."""
+    """The cell's result when it is finished (:func:`is_finished_record`), else None."""
     result = read_result(directory)
-    return result if result is not None and result.get("status") == "ok" else None
+    return result if is_finished_record(result) else None
 
 
 def is_finished(directory: Path) -> bool:
@@ -176,3 +182,15 @@ class Claim:
         held = self.holder()
         if held is not None and held.get("token") == self.token:
             self.path.unlink(missing_ok=True)
+
+
+def cell_state(directory: Path) -> tuple[str, dict]:
+    """A cell's state and its result (``{}`` when there is none): ``done`` (finished), ``running``
+    (an unexpired claim), ``failed`` (its last run failed), else ``todo``."""
+    result = read_result(directory) or {}
+    if is_finished_record(result):
+        return "done", result
+    held = Claim(directory, 0).holder()
+    if held and held.get("expires_at", 0) > time.time():
+        return "running", result
+    return ("failed" if result.get("status") == "failed" else "todo"), result
