@@ -105,3 +105,23 @@ def test_embedded_dataset_identity_is_pinned(tmp_path):
 def test_every_shipped_dataset_identity_is_pinned(tmp_path, name, directory):
     cfg = OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml")
     assert dataset_dir(cfg, tmp_path).name == directory
+
+
+def test_one_rule_of_what_is_result_relevant():
+    """Identities leave out NOT_RESULT_RELEVANT at any depth; a dataset's shard directory also
+    leaves out its naming keys but keeps the storage keys (they decide what is stored)."""
+    from roarkar.identity import (
+        NAMING_KEYS,
+        NOT_RESULT_RELEVANT,
+        STORAGE_KEYS,
+        dataset_content_hash,
+        identity_hash,
+    )
+
+    node = {"kind": "synthetic", "seed": 1}
+    for key in NOT_RESULT_RELEVANT:
+        assert identity_hash({"a": {"b": node | {key: "x"}}}) == identity_hash({"a": {"b": node}})
+    for key in (NOT_RESULT_RELEVANT - STORAGE_KEYS) | NAMING_KEYS:
+        assert dataset_content_hash(node | {key: "x"}, 2) == dataset_content_hash(node, 2), key
+    for key in STORAGE_KEYS | {"seed", "image_size"}:
+        assert dataset_content_hash(node | {key: "y"}, 2) != dataset_content_hash(node, 2), key
