@@ -84,9 +84,7 @@ def result_relevant(obj: Any) -> Any:
     except ImportError:  # pragma: no cover
         pass
     if isinstance(obj, Mapping):
-        return {
-            str(k): result_relevant(v) for k, v in obj.items() if k not in NOT_RESULT_RELEVANT
-        }
+        return {str(k): result_relevant(v) for k, v in obj.items() if k not in NOT_RESULT_RELEVANT}
     if isinstance(obj, list | tuple):
         return [result_relevant(v) for v in obj]
     return obj
