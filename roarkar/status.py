@@ -4,7 +4,6 @@ todo), what it cost and what is left, from the results tree and the config alone
 from __future__ import annotations
 
 import logging
-import time
 
 import pandas as pd
 import torch
@@ -12,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from roarkar.plan import cell_configs
 from roarkar.protocols.cell import cell_path
-from roarkar.store import Claim, read_result
+from roarkar.store import cell_state
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +48,7 @@ def survey(cfg: DictConfig, overrides: list[str]) -> pd.DataFrame:
     flops: dict[tuple, float] = {}
     for cell_cfg in cell_configs(cfg, overrides):
         cell, identity, directory = cell_path(cell_cfg)
-        result = read_result(directory) or {}
-        status = {"ok": "done", "failed": "failed"}.get(result.get("status"), "todo")
-        if status != "done":
-            claim = Claim(directory, 0).holder()
-            if claim and claim.get("expires_at", 0) > time.time():
-                status = "running"
+        status, result = cell_state(directory)
         epochs = int(cell_cfg.trainer.epochs[cell.protocol])
         images = _split_size(cell_cfg.dataset, "train")
         key = (cell.dataset, cell.model)

@@ -1,10 +1,10 @@
-"""Where results live: a cell's identity (a hash of its result-relevant config), one result.json
-per cell written atomically, file locks for work several jobs may want at once, provenance."""
+"""Where results live and the state of a cell: one result.json per cell written atomically, the
+one rule of "finished", claims of running cells, file locks for work several jobs may want at once,
+provenance. What a cell's identity hashes is ``roarkar.identity``'s."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -13,45 +13,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from roarkar.files import file_lock, git_commit  # noqa: F401 - re-exported: the store owns a cell's files
 
 RESULT_FILE = "result.json"
-
-# Keys that say where or how fast, not what: they never enter an identity hash.
-_NOT_IDENTITY = {
-    "root",
-    "progress",
-    "eval_batch_size",
-    "num_workers",
-    "train_list",
-    "val_list",
-    "shard_size",
-    "nominal_train_size",
-    "nominal_val_size",
-}
-
-
-def _plain(obj: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(obj, DictConfig | ListConfig):
-            obj = OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items() if k not in _NOT_IDENTITY}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def identity_hash(obj: Any, length: int = 16) -> str:
-    """Stable hash of the result-relevant part of a config (paths and speed knobs left out)."""
-    text = json.dumps(_plain(obj), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 @dataclass(frozen=True)
@@ -103,11 +68,16 @@ def read_result(directory: Path) -> dict | None:
         ) from exc
 
 
+def is_finished_record(result: Mapping | None) -> bool:
+    """The one rule for "finished": a result whose status is ok (a failed cell is retried, a
+    running one is left to its claim)."""
+    return result is not None and result.get("status") == "ok"
+
+
 def finished_result(directory: Path) -> dict | None:
-    """The cell's result when it is finished (status ok), else None: the one rule for "finished"
-    (a failed cell is retried, a running one is left to its claim)."""
+    """The cell's result when it is finished (:func:`is_finished_record`), else None."""
     result = read_result(directory)
-    return result if result is not None and result.get("status") == "ok" else None
+    return result if is_finished_record(result) else None
 
 
 def is_finished(directory: Path) -> bool:
@@ -212,3 +182,15 @@ class Claim:
         held = self.holder()
         if held is not None and held.get("token") == self.token:
             self.path.unlink(missing_ok=True)
+
+
+def cell_state(directory: Path) -> tuple[str, dict]:
+    """A cell's state and its result (``{}`` when there is none): ``done`` (finished), ``running``
+    (an unexpired claim), ``failed`` (its last run failed), else ``todo``."""
+    result = read_result(directory) or {}
+    if is_finished_record(result):
+        return "done", result
+    held = Claim(directory, 0).holder()
+    if held and held.get("expires_at", 0) > time.time():
+        return "running", result
+    return ("failed" if result.get("status") == "failed" else "todo"), result

@@ -20,6 +20,7 @@ from roarkar.report.aggregate import LONG_COLUMNS, OPTIONAL_METRICS, collect_res
 from roarkar.report.health import check as check_health
 from roarkar.report.health import describe as describe_health
 from roarkar.report.write import clear_outputs, format_for_console, write_tables
+from roarkar.store import is_finished, is_finished_record
 from roarkar.training import setup
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def records_to_long(records: list[dict]) -> pd.DataFrame:
             "base_warning": "; ".join((r.get("base_model") or {}).get("warnings") or []),
         }
         for r in records
-        if r.get("status") == "ok"
+        if is_finished_record(r)
     ]
     return pd.DataFrame(rows, columns=[*LONG_COLUMNS, *OPTIONAL_METRICS, "base_warning"])
 
@@ -67,7 +68,7 @@ def report(long: pd.DataFrame, out_dir: Path, log_base: float = math.e) -> str:
 def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     """Run (or skip, when finished) every cell of the study, then print and write the tables."""
     configs = cell_configs(cfg, overrides)
-    todo = sum(not (cell_path(c)[2] / "result.json").exists() for c in configs)
+    todo = sum(not is_finished(cell_path(c)[2]) for c in configs)
     log.info("study: %d cells, %d to run", len(configs), todo)
     dist = setup(str(cfg.device))
     records = []

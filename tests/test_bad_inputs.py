@@ -240,6 +240,11 @@ CASES: list[tuple[str, Callable[[Path, object], object], str]] = [
      r"study.layer.layers=\[\] is empty"),
     ("task: unknown", lambda t, c: _run(c, "task=nope"),
      r"task='nope': expected one of auto, study"),
+    ("protocol: unknown target", lambda t, c: _plan(c, "protocol=input", "protocol.target=logit"),
+     r"protocol.target='logit': expected one of predicted, label"),
+    ("protocol: unknown replacement", lambda t, c: _run(
+        c, "task=cell", "protocol=input", "protocol.replacement=blur"),
+     r"protocol.replacement='blur': expected one of mean, zero"),
 ]  # fmt: skip
 
 

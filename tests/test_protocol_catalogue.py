@@ -49,7 +49,7 @@ def test_input_protocol_accepts_every_method(compose_cfg):
     base, base_id, _ = ensure_base_model(ctx)
     failures = {}
     for name in available():
-        ctx.cfg = _with_method(cfg.copy(), name)
+        ctx = ctx.for_config(_with_method(cfg.copy(), name))
         try:
             ranks = ensure_ranks(ctx, base, base_id, base_dir(ctx, base_id) / MODEL_FILE)
             assert ranks["train"].shape == (16, 32, 32) and ranks["val"].shape == (8, 32, 32)

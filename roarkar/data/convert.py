@@ -11,7 +11,6 @@ with its path, or, with ``dataset.skip_corrupt: true``, is left out and listed i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from roarkar.data.real import CorruptImageError, fit_array, load_image
 from roarkar.data.shards import ChannelStats, shard_name, write_shard
+from roarkar.identity import bytes_sha256
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ShardTask:
 
     def plan_hash(self) -> str:
         blob = json.dumps([self.sources, self.labels, self.image_size, self.resize]).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return bytes_sha256(blob)[:16]
 
     def done(self) -> dict[str, Any] | None:
         """The sidecar of a finished shard of this same plan (else None: the shard is redone)."""

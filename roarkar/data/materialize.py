@@ -11,8 +11,6 @@ shards it finished (see ``roarkar.data.convert``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -35,6 +33,7 @@ from roarkar.data.shards import (
     write_shard,
 )
 from roarkar.files import file_lock
+from roarkar.identity import dataset_content_hash, to_plain
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +46,6 @@ DATASETS: tuple[str, ...] = (
     "cifar10",
     "mnist",
     "shards",
-)
-# keys that say where things are or how to convert, not what the images are: never in the hash
-NON_CONTENT_KEYS = frozenset(
-    {"name", "root", "nominal_train_size", "nominal_val_size", "workers", "skip_corrupt"}
 )
 SYNTHETIC_KEYS = frozenset(
     {
@@ -70,27 +65,10 @@ SYNTHETIC_KEYS = frozenset(
 DEFAULT_SHARD_SIZE = 1000
 
 
-def to_plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A resolved plain dict from an OmegaConf DictConfig or any mapping (``???`` stays ``???``)."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return json.loads(json.dumps(dict(cfg), default=str))
-
-
 def content_hash(cfg: Mapping[str, Any], format_version: int = FORMAT_VERSION) -> str:
-    """Eight hex digits identifying what the images are and how they are stored (all keys but
-    name, paths and worker settings, plus the shard format version)."""
-    plain = to_plain(cfg)
-    content = {k: v for k, v in plain.items() if k not in NON_CONTENT_KEYS}
-    if format_version != 1:  # format 1 hashed the config alone
-        content["format_version"] = format_version
-    blob = json.dumps(content, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+    """Eight hex digits naming a dataset's shard directory (``roarkar.identity``'s dataset content
+    hash at this shard format version)."""
+    return dataset_content_hash(cfg, format_version)
 
 
 def dataset_dir(cfg: Mapping[str, Any], data_root: str | Path) -> Path:

@@ -296,9 +296,10 @@ def _agreement(cfg: DictConfig, metrics: pd.DataFrame, out_dir: Path) -> pd.Data
 
 def run_perturbation(cfg: DictConfig) -> dict:
     """Compute, write and print the metrics without retraining for ``cfg.dataset`` (see module doc)."""
+    from roarkar.identity import identity_hash
     from roarkar.protocols.base import ensure_base_model
     from roarkar.protocols.context import make_context
-    from roarkar.store import git_commit, identity_hash, write_json_atomic
+    from roarkar.store import git_commit, write_json_atomic
     from roarkar.training import setup
 
     run = RunSettings.from_config(cfg.get("perturbation"))

@@ -2,34 +2,22 @@
 files, a ``state_dict`` a user saved, or a roarkar ``model.pt``.
 
 Loading never runs code from the file (``weights_only=True``). The file's identity is its content
-(SHA-256), not its path: the same weights anywhere are the same base model, other weights another.
+(SHA-256, see ``roarkar.identity.model_identity``), not its path: the same weights anywhere are the
+same base model, other weights another.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["classes_in", "file_digest", "load_into", "read_state_dict"]
+__all__ = ["classes_in", "load_into", "read_state_dict"]
 
 #: Prefixes other tools put before a network's own keys (DDP, roarkar's TappedNet, Lightning).
 _PREFIXES = ("module.", "net.", "model.")
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of the file's bytes (hex), read in 1 MiB blocks."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model.weights={path} does not exist (expected a weights file)")
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from roarkar.identity import base_identity, file_sha256
 from roarkar.models import TappedNet, build_model
-from roarkar.models.weights import classes_in, file_digest, load_into, read_state_dict
+from roarkar.models.weights import classes_in, load_into, read_state_dict
 from roarkar.protocols.context import Context
-from roarkar.store import file_lock, git_commit, identity_hash, read_result, write_json_atomic
+from roarkar.store import file_lock, git_commit, read_result, write_json_atomic
 from roarkar.training import CheckpointMismatchError, evaluate, fit
 from roarkar.training.distributed import barrier, broadcast_object
 
@@ -23,9 +24,8 @@ MODEL_FILE = "model.pt"
 
 def new_model(ctx: Context) -> TappedNet:
     """A freshly initialised model of the configured architecture for this dataset."""
-    params = OmegaConf.to_container(ctx.cfg.model.get("params", {}), resolve=True) or {}
-    torch.manual_seed(int(ctx.cfg.seed))
-    return build_model(str(ctx.cfg.model.name), ctx.info.num_classes, **params)
+    torch.manual_seed(ctx.spec.seed)
+    return build_model(ctx.spec.model, ctx.info.num_classes, **ctx.spec.model_params)
 
 
 def recipe(ctx: Context, stage: str) -> dict:
@@ -45,42 +45,11 @@ def stage_recipe(cfg, stage: str) -> dict:
     return trainer
 
 
-def model_identity(model: DictConfig) -> dict:
-    """The model node as it enters every identity: ``weights`` by the file's content hash (the
-    same weights at any path are the same model), and absent when not set (so identities from
-    before the key existed are unchanged)."""
-    node = OmegaConf.to_container(model, resolve=True)
-    weights = node.pop("weights", None)
-    if weights:
-        node["weights_sha256"] = file_digest(weights)
-    return node
-
-
-def base_identity(ctx: Context) -> str:
-    """A trained base model: its data, model, recipe and seed; pretrained weights: the data and
-    the weights file's content (nothing is trained, so recipe and seed play no part)."""
-    if ctx.cfg.model.get("weights"):
-        return identity_hash({"dataset": ctx.cfg.dataset, "model": model_identity(ctx.cfg.model)})
-    return identity_hash(
-        {
-            "dataset": ctx.cfg.dataset,
-            "model": model_identity(ctx.cfg.model),
-            "trainer": recipe(ctx, "base"),
-            "seed": int(ctx.cfg.seed),
-        }
-    )
-
-
 def base_dir(ctx: Context, base_id: str) -> Path:
     """``models/<dataset>/<model>-s<seed>-<id>``; from a weights file ``<model>-weights-<id>``
     (the seed plays no part in a model nobody trained)."""
-    made = "weights" if ctx.cfg.model.get("weights") else f"s{ctx.cfg.seed}"
-    return (
-        ctx.results
-        / "models"
-        / str(ctx.cfg.dataset.name)
-        / f"{ctx.cfg.model.name}-{made}-{base_id[:8]}"
-    )
+    made = "weights" if ctx.spec.weights else f"s{ctx.spec.seed}"
+    return ctx.results / "models" / ctx.spec.dataset / f"{ctx.spec.model}-{made}-{base_id[:8]}"
 
 
 def plain_prepare(ctx: Context):
@@ -131,7 +100,7 @@ def base_warnings(ctx: Context, accuracy: float | None, pretrained: bool = False
     train = int(ctx.info.counts.get("train", 0))
     if train < classes:
         out.append(
-            f"dataset {ctx.cfg.dataset.name!r} has {train} training image(s) for {classes} classes"
+            f"dataset {ctx.spec.dataset!r} has {train} training image(s) for {classes} classes"
         )
     if accuracy is not None and classes > 1 and accuracy <= 1.0 / classes + 1e-9:
         out.append(
@@ -168,7 +137,7 @@ def _save_base(
             "true_class_score": true_class_score,
             "warnings": warnings,
             "identity": base_id,
-            "dataset": str(ctx.cfg.dataset.name),
+            "dataset": ctx.spec.dataset,
             "model": model.name,
             **how,
             "config": OmegaConf.to_container(ctx.cfg, resolve=True),
@@ -183,13 +152,13 @@ def _save_base(
 def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
     """The base model from ``model.weights``: loaded (never trained), checked against the dataset,
     evaluated on its held-out split and saved like a trained one, so every later stage is the same."""
-    source = Path(str(ctx.cfg.model.weights)).expanduser()
+    source = Path(str(ctx.spec.weights)).expanduser()
     state = read_state_dict(source)
     classes = classes_in(state, source)
     if classes != int(ctx.info.num_classes):
         raise ValueError(
             f"model.weights={source} classifies {classes} classes but dataset "
-            f"{ctx.cfg.dataset.name!r} has {ctx.info.num_classes}"
+            f"{ctx.spec.dataset!r} has {ctx.info.num_classes}"
         )
     model = new_model(ctx)
     load_into(model.net, state, source)
@@ -218,7 +187,7 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
         warnings=warnings,
         started=started,
         weights_file=str(source),
-        weights_sha256=file_digest(source),
+        weights_sha256=file_sha256(source, "model.weights", "a weights file"),
         history=[],
     )
     log.info("base model from %s: held-out accuracy %.4f", source, accuracy)
@@ -226,7 +195,7 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
 
 def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
     """Return the trained base model, training it first if no finished copy exists."""
-    base_id = base_identity(ctx)
+    base_id = base_identity(ctx.cfg.dataset, ctx.cfg.model, recipe(ctx, "base"), ctx.spec.seed)
     directory = base_dir(ctx, base_id)
     path = directory / MODEL_FILE
     lock = file_lock(directory / ".lock") if ctx.dist.is_main else None
@@ -234,7 +203,7 @@ def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
         lock.__enter__()
     try:
         must_train = broadcast_object(not path.exists(), ctx.dist)
-        if must_train and ctx.cfg.model.get("weights"):
+        if must_train and ctx.spec.weights:
             _from_weights_file(ctx, base_id, directory)
             barrier(ctx.dist)
         elif must_train:
@@ -248,19 +217,19 @@ def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
                 ctx.batches("val", ctx.settings.eval_batch_size),
                 ctx.stage_settings("base"),
                 epochs=ctx.epochs("base"),
-                seed=int(ctx.cfg.seed),
+                seed=ctx.spec.seed,
                 checkpoint=directory / "checkpoint.pt",
                 identity=base_id,
                 dist=ctx.dist,
-                desc=f"base {ctx.cfg.model.name} on {ctx.cfg.dataset.name}",
+                desc=f"base {ctx.spec.model} on {ctx.spec.dataset}",
             )
             warnings = base_warnings(ctx, result.accuracy)
             for w in warnings:
                 log.warning(
                     "BASE MODEL UNFIT for a study (%s on %s): %s; every cell built on it is "
                     "marked, and its tables say so",
-                    ctx.cfg.model.name,
-                    ctx.cfg.dataset.name,
+                    ctx.spec.model,
+                    ctx.spec.dataset,
                     w,
                 )
             if ctx.dist.is_main:
@@ -273,7 +242,7 @@ def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
                     true_class_score=result.true_class_score,
                     warnings=warnings,
                     started=started,
-                    seed=int(ctx.cfg.seed),
+                    seed=ctx.spec.seed,
                     history=result.history,
                 )
                 (directory / "checkpoint.pt").unlink(missing_ok=True)

@@ -13,30 +13,17 @@ import submitit
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from roarkar.identity import cell_identity
 from roarkar.masking import MODES, check_percent
 from roarkar.models import check_tap
-from roarkar.protocols.base import (
-    MODEL_FILE,
-    base_dir,
-    ensure_base_model,
-    model_identity,
-    recipe,
-    stage_recipe,
-)
+from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model, recipe, stage_recipe
 from roarkar.protocols.context import Context, make_context
 from roarkar.protocols.input import run_input_cell
 from roarkar.protocols.layer import run_layer_cell
 from roarkar.protocols.precompute import compute_parts, ensure_ranks
+from roarkar.protocols.settings import ProtocolSettings
 from roarkar.saliency import available, describe
-from roarkar.store import (
-    RESULT_FILE,
-    Cell,
-    Claim,
-    finished_result,
-    git_commit,
-    identity_hash,
-    write_json_atomic,
-)
+from roarkar.store import RESULT_FILE, Cell, Claim, finished_result, git_commit, write_json_atomic
 from roarkar.training import DistInfo, setup
 from roarkar.training.distributed import broadcast_object
 
@@ -84,31 +71,16 @@ def cell_from_config(cfg: DictConfig) -> Cell:
         layer = ""
         percent = protocol.percent
         check_percent(percent, "protocol.percent")
+    spec = ProtocolSettings.from_config(cfg)  # checked here, before any data or model
     return Cell(
-        dataset=str(cfg.dataset.name),
-        model=str(cfg.model.name),
+        dataset=spec.dataset,
+        model=spec.model,
         protocol=str(protocol.name),
-        method=str(method.id),
+        method=spec.method_id,
         layer=layer,
         mode=mode,
         percent=float(percent),
-        seed=int(cfg.seed),
-    )
-
-
-def cell_identity(cfg: DictConfig, cell: Cell, stage_recipe: dict) -> str:
-    """Hash of everything that changes a cell's accuracy (not paths, not progress bars)."""
-    protocol = OmegaConf.to_container(cfg.protocol, resolve=True)
-    protocol["percent"] = cell.percent
-    return identity_hash(
-        {
-            "cell": cell.as_dict(),
-            "dataset": cfg.dataset,
-            "model": model_identity(cfg.model),
-            "method": cfg.method,
-            "protocol": protocol,
-            "trainer": stage_recipe,
-        }
+        seed=spec.seed,
     )
 
 
@@ -116,7 +88,9 @@ def cell_path(cfg: DictConfig) -> tuple[Cell, str, Path]:
     """The cell, its identity and its directory, computed without touching the data."""
     cell = cell_from_config(cfg)
     trainer = stage_recipe(cfg, cell.protocol) | {"base": stage_recipe(cfg, "base")}
-    identity = cell_identity(cfg, cell, trainer)
+    protocol = OmegaConf.to_container(cfg.protocol, resolve=True)
+    protocol["percent"] = cell.percent
+    identity = cell_identity(cell.as_dict(), cfg.dataset, cfg.model, cfg.method, protocol, trainer)
     return cell, identity, Path(cfg.paths.results) / cell.relative_dir(identity)
 
 
@@ -206,7 +180,7 @@ def _run_claimed(
             result = run_layer_cell(
                 ctx,
                 base,
-                str(cfg.method.name),
+                ctx.spec.method_name,
                 method_params,
                 cell.layer,
                 cell.mode,

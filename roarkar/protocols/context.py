@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from roarkar.data import DatasetInfo, ImageSplit, load_split, normalize, prepare
+from roarkar.protocols.settings import ProtocolSettings
 from roarkar.store import file_lock
 from roarkar.training import ArrayBatches, DistInfo, TrainerSettings
 from roarkar.training.augment import augment
@@ -35,6 +36,12 @@ class Context:
     dist: DistInfo
     settings: TrainerSettings
     results: Path
+    spec: ProtocolSettings  # what the protocols read of cfg, checked once (make_context)
+
+    def for_config(self, cfg: DictConfig) -> Context:
+        """This context (same data, device and recipe) for another config of the same dataset:
+        its settings read and checked again."""
+        return dataclasses.replace(self, cfg=cfg, spec=ProtocolSettings.from_config(cfg))
 
     @property
     def augmentation(self) -> str:
@@ -95,8 +102,8 @@ class Context:
         build baselines or noise in pixel space (they declare ``mean``/``std`` parameters)."""
         from roarkar.saliency import describe
 
-        params = OmegaConf.to_container(self.cfg.method.get("params", {}), resolve=True) or {}
-        accepted = describe(str(self.cfg.method.name)).params
+        params = self.spec.method_params()
+        accepted = describe(self.spec.method_name).params
         for key, value in (("mean", self.info.mean), ("std", self.info.std)):
             if key in accepted and key not in params:
                 params[key] = list(value)
@@ -168,7 +175,9 @@ def fits_in_memory(info: DatasetInfo, loader) -> bool:
 
 
 def make_context(cfg: DictConfig, dist: DistInfo) -> Context:
-    """Build the context of a run from its resolved config."""
+    """Build the context of a run from its resolved config (its settings checked before any data
+    is touched)."""
+    spec = ProtocolSettings.from_config(cfg)
     info, train, val = load_data(cfg, dist)
     settings = TrainerSettings.from_config(OmegaConf.to_container(cfg.trainer, resolve=True))
-    return Context(cfg, info, train, val, dist, settings, Path(cfg.paths.results))
+    return Context(cfg, info, train, val, dist, settings, Path(cfg.paths.results), spec)

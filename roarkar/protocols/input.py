@@ -21,10 +21,6 @@ from roarkar.training import FitResult, fit
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-TARGETS = ("predicted", "label")
-REPLACEMENTS = ("mean", "zero")
-
 
 def run_input_cell(
     ctx: Context,
@@ -37,15 +33,10 @@ def run_input_cell(
 ) -> FitResult:
     """Train a fresh model on masked images and return its final held-out accuracy and
     true-class score."""
-    replacement = str(ctx.cfg.protocol.replacement)
-    if replacement not in REPLACEMENTS:
-        raise ValueError(
-            f"protocol.replacement={replacement!r}: expected one of {', '.join(REPLACEMENTS)}"
-        )
-    # On normalised images the channel mean is 0; black is (0 - mean) / std per channel.
-    fill = (
-        0.0 if replacement == "mean" else -torch.tensor(ctx.info.mean) / torch.tensor(ctx.info.std)
-    )
+    # protocol.replacement (checked in ProtocolSettings): on normalised images the channel mean
+    # is 0; black is (0 - mean) / std per channel.
+    black = ctx.spec.replacement == "zero"
+    fill = -torch.tensor(ctx.info.mean) / torch.tensor(ctx.info.std) if black else 0.0
     model = new_model(ctx)
 
     def prepare(batch, train, generator):
@@ -64,10 +55,10 @@ def run_input_cell(
         ctx.batches("val", ctx.settings.eval_batch_size, ranks=ranks["val"]),
         ctx.stage_settings("input"),
         epochs=ctx.epochs("input"),
-        seed=int(ctx.cfg.seed),
+        seed=ctx.spec.seed,
         checkpoint=checkpoint,
         identity=identity,
         dist=ctx.dist,
-        desc=f"input {mode} {fraction:.0%} {ctx.cfg.method.id}",
+        desc=f"input {mode} {fraction:.0%} {ctx.spec.method_id}",
         heartbeat=heartbeat,
     )

@@ -117,11 +117,11 @@ def run_layer_cell(
         ctx.batches("val", ctx.settings.eval_batch_size, relevance=use_relevance),
         ctx.stage_settings("layer"),
         epochs=ctx.epochs("layer"),
-        seed=int(ctx.cfg.seed),
+        seed=ctx.spec.seed,
         checkpoint=checkpoint,
         identity=identity,
         dist=ctx.dist,
-        desc=f"layer {tap} {mode} {ctx.cfg.method.id}",
+        desc=f"layer {tap} {mode} {ctx.spec.method_id}",
         on_train_mode=freeze_statistics,
         heartbeat=heartbeat,
     )

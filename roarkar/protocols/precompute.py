@@ -11,7 +11,6 @@ present once, counts as in the dataset, every map a permutation of 0..H*W-1.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -22,16 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from roarkar.data import ImageSplit, load_shard
 from roarkar.data.shards import sample_key
+from roarkar.identity import precompute_identity, precompute_spec
 from roarkar.masking import saliency_ranks
 from roarkar.models import TappedNet
 from roarkar.protocols.context import Context
 from roarkar.saliency import create
-from roarkar.store import file_lock, identity_hash, write_json_atomic
+from roarkar.store import file_lock, write_json_atomic
 from roarkar.training.batches import epoch_generator
 from roarkar.training.distributed import barrier
 
@@ -39,44 +38,25 @@ log = logging.getLogger(__name__)
 
 SPEC = "spec.json"
 MANIFEST = "manifest.json"
-TARGETS = ("predicted", "label")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def spec_for(ctx: Context, base_id: str, weights: Path) -> dict:
-    """What the maps are of; any change makes earlier maps stale."""
-    target = str(ctx.cfg.protocol.target)
-    if target not in TARGETS:
-        raise ValueError(f"protocol.target={target!r}: expected one of {', '.join(TARGETS)}")
-    return {
-        "dataset": str(ctx.cfg.dataset.name),
-        "base_model": base_id,
-        "weights_sha256": file_sha256(weights),
-        "method": OmegaConf.to_container(ctx.cfg.method, resolve=True),
-        "target": target,
-        "seed": int(ctx.cfg.seed),
-        # which image is behind each key: maps of another shard order or format are stale
-        "data": ctx.info.fingerprint(),
-    }
+    """What the maps are of (``roarkar.identity.precompute_spec``); any change makes them stale."""
+    return precompute_spec(
+        dataset=ctx.spec.dataset,
+        base_id=base_id,
+        weights=weights,
+        method=ctx.spec.method,
+        target=str(ctx.spec.target),
+        seed=ctx.spec.seed,
+        data=ctx.info.fingerprint(),  # which image is behind each key (shard order, format)
+    )
 
 
 def precompute_dir(ctx: Context, base_id: str) -> Path:
-    pid = identity_hash(
-        {
-            "base": base_id,
-            "method": ctx.cfg.method,
-            "target": ctx.cfg.protocol.target,
-            "dataset": ctx.cfg.dataset.name,
-        }
-    )
-    return ctx.results / "saliency" / str(ctx.cfg.dataset.name) / f"{ctx.cfg.method.id}-{pid[:8]}"
+    """``saliency/<dataset>/<method id>-<id8>`` below the results root."""
+    pid = precompute_identity(base_id, ctx.spec.method, str(ctx.spec.target), ctx.spec.dataset)
+    return ctx.results / "saliency" / ctx.spec.dataset / f"{ctx.spec.method_id}-{pid[:8]}"
 
 
 def _parts(ctx: Context, split: str) -> list[tuple[int, int, int]]:
@@ -106,8 +86,8 @@ def _part_path(directory: Path, split: str, index: int) -> Path:
 
 
 def _compute_part(ctx: Context, base: TappedNet, part: ImageSplit, first: int) -> torch.Tensor:
-    method = create(str(ctx.cfg.method.name), base, **ctx.method_params())
-    by_label = str(ctx.cfg.protocol.target) == "label"
+    method = create(ctx.spec.method_name, base, **ctx.method_params())
+    by_label = ctx.spec.target == "label"
     base.eval()
     out = []
     batch = ctx.settings.eval_batch_size
@@ -118,7 +98,7 @@ def _compute_part(ctx: Context, base: TappedNet, part: ImageSplit, first: int) -
         relevance = (
             part.relevance[start:stop].to(images.device) if part.relevance is not None else None
         )
-        generator = epoch_generator(int(ctx.cfg.seed), first + start, salt=11)  # by image position
+        generator = epoch_generator(ctx.spec.seed, first + start, salt=11)  # by image position
         maps = method.saliency(images, targets, relevance=relevance, generator=generator)
         out.append(saliency_ranks(maps.float().cpu(), generator).to(torch.int32))
     return torch.cat(out)
@@ -170,7 +150,7 @@ def compute_parts(
     ]
     todo = [job for job in jobs if not _part_path(directory, job[0], job[1]).exists()]
     for split, index, first, count in tqdm(
-        todo, desc=f"saliency {ctx.cfg.method.id}", leave=False, disable=not ctx.settings.progress
+        todo, desc=f"saliency {ctx.spec.method_id}", leave=False, disable=not ctx.settings.progress
     ):
         images = _shard_images(ctx, split, index, first, count)
         _write_part(

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from roarkar.store import is_finished_record
+
 __all__ = [
     "base_model_warnings",
     "CELL_COLUMNS",
@@ -217,7 +219,7 @@ def collect_results(runs_dir: str | Path) -> pd.DataFrame:
             log.warning("skipping unreadable result %s: %s", path, exc)
             unreadable.append(str(path))
             continue
-        if status != "ok":
+        if not is_finished_record(rec):
             failed.append(str(path))
             log.info("skipping %s cell %s: %s", status, path, rec.get("error"))
             continue
