@@ -20,8 +20,10 @@ PINNED = [
 def test_default_study_cell_identities_are_pinned(tmp_path, overrides, identity):
     from hydra import compose, initialize_config_dir
 
+    from roarkar.saliency.configs import register_method_configs
     from tests.conftest import CONF_DIR
 
+    register_method_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", [f"paths.results={tmp_path}", "task=cell", *overrides])
     _, got, directory = cell_path(cfg)
