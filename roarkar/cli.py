@@ -132,7 +132,10 @@ def register_resolvers() -> None:
 
 def main() -> None:
     """Console script entry point."""
+    from roarkar.saliency.configs import register_method_configs
+
     register_resolvers()
+    register_method_configs()  # method=<registered name> without a YAML (a submitit job inherits it)
     _hydra_main()
 
 

@@ -78,6 +78,7 @@ def _check_method_params(part: DictConfig, protocol: str) -> None:
     """Each ``study.<protocol>.method_params`` entry names a method of the study and parameters
     that method accepts (a typo would otherwise be ignored, or fail deep in a cell)."""
     from roarkar.saliency import describe
+    from roarkar.saliency.configs import method_config
 
     for method, given in (part.get("method_params") or {}).items():
         where = f"study.{protocol}.method_params.{method}"
@@ -86,7 +87,7 @@ def _check_method_params(part: DictConfig, protocol: str) -> None:
                 f"{where}: {method!r} is not one of the study's methods "
                 f"({', '.join(map(str, part.methods))})"
             )
-        name = str(OmegaConf.load(CONF_DIR / "method" / f"{method}.yaml").name)
+        name = str(method_config(method)["name"])
         accepted = describe(name).params
         unknown = sorted(set(given or {}) - set(accepted))
         if unknown:
@@ -198,6 +199,9 @@ def cell_configs(cfg: DictConfig, overrides: list[str]) -> list[DictConfig]:
     once per (dataset, method, protocol); the scalar settings are then set on copies, which gives the
     same config as composing ``as_overrides(...)`` for each cell, ten times faster.
     """
+    from roarkar.saliency.configs import register_method_configs
+
+    register_method_configs()  # the study's methods may have no YAML (method=<registered name>)
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs = []
     left_out: set[str] = set()

@@ -58,6 +58,9 @@ DATASETS = {
 def _compose(results: Path, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
+    from roarkar.saliency.configs import register_method_configs
+
+    register_method_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", [f"paths.results={results}", "task=cell", *overrides])
 

@@ -18,11 +18,13 @@ STUDIES = sorted(p.stem for p in (CONF / "study").glob("*.yaml"))
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_method_and_dataset_a_study_names_has_a_config(study):
+    from roarkar.saliency.configs import method_ids
+
     cfg = OmegaConf.load(CONF / "study" / f"{study}.yaml")
     for protocol in ("layer", "input"):
         for method in (cfg.get(protocol) or {}).get("methods", []):
-            assert (CONF / "method" / f"{method}.yaml").exists(), (
-                f"study {study}: no conf/method/{method}.yaml"
+            assert method in method_ids(), (
+                f"study {study}: {method} is neither registered nor in conf/method"
             )
     for dataset in cfg.get("datasets") or []:
         assert (CONF / "dataset" / f"{dataset}.yaml").exists(), (
@@ -164,7 +166,7 @@ def test_a_studys_method_params_are_checked_and_may_add_a_parameter(compose_cfg)
     ]
     cfg = compose_cfg(overrides)
     (cell,) = cell_configs(cfg, compose_cfg.overrides)
-    assert cell.method.params.non_relu == "pass"  # conf/method/guided_backprop.yaml has params {}
+    assert cell.method.params.non_relu == "pass"  # method=guided_backprop has params {}
     ((groups, scalars),) = plan(cfg)
     job = compose(
         config_name="config", overrides=[*compose_cfg.overrides, *as_overrides(groups, scalars)]

@@ -4,12 +4,10 @@ method-specific checks (one target per image, gradient vs Captum, controls, conf
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-from omegaconf import OmegaConf
 from torch import nn
 
 import roarkar.saliency as S
@@ -19,7 +17,6 @@ from roarkar.saliency.base import HookSet, SaliencyMethod
 from .conftest import randomize_batchnorm
 
 METHODS = S.available()
-CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
 
 
 def make(name: str, model, **params):
@@ -370,13 +367,18 @@ REQUIRED_CONFIGS = [
 
 
 def test_method_configs(model):
-    files = sorted(CONF.glob("*.yaml"))
-    assert {f.stem for f in files} >= set(REQUIRED_CONFIGS)
-    for f in files:
-        cfg = OmegaConf.load(f)
-        assert set(cfg) == {"id", "name", "params"}, f
-        assert cfg.id == f.stem
-        method = S.create(cfg.name, model, **OmegaConf.to_container(cfg.params))
-        assert method.name == cfg.name
-    prior = OmegaConf.load(CONF / "smoe_scale_prior.yaml")
-    assert S.create(prior.name, model, **prior.params).weights == (0.18, 0.15, 0.37, 0.40, 0.72)
+    """Every method id (a registered name or a conf/method preset) is a config ``{id, name,
+    params}`` that creates its method."""
+    from roarkar.saliency.configs import method_config, method_ids
+
+    ids = method_ids()
+    assert set(ids) >= set(REQUIRED_CONFIGS)
+    for method_id in ids:
+        cfg = method_config(method_id)
+        assert set(cfg) == {"id", "name", "params"}, method_id
+        assert cfg["id"] == method_id.rsplit("/", 1)[-1]  # nielsen2022/x keeps x's id
+        method = S.create(cfg["name"], model, **cfg["params"])
+        assert method.name == cfg["name"]
+    prior = method_config("smoe_scale_prior")
+    weights = S.create(prior["name"], model, **prior["params"]).weights
+    assert weights == (0.18, 0.15, 0.37, 0.40, 0.72)

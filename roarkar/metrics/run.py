@@ -50,12 +50,12 @@ from roarkar.metrics.perturbation import (
 from roarkar.metrics.plots import plot_means, plot_road_curves, plot_wilcoxon, plot_win_rates
 from roarkar.metrics.stats import all_statistics, higher_is_better, summary
 from roarkar.saliency import create
+from roarkar.saliency.configs import method_config, method_ids
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RunSettings", "compute_metrics", "load_method", "run_perturbation"]
 
-CONF_METHODS = Path(__file__).resolve().parents[1] / "conf" / "method"
 METRICS_COLUMNS = ["image", "method", "metric", "value"]
 #: Settings that change no value of metrics.csv (a speed knob, the figures' settings)
 NOT_IN_IDENTITY = ("image_chunk", "figure_metrics", "alpha_fraction", "alpha_repeats",
@@ -120,14 +120,13 @@ class RunSettings:
 
 
 def load_method(entry: Any) -> tuple[str, str, dict]:
-    """``(id, registry name, params)`` of a method entry: a ``conf/method`` id (its yaml gives the
-    name and parameters), a bare registry name, or a mapping ``{id?, name, params?}``."""
+    """``(id, registry name, params)`` of a method entry: a method id (a ``conf/method`` preset or
+    a registered name, composed as ``method=<id>`` would be), or a mapping ``{id?, name, params?}``;
+    another string is kept as a name (``create`` names the registered ones)."""
     if isinstance(entry, str):
-        path = CONF_METHODS / f"{entry}.yaml"
-        if path.is_file():
-            entry = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-        else:
+        if entry not in method_ids():
             return entry, entry, {}
+        entry = method_config(entry)
     entry = dict(entry)
     if "name" not in entry:
         raise ValueError(f"perturbation.methods: entry {entry!r} has no name")

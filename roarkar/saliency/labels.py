@@ -9,11 +9,8 @@ id in a test) is shown as it is.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 __all__ = ["method_label", "method_labels"]
-
-_METHOD_CONF = Path(__file__).resolve().parent.parent / "conf" / "method"
 
 #: What a preset's parameter value adds to its method's label (Table 2 of the paper).
 _SUFFIX = {
@@ -26,16 +23,14 @@ _SUFFIX = {
 @cache
 def method_label(method: str) -> str:
     """Paper label of ``method`` (a registry name or a ``conf/method`` id), else ``method``."""
+    from roarkar.saliency.configs import method_config, preset_ids
     from roarkar.saliency.registry import available, describe
 
     if method in available():
         return describe(method).label
-    path = _METHOD_CONF / f"{method}.yaml"
-    if not path.is_file():
+    if method not in preset_ids():
         return method
-    from omegaconf import OmegaConf
-
-    conf = OmegaConf.load(path)
+    conf = method_config(method)
     name = str(conf.get("name", ""))
     if name not in available():
         return method

@@ -1,0 +1,117 @@
+"""The ``method`` config group from the registry: ``method=<any registered name>`` needs no YAML.
+
+Each registered name gets a config ``{id, name, params}`` whose ``params`` are the registry's
+defaults of the parameters the papers set (:data:`PAPER_PARAMS`); :func:`register_method_configs`
+stores them in Hydra's ConfigStore (group ``method``), called by the entry points and the compose
+helpers, never on import. ``conf/method`` keeps only the named presets of the papers, each a
+``defaults: [<base>, _self_]`` list plus the keys that differ, or, under a registered name, the
+whole config where it differs from the registry's (a YAML wins over the registry's config).
+A cell identity hashes the composed ``method`` node, so what a config shows is part of it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from roarkar.saliency.registry import available, describe
+
+__all__ = [
+    "CONF_METHODS",
+    "PAPER_PARAMS",
+    "method_config",
+    "method_ids",
+    "preset_ids",
+    "register_method_configs",
+    "registry_config",
+]
+
+CONF_METHODS = Path(__file__).resolve().parents[1] / "conf" / "method"
+
+#: The parameters a method's config shows, with the registry's defaults: those the papers set.
+#: The others (batch sizes, fused kernels, normalisation, a wrapper's inner method) stay out of the
+#: config, hence out of the cell identity; a study or an override may still set them (``++``).
+PAPER_PARAMS = (
+    "weights",
+    "squash",
+    "layer",
+    "field",
+    "include_input",
+    "samples",
+    "sigma",
+    "steps",
+    "rule",
+    "baseline",
+)
+
+
+def registry_config(name: str) -> dict[str, Any]:
+    """The config of registered method ``name``: its id and name, and its paper parameters."""
+    params = describe(name).params  # raises on an unknown name, listing the registered ones
+    return {"id": name, "name": name, "params": {k: params[k] for k in PAPER_PARAMS if k in params}}
+
+
+def preset_ids(conf: Path = CONF_METHODS) -> list[str]:
+    """The ids of the YAML presets under ``conf`` (``nielsen2022/guided_backprop`` for a folder)."""
+    return sorted(p.relative_to(conf).with_suffix("").as_posix() for p in conf.rglob("*.yaml"))
+
+
+def method_ids() -> list[str]:
+    """Every id ``method=...`` accepts: the registered names and the YAML presets."""
+    return sorted(set(available()) | set(preset_ids()))
+
+
+def register_method_configs() -> None:
+    """Store the config of every registered name without a YAML of its own in Hydra's ConfigStore
+    (group ``method``), so ``method=<name>`` composes; a YAML of the same name is left to win (one
+    source per config: Hydra would otherwise merge the two). Idempotent."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    presets = set(preset_ids())
+    for name in available():
+        if name not in presets:
+            store.store(group="method", name=name, node=registry_config(name))
+
+
+def method_config(method: str) -> dict[str, Any]:
+    """The ``method`` node that ``method=<method>`` composes, read without Hydra: a YAML preset
+    (its ``defaults`` list resolved) or a registered name; an unknown id is a ValueError."""
+    path = CONF_METHODS / f"{method}.yaml"
+    if path.is_file():
+        return _load_preset(path)
+    if method in available():
+        return registry_config(method)
+    raise ValueError(
+        f"method {method!r}: no conf/method/{method}.yaml and no registered method of that name; "
+        f"known are {', '.join(method_ids())}"
+    )
+
+
+def _load_preset(path: Path) -> dict[str, Any]:
+    """A YAML preset merged over its ``defaults`` (``x``: conf/method/<folder>/x,
+    ``/method/x@_here_``: conf/method/x), in the list's order, ``_self_`` last unless placed."""
+    own = OmegaConf.load(path)
+    defaults = list(own.pop("defaults", None) or [])
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    parts = []
+    for entry in defaults:
+        if entry == "_self_":
+            parts.append(own)
+        elif isinstance(entry, str) and re.fullmatch(r"/method/[\w/]+@_here_", entry):
+            base = entry.removeprefix("/method/").removesuffix("@_here_")
+            parts.append(OmegaConf.create(method_config(base)))
+        elif isinstance(entry, str) and not entry.startswith("/") and "@" not in entry:
+            folder = path.parent.relative_to(CONF_METHODS).as_posix()
+            base = entry if folder == "." else f"{folder}/{entry}"
+            parts.append(OmegaConf.create(method_config(base)))
+        else:
+            raise ValueError(
+                f"{path}: defaults entry {entry!r}: a method preset names its base method as "
+                "'<id>' (same folder) or '/method/<id>@_here_'"
+            )
+    return OmegaConf.to_container(OmegaConf.merge(*parts), resolve=True)
