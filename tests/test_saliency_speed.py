@@ -20,8 +20,11 @@ from roarkar.models import build_model
 from roarkar.saliency import combine as C
 from roarkar.saliency import stats
 from roarkar.saliency.base import PixelMethod
-from roarkar.saliency.methods.sampling import image_seeds, mix_seed, quadrature, segments
-from roarkar.saliency.methods.wrappers import NoiseTunnel, PathIntegral
+from roarkar.saliency.methods.noise import NoiseTunnel
+from roarkar.saliency.methods.path import PathIntegral
+from roarkar.saliency.methods.quadrature import quadrature
+from roarkar.saliency.methods.seeds import image_seeds, mix_seed
+from roarkar.saliency.methods.wrappers import segments
 
 
 def smoe_reference(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
