@@ -23,7 +23,8 @@ from roarkar.metrics import (
     wilcoxon_pvalues,
     win_rates,
 )
-from roarkar.metrics.perturbation import delta_metrics, removed_count
+from roarkar.metrics.delta import delta_metrics
+from roarkar.metrics.removal import removed_count
 
 #: ImageNet's per-channel statistics (0..1 scale), the normalisation ROAD's noise is undone through.
 MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64)[:, None, None]
