@@ -123,9 +123,7 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.fill(line, width=width) or line for line in text.split("\n"))
 
 
-def _grid_figure(
-    cells: list[list[tuple[str, Tensor, str | None]]], title: str, scale: float = 1.35
-):
+def grid_figure(cells: list[list[tuple[str, Tensor, str | None]]], title: str, scale: float = 1.35):
     """A grid of ``scale``-inch panels; each cell is (caption, image [H,W] or [H,W,3], cmap).
 
     Captions (the first column's is the row label) are wrapped to the panel's width and each row
@@ -166,9 +164,9 @@ def _grid(
     title: str,
     scale: float = 1.35,
 ) -> None:
-    """Save :func:`_grid_figure` as a PNG (no bbox cropping: the layout already fits)."""
+    """Save :func:`grid_figure` as a PNG (no bbox cropping: the layout already fits)."""
     plt = _pyplot()
-    fig = _grid_figure(cells, title, scale)
+    fig = grid_figure(cells, title, scale)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
 

@@ -77,7 +77,7 @@ def _tune_malloc() -> str:
     preload = os.environ.get("LD_PRELOAD", "")
     if "malloc" in preload:  # jemalloc, tcmalloc, mimalloc
         return f"left alone (LD_PRELOAD={preload})"
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         return "left alone (not glibc)"
     if libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1:
@@ -88,7 +88,8 @@ def _tune_malloc() -> str:
     return f"tuned by roarkar (mmap threshold {MMAP_THRESHOLD >> 20} MiB, trim {TRIM_THRESHOLD >> 20} MiB)"
 
 
-def _glibc() -> ctypes.CDLL | None:
+def glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc on Linux (the one whose malloc is tuned), else None."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -102,6 +103,7 @@ def _glibc() -> ctypes.CDLL | None:
 __all__ = [
     "MMAP_THRESHOLD",
     "TRIM_THRESHOLD",
+    "glibc",
     "malloc_state",
     "omp_wait_policy_state",
     "set_omp_wait_policy",

@@ -1,6 +1,6 @@
 """The house rules that a reader of the code relies on, checked on the source itself: imports flow
-one way (no cycle, also through imports inside functions), and no module imports another's private
-(``_name``) objects."""
+one way (no cycle, also through imports inside functions), no module imports another's private
+(``_name``) objects, and the tests use only public names of roarkar's modules."""
 
 from __future__ import annotations
 
@@ -79,3 +79,58 @@ def test_no_import_cycle_between_modules():
 def test_no_private_name_is_imported_across_modules():
     _, private = _graph()
     assert private == [], f"private names imported from another module: {private}"
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _private_uses_in_tests() -> list[str]:
+    """``from roarkar... import _name`` and ``<roarkar module>._name`` in tests/: names bound to a
+    roarkar module by ``import roarkar.x as m`` or ``from roarkar.x import m`` (m a module), then
+    ``m._attr`` anywhere in the file, also ``m._a._b`` chains and ``monkeypatch.setattr(m, "_x")``."""
+    mods = _modules()
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        aliases: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("roarkar") and a.asname:
+                        aliases.add(a.asname)
+                    elif a.name.startswith("roarkar"):
+                        aliases.add(a.name.split(".")[0])
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("roarkar"):
+                for a in node.names:
+                    if a.name.startswith("_") and not a.name.startswith("__"):
+                        found.append(f"{path.name}:{node.lineno} imports {node.module}.{a.name}")
+                    if f"{node.module}.{a.name}" in mods:
+                        aliases.add(a.asname or a.name)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                if node.attr.startswith("__"):
+                    continue
+                root = node.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id in aliases:
+                    found.append(f"{path.name}:{node.lineno} reads {ast.unparse(node)}")
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("setattr", "setitem", "delattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id in aliases
+                and isinstance(node.args[1], ast.Constant)
+                and str(node.args[1].value).startswith("_")
+            ):
+                found.append(
+                    f"{path.name}:{node.lineno} patches {node.args[0].id}.{node.args[1].value}"
+                )
+    return found
+
+
+def test_tests_use_no_private_name_of_roarkar():
+    found = _private_uses_in_tests()
+    assert found == [], "tests reach into private names of roarkar modules:\n" + "\n".join(found)

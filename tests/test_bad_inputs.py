@@ -326,7 +326,7 @@ def test_a_read_only_results_tree_can_be_inspected():
 def test_an_image_smaller_than_its_conversion_size_is_reported(tmp_path, monkeypatch):
     from roarkar.data import real
 
-    monkeypatch.setitem(real._WARNED, "upscale", False)
+    real.reset_warnings()
     path = _image_tree(tmp_path, _jpeg((40, 48)))
     with pytest.warns(real.UpscaledImageWarning, match=r"a.jpg is 40x48 px, smaller than "):
         load_image(path, 224, 256)

@@ -183,12 +183,12 @@ def test_concurrent_prepare_generates_once(tmp_path):
         import pathlib, sys, time
         import roarkar.data.materialize as p
         calls = []
-        build = p._build
-        def slow_build(*a, **k):
+        write_info = p.write_info  # once per build, its last step, under the lock
+        def slow_write_info(*a, **k):
             calls.append(1)
             time.sleep(1.0)  # keep the lock long enough for the other process to collide
-            return build(*a, **k)
-        p._build = slow_build
+            return write_info(*a, **k)
+        p.write_info = slow_write_info
         root = pathlib.Path(sys.argv[1])
         (root / f"ready-{sys.argv[2]}").touch()  # barrier: both interpreters have imported torch
         while len(list(root.glob("ready-*"))) < 2:

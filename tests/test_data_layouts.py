@@ -374,7 +374,7 @@ def test_arrays_resized_like_images(tmp_path, monkeypatch):
     """image_size other than the release's: the same resize and centre crop as image files."""
     from roarkar.data import real
 
-    monkeypatch.setitem(real._WARNED, "upscale", False)  # one warning per process
+    real.reset_warnings()  # one warning per process
     mnist_tree(tmp_path / "mnist")
     cfg = dataset_cfg("mnist", source="idx", root=str(tmp_path / "mnist"), image_size=32)
     with pytest.warns(real.UpscaledImageWarning, match=r"28x28 px, smaller than dataset.resize=32"):

@@ -90,27 +90,42 @@ def test_untraceable_network_runs_unfused_with_a_warning():
 
 
 @pytest.mark.parametrize("tap", ["L1", "L3", "L5"])
-def test_layer_protocol_prefix_runs_folded_with_the_same_result(model64, tap):
-    """TapMaskedNet's frozen prefix (eval mode) runs the folded copy: same logits, no new weights."""
+def test_layer_protocol_prefix_runs_folded_with_the_same_result(model64, tap, monkeypatch):
+    """TapMaskedNet's frozen prefix (eval mode) runs the folded copy: same logits as the
+    stage-by-stage path (written out here), no new weights."""
+    from roarkar.masking import keep_mask_from_ranks, saliency_ranks
+    from roarkar.protocols import layer
     from roarkar.protocols.layer import TapMaskedNet
 
-    net = TapMaskedNet(model64, tap, S.create("smoe_scale", model64), "kar", 0.5).eval()
-    assert net._prefix is not None
+    folded_runs = []
+
+    def counted_copy(module: nn.Module) -> nn.Module:
+        folded_runs.append(module)
+        return inference_copy(module)
+
+    monkeypatch.setattr(layer, "inference_copy", counted_copy)
+    method = S.create("smoe_scale", model64)
+    net = TapMaskedNet(model64, tap, method, "kar", 0.5).eval()
     assert set(net.state_dict()) == {f"model.{k}" for k in model64.state_dict()}
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     with torch.no_grad():
         net.generator = torch.Generator().manual_seed(3)  # ties in the map are broken alike
         folded = net(x)
-        net._prefix = None  # the stage-by-stage path
-        net.generator = torch.Generator().manual_seed(3)
-        plain = net(x)
+        generator = torch.Generator().manual_seed(3)
+        act = model64.forward_to(x, tap)  # the stage-by-stage path
+        tap_map = method.tap_saliency(act, generator=generator)
+        keep = keep_mask_from_ranks(saliency_ranks(tap_map, generator), "kar", 0.5)
+        plain = model64.forward_from(act.post * keep.unsqueeze(1).to(act.post.dtype), tap)
+    assert folded_runs  # the prefix ran as the folded copy
     torch.testing.assert_close(folded, plain, rtol=1e-9, atol=1e-12)
     # Training: the prefix stays in eval mode while its copy is built (its BatchNorm is frozen).
     net.train()
     for module in model64.prefix_modules(tap):
         module.eval()
-    net._prefix = (model64.prefix_sequential(tap),)
     net(x).sum().backward()
     assert not any(m.training for p in model64.prefix_modules(tap) for m in p.modules())
-    pre = TapMaskedNet(model64, tap, S.create("truncnormal_std", model64), "kar", 0.5)
-    assert pre._prefix is None  # needs the pre-ReLU tensor
+    folded_runs.clear()
+    pre = TapMaskedNet(model64, tap, S.create("truncnormal_std", model64), "kar", 0.5).eval()
+    with torch.no_grad():
+        pre(x)
+    assert not folded_runs  # needs the pre-ReLU tensor: the stage-by-stage path

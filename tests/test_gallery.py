@@ -97,7 +97,7 @@ def test_gallery_panels_are_readable_and_no_label_is_clipped(row_label):
 
     import matplotlib.pyplot as plt
 
-    fig = gallery._grid_figure(
+    fig = gallery.grid_figure(
         _grid_rows(row_label), "every method (per-image min-max) -- " + "long title " * 20, 1.3
     )
     try:

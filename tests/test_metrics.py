@@ -23,7 +23,8 @@ from roarkar.metrics import (
     wilcoxon_pvalues,
     win_rates,
 )
-from roarkar.metrics.perturbation import delta_metrics, removed_count
+from roarkar.metrics.delta import delta_metrics
+from roarkar.metrics.removal import removed_count
 
 #: ImageNet's per-channel statistics (0..1 scale), the normalisation ROAD's noise is undone through.
 MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64)[:, None, None]
@@ -460,3 +461,21 @@ def test_agreement_with_retraining_rankings():
     out = agreement(metrics, roar, "ds", "m").set_index("metric")
     assert (out["retrain_score"] == "table2_roar").all()
     assert out.loc["aopc", "kendall_tau"] == pytest.approx(1.0)
+
+
+def test_one_gaussian_blur_two_edges():
+    """The metrics' blur is roarkar.blur.gaussian_blur with the kernel fitted inside the image;
+    the path integral's baseline keeps the radius and replicates the edge: the same on images
+    larger than the radius, different only where the radius does not fit."""
+    from roarkar.blur import gaussian_blur
+    from roarkar.metrics import blur
+
+    g = torch.Generator().manual_seed(0)
+    big, small = torch.randn(2, 3, 16, 16, generator=g), torch.randn(2, 3, 5, 7, generator=g)
+    assert torch.equal(blur(big, 2.0), gaussian_blur(big, 2.0, fit=True))
+    assert torch.equal(gaussian_blur(big, 2.0), gaussian_blur(big, 2.0, fit=True))  # radius 6
+    assert torch.equal(blur(small, 2.0), gaussian_blur(small, 2.0, fit=True))
+    assert not torch.allclose(gaussian_blur(small, 2.0), gaussian_blur(small, 2.0, fit=True))
+    assert torch.equal(gaussian_blur(small, 0.0), small)
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        blur(small, 0.0)

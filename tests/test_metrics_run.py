@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from roarkar.metrics.run import RunSettings, load_method, run_perturbation
+from roarkar.metrics.run import run_perturbation
+from roarkar.metrics.run_settings import RunSettings, load_method
 
 
 def _fake_study(cells, dataset: str, methods: dict[str, float]) -> None:
@@ -28,16 +29,16 @@ def _fake_study(cells, dataset: str, methods: dict[str, float]) -> None:
 def test_perturbation_experiment_writes_tidy_metrics_stats_figures_and_agreement(
     compose_cfg, tmp_path, capsys, monkeypatch
 ):
-    import roarkar.metrics.run as run_module
+    import roarkar.metrics.compute as compute_module
 
     seen_std = []
-    real = run_module.perturbation_metrics
+    real = compute_module.perturbation_metrics
 
     def spy(*args, **kwargs):
         seen_std.append(kwargs.get("pixel_std"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "perturbation_metrics", spy)
+    monkeypatch.setattr(compute_module, "perturbation_metrics", spy)
     results = tmp_path / "results"
     _fake_study(results / "cells", "synth_objects", {"random": 0.0, "ground_truth": 1.0})
     cfg = compose_cfg(

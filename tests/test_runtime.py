@@ -21,7 +21,7 @@ def clean_env(monkeypatch):
 
 
 def test_tune_malloc_sets_glibc_and_the_environment_for_children(clean_env):
-    if runtime._glibc() is None:
+    if runtime.glibc() is None:
         pytest.skip("not glibc")
     state = runtime.tune_malloc()
     assert state.startswith("tuned by roarkar") and runtime.malloc_state == state

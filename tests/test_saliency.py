@@ -52,7 +52,7 @@ def hook_dicts(model: nn.Module) -> list[str]:
     """Names of every non-empty hook registry on any module of ``model`` or of the BatchNorm-folded
     copies the gradient methods run (and the global module hooks)."""
     found = []
-    copies = [(f"fused{i}", c) for i, (_, c) in enumerate(list(fused._COPIES.values()))]
+    copies = [(f"fused{i}", c) for i, c in enumerate(fused.cached_copies())]
     for prefix, root in [("", model), *copies]:
         for name, module in root.named_modules():
             for attr, value in vars(module).items():
@@ -143,9 +143,9 @@ def test_output_check_rejects_only_non_finite_maps(model, bad, raises):
     maps[0, 0, :2] = bad
     if raises:
         with pytest.raises(RuntimeError, match="non-finite saliency values"):
-            method._check_output(maps, (2, 4, 4))
+            method.check_output(maps, (2, 4, 4))
     else:
-        assert torch.equal(method._check_output(maps, (2, 4, 4)), maps)
+        assert torch.equal(method.check_output(maps, (2, 4, 4)), maps)
 
 
 def test_hookset_removes_every_hook_on_exception(model, images):

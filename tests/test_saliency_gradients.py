@@ -12,9 +12,11 @@ import torchvision
 from torch import nn
 
 import roarkar.saliency as S
+from roarkar.blur import gaussian_blur
 from roarkar.models import build_model
-from roarkar.saliency.methods.sampling import gaussian_blur, quadrature
-from roarkar.saliency.methods.wrappers import NoiseTunnel, PathIntegral, noise_tunnel
+from roarkar.saliency.methods.noise import NoiseTunnel, noise_tunnel
+from roarkar.saliency.methods.path import PathIntegral
+from roarkar.saliency.methods.quadrature import quadrature
 from roarkar.saliency.registry import cheap_params
 
 from .conftest import randomize_batchnorm

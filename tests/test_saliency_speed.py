@@ -20,8 +20,11 @@ from roarkar.models import build_model
 from roarkar.saliency import combine as C
 from roarkar.saliency import stats
 from roarkar.saliency.base import PixelMethod
-from roarkar.saliency.methods.sampling import image_seeds, mix_seed, quadrature, segments
-from roarkar.saliency.methods.wrappers import NoiseTunnel, PathIntegral
+from roarkar.saliency.methods.noise import NoiseTunnel
+from roarkar.saliency.methods.path import PathIntegral
+from roarkar.saliency.methods.quadrature import quadrature
+from roarkar.saliency.methods.seeds import image_seeds, mix_seed
+from roarkar.saliency.methods.wrappers import segments
 
 
 def smoe_reference(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -59,7 +62,7 @@ def test_smoe_scale_matches_eq2(shape, dtype):
 @pytest.mark.parametrize("block", [1, 10**6])
 def test_smoe_scale_nonnegative_skips_only_the_clamp(block, monkeypatch):
     """A ReLU's output needs no clamp: the one-pass shift gives the same bits."""
-    monkeypatch.setattr(stats, "_BLOCK", block)
+    monkeypatch.setattr(stats, "BLOCK", block)
     x = torch.randn(3, 64, 7, 5, generator=torch.Generator().manual_seed(4)).relu()
     x[1, :, 2, 2] = 0.0
     assert torch.equal(stats.smoe_scale(x, nonnegative=True), stats.smoe_scale(x))
@@ -87,8 +90,8 @@ def test_smoe_scale_groups_never_underflow(eps):
     got = stats.smoe_scale(x, eps=eps)
     assert torch.isfinite(got).all()
     _close_to_eq2(got, x, eps)
-    halvings = stats._log_halvings(64, eps)
-    assert halvings == 0 or eps ** (2**halvings) >= stats._MIN_PRODUCT
+    halvings = stats.log_halvings(64, eps)
+    assert halvings == 0 or eps ** (2**halvings) >= stats.MIN_PRODUCT
 
 
 def test_smoe_scale_recomputes_a_block_whose_products_overflow():
@@ -107,7 +110,7 @@ def test_smoe_scale_blocks_of_images_are_bit_identical(block, monkeypatch):
     shapes = [(7, 16, 5, 6), (3, 40, 4, 4), (1, 8, 3, 3)]
     xs = [torch.randn(shape, generator=g) for shape in shapes]
     whole = [stats.smoe_scale(x) for x in xs]
-    monkeypatch.setattr(stats, "_BLOCK", block)
+    monkeypatch.setattr(stats, "BLOCK", block)
     for x, expected in zip(xs, whole, strict=True):
         assert torch.equal(stats.smoe_scale(x), expected)
         _close_to_eq2(stats.smoe_scale(x), x)
@@ -122,15 +125,15 @@ def test_smoe_scale_work_buffer_is_kept_and_never_shared_with_results(monkeypatc
     g = torch.Generator().manual_seed(11)
     big, small = torch.rand(4, 32, 6, 6, generator=g), torch.rand(2, 16, 5, 5, generator=g)
     first = stats.smoe_scale(big)
-    kept = stats._kept.buffer
+    kept = stats.kept_buffer()
     saved = first.clone()
     stats.smoe_scale(small)
-    assert stats._kept.buffer is kept
+    assert stats.kept_buffer() is kept
     assert torch.equal(first, saved)
     assert first.untyped_storage().data_ptr() != kept.untyped_storage().data_ptr()
-    monkeypatch.setattr(stats, "_MAX_KEPT", 16)  # bytes: every request is over the cap
+    monkeypatch.setattr(stats, "MAX_KEPT", 16)  # bytes: every request is over the cap
     assert torch.equal(stats.smoe_scale(big), saved)
-    assert stats._kept.buffer is kept
+    assert stats.kept_buffer() is kept
 
 
 def test_smoe_scale_half_precision_input_is_float32():

@@ -119,9 +119,10 @@ def test_worker_errors_reach_the_training_process(synth, tmp_path):
     loader = ShardBatches(info, "train", 16, workers=2)
     with pytest.raises(CorruptShardError, match=r"train-000002\.tar.*unreadable"):
         list(loader.train_epoch(0, 0))
-    procs = loader._pool._procs
+    procs = loader.processes
+    assert len(procs) == 2
     loader.close()
-    assert not any(p.is_alive() for p in procs)
+    assert not any(p.is_alive() for p in procs) and loader.processes == []
 
 
 def test_uneven_shards_give_every_rank_the_same_steps(compose_cfg, tmp_path):

@@ -25,11 +25,10 @@ from roarkar.training.distributed import DistInfo
 SCRIPT = Path(__file__).with_name("tiny_training.py")
 
 
-def _run(out: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = os.environ | {"OMP_NUM_THREADS": "1"} | (env or {})
+def _run(out: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(SCRIPT), str(out), *args],
-        env=full_env,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         timeout=300,
@@ -65,7 +64,7 @@ def test_resume_after_kill_mid_epoch_matches_uninterrupted(tmp_path):
     straight = _run(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr
     # 8 steps per epoch (128 images, batch 16): step 13 is in the middle of epoch 2
-    killed = _run(tmp_path / "resumed", env={"ROARKAR_KILL_AT_STEP": "13"})
+    killed = _run(tmp_path / "resumed", "--kill-at-step", "13")
     assert killed.returncode == -9, killed.stderr  # really killed by SIGKILL
     assert (tmp_path / "resumed" / "checkpoint.pt").exists()
     assert not (tmp_path / "resumed" / "final-rank0.pt").exists()

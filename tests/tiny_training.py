@@ -1,6 +1,8 @@
 """A tiny but real training run, used by the resume and DDP tests as a subprocess.
 
-python tests/tiny_training.py OUT_DIR [--epochs N]; under torchrun each rank joins the group.
+python tests/tiny_training.py OUT_DIR [--epochs N] [--batch B] [--kill-at-step S]; under torchrun
+each rank joins the group. ``--kill-at-step S`` SIGKILLs the process just before global training
+step S (through the trainer's ``on_step`` hook): the resume test's fault injection.
 Writes OUT_DIR/final-rank{R}.pt (the weights) and OUT_DIR/accuracy-rank{R}.txt (accuracy, the
 epoch it resumed from, true-class score: one a line).
 """
@@ -8,6 +10,8 @@ epoch it resumed from, true-class score: one a line).
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 from pathlib import Path
 
 import torch
@@ -32,6 +36,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--kill-at-step", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     dist = setup("cpu")
@@ -49,6 +54,10 @@ def main() -> None:
     def prepare(batch, train, generator):
         return batch["images"], batch["labels"], {}
 
+    def kill_at(step: int) -> None:
+        if step == args.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     result = fit(
         model,
         list(model.parameters()),
@@ -62,6 +71,7 @@ def main() -> None:
         identity="tiny",
         dist=dist,
         desc="tiny",
+        on_step=kill_at if args.kill_at_step is not None else None,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out / f"final-rank{dist.rank}.pt")

@@ -15,7 +15,7 @@ from roarkar.bench.timing import Task, interleave, paired_ratio
 from roarkar.bench.workload import Sizes
 from roarkar.masking import saliency_ranks
 from roarkar.metrics.imputation import DEFAULT_TOL, cg_solve, linear_impute
-from roarkar.metrics.perturbation import ORDERS, removal_mask, removed_count
+from roarkar.metrics.removal import ORDERS, removal_mask, removed_count
 
 PERCENTS = tuple(range(10, 100, 10))
 

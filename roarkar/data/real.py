@@ -34,6 +34,11 @@ class UpscaledImageWarning(UserWarning):
 _WARNED = {"upscale": False}  # once per process: a million small images are one finding
 
 
+def reset_warnings() -> None:
+    """Forget that the once-per-process warnings were given (the next upscaled image warns again)."""
+    _WARNED["upscale"] = False
+
+
 class CorruptImageError(ValueError):
     """An image file that cannot be decoded (the message names it)."""
 

@@ -45,8 +45,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from roarkar.blur import gaussian_blur
 
 __all__ = [
     "DEFAULT_TOL",
@@ -285,18 +286,11 @@ def linear_impute(
 
 
 def blur(images: Tensor, sigma: float) -> Tensor:
-    """Gaussian blur (reflect padding, separable), per channel; the kernel fits inside the image."""
+    """The blur replacement's blurred copy: :func:`roarkar.blur.gaussian_blur` with the kernel
+    fitted inside the image (``fit=True``); ``sigma`` must be positive."""
     if sigma <= 0:
         raise ValueError(f"blur sigma must be positive; got {sigma!r}")
-    n, c, h, w = images.shape
-    radius = max(1, min(int(np.ceil(3 * sigma)), h - 1, w - 1))
-    t = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    x = F.pad(images.reshape(n * c, 1, h, w), (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
-    x = F.conv2d(x, kernel.view(1, 1, -1, 1))
-    return x.view(n, c, h, w)
+    return gaussian_blur(images, sigma, fit=True)
 
 
 def replace(

@@ -18,6 +18,9 @@ Writes under ``{paths.results}/perturbation/<dataset>/``:
 - ``agreement.csv`` when the study's ROAR/KAR results for the dataset exist under
   ``{paths.results}/cells`` (and ``{paths.results}/perturbation/agreement.csv`` over every dataset
   done so far); ``run.json`` with the settings, base model and timings.
+
+The config block is read by :mod:`roarkar.metrics.run_settings`, the values are computed by
+:mod:`roarkar.metrics.compute`; this module reuses, writes and prints them.
 """
 
 from __future__ import annotations
@@ -25,234 +28,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-import zlib
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from roarkar.masking import saliency_ranks
 from roarkar.metrics.agreement import agreement
+from roarkar.metrics.compute import compute_metrics, method_ranks, predictions, road_curves
 from roarkar.metrics.consistency import write_consistency
-from roarkar.metrics.perturbation import (
-    BASE_METRICS,
-    ROAD_METRICS,
-    Settings,
-    delta_metrics,
-    partners,
-    perturbation_metrics,
-    removed_count,
-)
+from roarkar.metrics.delta import partners
 from roarkar.metrics.plots import plot_means, plot_road_curves, plot_wilcoxon, plot_win_rates
-from roarkar.metrics.stats import all_statistics, higher_is_better, summary
-from roarkar.saliency import create
-from roarkar.saliency.configs import method_config, method_ids
+from roarkar.metrics.run_settings import NOT_IN_IDENTITY, RunSettings, drop_ground_truth
+from roarkar.metrics.settings import BASE_METRICS, ROAD_METRICS
+from roarkar.metrics.stats import all_statistics, summary
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunSettings", "compute_metrics", "load_method", "run_perturbation"]
+__all__ = ["run_perturbation"]
 
 METRICS_COLUMNS = ["image", "method", "metric", "value"]
-#: Settings that change no value of metrics.csv (a speed knob, the figures' settings)
-NOT_IN_IDENTITY = ("image_chunk", "figure_metrics", "alpha_fraction", "alpha_repeats",
-                   "spearman_methods")  # fmt: skip
-
-
-@dataclass
-class RunSettings:
-    """The ``perturbation`` config block: what to run on, and the metric :class:`Settings`."""
-
-    methods: list[Any] = field(
-        default_factory=lambda: ["random", "ground_truth", "smoe_scale", "gradient", "std", "mean"]
-    )
-    images: int = 100
-    K: int = 5
-    split: str = "val"
-    delta_road: bool = False
-    agreement: bool = True
-    reuse: bool = True
-    image_chunk: int = 32
-    figure_metrics: list[str] | None = None  # None: every metric in the figures
-    alpha_fraction: float = 0.1  # Fig 10: share of the images in each subset ...
-    alpha_repeats: int = 50  # ... and how many subsets
-    spearman_methods: list[str] | None = None  # Fig 11's methods (None: every method)
-    metrics: Settings = field(default_factory=Settings)
-
-    @classmethod
-    def from_config(cls, block: Any) -> RunSettings:
-        if block is None:
-            values = {}
-        elif OmegaConf.is_config(block):
-            values = dict(OmegaConf.to_container(block, resolve=True))
-        else:
-            values = dict(block)
-        own = {f.name for f in fields(cls)} - {"metrics"}
-        metric_keys = {f.name for f in fields(Settings)}
-        unknown = sorted(set(values) - own - metric_keys)
-        if unknown:
-            raise ValueError(
-                f"perturbation: unknown key(s) {', '.join(unknown)}; "
-                f"known are {', '.join(sorted(own | metric_keys))}"
-            )
-        metric_values = {k: values.pop(k) for k in list(values) if k in metric_keys}
-        if "percents" in metric_values:
-            metric_values["percents"] = tuple(float(p) for p in metric_values["percents"])
-        out = cls(**values, metrics=Settings(**metric_values))
-        if out.K < 0 or out.images < 2 or out.image_chunk < 1:
-            raise ValueError(
-                f"perturbation: need K >= 0, images >= 2, image_chunk >= 1; "
-                f"got K={out.K}, images={out.images}, image_chunk={out.image_chunk}"
-            )
-        if out.split not in ("train", "val"):
-            raise ValueError(f"perturbation.split={out.split!r}: expected train or val")
-        for metric in out.figure_metrics or []:
-            higher_is_better(metric)  # raises on an unknown metric name
-        if not 0 < out.alpha_fraction <= 1 or out.alpha_repeats < 1:
-            raise ValueError(
-                f"perturbation: need 0 < alpha_fraction <= 1 and alpha_repeats >= 1; got "
-                f"{out.alpha_fraction}, {out.alpha_repeats}"
-            )
-        return out
-
-
-def load_method(entry: Any) -> tuple[str, str, dict]:
-    """``(id, registry name, params)`` of a method entry: a method id (a ``conf/method`` preset or
-    a registered name, composed as ``method=<id>`` would be), or a mapping ``{id?, name, params?}``;
-    another string is kept as a name (``create`` names the registered ones)."""
-    if isinstance(entry, str):
-        if entry not in method_ids():
-            return entry, entry, {}
-        entry = method_config(entry)
-    entry = dict(entry)
-    if "name" not in entry:
-        raise ValueError(f"perturbation.methods: entry {entry!r} has no name")
-    return str(entry.get("id", entry["name"])), str(entry["name"]), dict(entry.get("params") or {})
-
-
-def _drop_ground_truth(run: RunSettings, dataset: str) -> None:
-    """Leave ``ground_truth`` out of ``run.methods`` (with a warning): the data has no relevance."""
-    kept = [e for e in run.methods if load_method(e)[1] != "ground_truth"]
-    if len(kept) < len(run.methods):
-        log.warning(
-            "ground_truth left out on %s: that dataset has no relevance maps (only the embedded "
-            "synthetic sets have a ground truth)",
-            dataset,
-        )
-        run.methods = kept
-
-
-def _batches(n: int, size: int):
-    for start in range(0, n, size):
-        yield start, min(start + size, n)
-
-
-@torch.no_grad()
-def predictions(model: torch.nn.Module, images: torch.Tensor, batch: int) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(images[a:b]).argmax(1) for a, b in _batches(len(images), batch)])
-
-
-def method_ranks(
-    method_entry: Any,
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    relevance: torch.Tensor | None,
-    *,
-    seed: int,
-    batch: int,
-) -> tuple[str, torch.Tensor]:
-    """One method's maps of ``images`` (explaining ``targets``) as per-pixel ranks ``[N, H, W]``."""
-    method_id, name, params = load_method(method_entry)
-    method = create(name, model, **params)
-    salt = zlib.crc32(method_id.encode()) % 100_000
-    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + salt)
-    out = []
-    for a, b in _batches(len(images), batch):
-        rel = relevance[a:b].to(images.device) if relevance is not None else None
-        maps = method.saliency(images[a:b], targets[a:b], relevance=rel, generator=generator)
-        if maps.dim() != 3:
-            raise ValueError(f"method {method_id!r} returned maps of shape {tuple(maps.shape)}")
-        out.append(saliency_ranks(maps.detach().float().cpu(), generator))
-    return method_id, torch.cat(out).to(images.device)
-
-
-def compute_metrics(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    ranks: torch.Tensor,
-    targets: torch.Tensor,
-    pairs: torch.Tensor,
-    run: RunSettings,
-    generator: torch.Generator,
-    pixel_std: Sequence[float] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Every metric and its Delta (Eq 9, partners ``pairs [N, K]``) per image, in image chunks;
-    ``pixel_std`` is the dataset's per-channel std (the imputation noise's pixel scale)."""
-    parts: list[dict[str, torch.Tensor]] = []
-    k = pairs.shape[1] if pairs.numel() else 0
-    for a, b in _batches(len(images), run.image_chunk):
-        own = perturbation_metrics(
-            model,
-            images[a:b],
-            ranks[a:b],
-            targets[a:b],
-            run.metrics,
-            generator=generator,
-            pixel_std=pixel_std,
-        )
-        if k:
-            rows = pairs[a:b].reshape(-1).to(images.device)
-            others = perturbation_metrics(
-                model,
-                images[a:b].repeat_interleave(k, 0),
-                ranks[rows],
-                targets[a:b].repeat_interleave(k, 0),
-                run.metrics,
-                road=run.delta_road,
-                generator=generator,
-                pixel_std=pixel_std,
-            )
-            wanted = BASE_METRICS + (ROAD_METRICS if run.delta_road else ())
-            own |= delta_metrics({m: own[m] for m in wanted}, others, k)
-        parts.append(own)
-    return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
-
-
-def _road_curves(
-    method: str,
-    values: dict[str, torch.Tensor],
-    targets: torch.Tensor,
-    labels: torch.Tensor,
-    settings: Settings,
-    hw: int,
-) -> pd.DataFrame:
-    """ROAD's curves of one method: per order and percent removed (roarkar's axis), with ROAD's
-    own percent (LeRF: kept) and the pixel count beside it."""
-    rows = []
-    for order in ("morf", "lerf"):
-        pred = values[f"road_{order}_pred"]
-        prob = values[f"road_{order}_curve"]
-        for j, percent in enumerate(settings.percents):
-            rows.append(
-                {
-                    "method": method,
-                    "order": order,
-                    "percent": float(percent),
-                    "road_percent": float(percent) if order == "morf" else 100.0 - float(percent),
-                    "pixels_removed": removed_count(
-                        float(percent) / 100, hw, order, settings.count
-                    ),
-                    "kept_decision": float((pred[:, j] == targets).float().mean()),
-                    "accuracy": float((pred[:, j] == labels).float().mean()),
-                    "probability": float(prob[:, j].mean()),
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 def _previous(out_dir: Path, identity: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -322,7 +118,7 @@ def run_perturbation(cfg: DictConfig) -> dict:
     relevance = split.relevance[:n] if split.relevance is not None else None
     keys = list(split.keys[:n])
     if relevance is None:
-        _drop_ground_truth(run, str(cfg.dataset.name))
+        drop_ground_truth(run, str(cfg.dataset.name))
     batch = int(ctx.settings.eval_batch_size)
     targets = predictions(model, images, batch)
     seed = int(cfg.seed)
@@ -359,7 +155,7 @@ def run_perturbation(cfg: DictConfig) -> dict:
                     )
                 )
         hw = images.shape[-1] * images.shape[-2]
-        curves.append(_road_curves(method_id, values, targets, labels, run.metrics, hw))
+        curves.append(road_curves(method_id, values, targets, labels, run.metrics, hw))
         timings[method_id] = round(time.time() - t0, 3)
         log.info("perturbation: %s done in %.1f s", method_id, timings[method_id])
 

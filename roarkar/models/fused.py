@@ -68,6 +68,12 @@ def inference_copy(net: nn.Module) -> nn.Module:
     return folded
 
 
+def cached_copies() -> list[nn.Module]:
+    """The folded copies :func:`inference_copy` holds now, one per live network: what a caller
+    inspects when it checks that no hook was left on any module a method ran."""
+    return [folded for _, folded in list(_COPIES.values())]
+
+
 def channels_last_input(images: Tensor) -> Tensor:
     """``images`` in the memory layout the copy runs in (a 4-d batch; anything else unchanged)."""
     if images.dim() != 4:
@@ -75,4 +81,4 @@ def channels_last_input(images: Tensor) -> Tensor:
     return images.contiguous(memory_format=torch.channels_last)
 
 
-__all__ = ["channels_last_input", "fold_batchnorm", "inference_copy"]
+__all__ = ["cached_copies", "channels_last_input", "fold_batchnorm", "inference_copy"]

@@ -158,7 +158,7 @@ class SaliencyMethod:
                     relevance=None if relevance is None else relevance[sl],
                     generator=generator,
                 )
-                outs.append(self._check_output(out, (sl.stop - sl.start, h, w)))
+                outs.append(self.check_output(out, (sl.stop - sl.start, h, w)))
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
     def bind_tap(self, tap: str) -> None:
@@ -232,7 +232,9 @@ class SaliencyMethod:
             raise ValueError(f"targets must lie in [0, {n}), got {t.tolist()}")
         return t
 
-    def _check_output(self, out: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    def check_output(self, out: Tensor, shape: tuple[int, int, int]) -> Tensor:
+        """``out`` detached as float32 maps, after checking its shape ``[B, H, W]`` and that every
+        value is finite (a method that overrides ``saliency`` calls it on what it returns)."""
         if tuple(out.shape) != shape:
             raise RuntimeError(f"{self.name}: produced maps {tuple(out.shape)}, expected {shape}")
         out = out.detach().float()

@@ -64,8 +64,8 @@ def smoe_scale(x: Tensor, eps: float = EPS, nonnegative: bool = False) -> Tensor
     # kept buffer stays mapped and mostly cached (the statistic went from 3.5 to 3.0 % of a ResNet-50
     # forward at 224 px, batch 4). Each location's column is reduced exactly as in a single call:
     # bit-identical.
-    per = min(b, max(1, _BLOCK // max(1, x[0].numel())))
-    work = _kept_work(per * x[0].numel(), x.dtype).view(per, *x.shape[1:])
+    per = min(b, max(1, BLOCK // max(1, x[0].numel())))
+    work = kept_work(per * x[0].numel(), x.dtype).view(per, *x.shape[1:])
     out = x.new_empty((b, *x.shape[2:]))
 
     def blocks(halvings: int) -> None:
@@ -73,7 +73,7 @@ def smoe_scale(x: Tensor, eps: float = EPS, nonnegative: bool = False) -> Tensor
             block = x[i : i + per]
             _smoe_block(block, eps, work[: block.shape[0]], out[i : i + per], nonnegative, halvings)
 
-    halvings = _log_halvings(x.shape[1], eps)
+    halvings = log_halvings(x.shape[1], eps)
     blocks(halvings)
     # A product of a group that overflows (activations above ~1e9) leaves a non-finite value: the
     # tap is then recomputed with one log per value (one check per tap, not per block).
@@ -84,20 +84,26 @@ def smoe_scale(x: Tensor, eps: float = EPS, nonnegative: bool = False) -> Tensor
 
 #: Elements per block of :func:`smoe_scale` on a CPU (4 MiB of float32); one image's tap is a
 #: block of its own when it is larger.
-_BLOCK = 1 << 20
+BLOCK = 1 << 20
 
-#: Largest work buffer (bytes) that :func:`_kept_work` keeps between calls.
-_MAX_KEPT = 64 << 20
+#: Largest work buffer (bytes) that :func:`kept_work` keeps between calls.
+MAX_KEPT = 64 << 20
 _kept = threading.local()
 
 
-def _kept_work(numel: int, dtype: torch.dtype) -> Tensor:
+def kept_buffer() -> Tensor | None:
+    """This thread's kept work buffer (uint8), None before its first CPU :func:`smoe_scale`:
+    which buffer the statistic reuses, for a caller that checks it is kept and never returned."""
+    return getattr(_kept, "buffer", None)
+
+
+def kept_work(numel: int, dtype: torch.dtype) -> Tensor:
     """A CPU tensor of ``numel`` elements, a view of this thread's kept buffer (grown as needed, up to
-    :data:`_MAX_KEPT` bytes; a larger request is a fresh allocation). Its contents are garbage."""
+    :data:`MAX_KEPT` bytes; a larger request is a fresh allocation). Its contents are garbage."""
     nbytes = numel * dtype.itemsize
-    if nbytes > _MAX_KEPT:
+    if nbytes > MAX_KEPT:
         return torch.empty(numel, dtype=dtype)
-    buffer = getattr(_kept, "buffer", None)
+    buffer = kept_buffer()
     if buffer is None or buffer.numel() < nbytes:
         buffer = _kept.buffer = torch.empty(nbytes, dtype=torch.uint8)
     return buffer[:nbytes].view(dtype)
@@ -105,13 +111,13 @@ def _kept_work(numel: int, dtype: torch.dtype) -> Tensor:
 
 #: Smallest product of shifted activations that :func:`_smoe_block` lets a group reach (far above
 #: float32's smallest normal number, 1.2e-38, so no precision is lost to subnormals).
-_MIN_PRODUCT = 1e-30
+MIN_PRODUCT = 1e-30
 
 
 @functools.cache  # called for every tap of every pass with a handful of distinct arguments
-def _log_halvings(channels: int, eps: float) -> int:
+def log_halvings(channels: int, eps: float) -> int:
     """How many times the column can be halved into pairwise products (groups of 2, 4, ...) whose
-    smallest possible value, ``eps ** group``, stays above :data:`_MIN_PRODUCT`; at most 2 (groups
+    smallest possible value, ``eps ** group``, stays above :data:`MIN_PRODUCT`; at most 2 (groups
     of 4, which is where the time saved levels off)."""
     if eps <= 0:
         return 0
@@ -120,7 +126,7 @@ def _log_halvings(channels: int, eps: float) -> int:
         halvings < 2
         and channels % 2 == 0
         and channels > 1
-        and (2 * 2**halvings) * math.log10(eps) >= math.log10(_MIN_PRODUCT)
+        and (2 * 2**halvings) * math.log10(eps) >= math.log10(MIN_PRODUCT)
     ):
         channels //= 2
         halvings += 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from multiprocessing.process import BaseProcess
 
 import numpy as np
 import torch
@@ -224,6 +225,12 @@ class ShardBatches:
         if self._pool is None:
             self._pool = WorkerPool(self.reader(), self.batch_size, self.workers, self.prefetch)
         yield from self._pool.run(plan, pin_memory=self.pin_memory)
+
+    @property
+    def processes(self) -> list[BaseProcess]:
+        """The worker processes now running: none before the first multi-worker epoch and
+        after :meth:`close`."""
+        return [] if self._pool is None else self._pool.processes
 
     def close(self) -> None:
         """Stop the worker processes (also done when the object is collected or at exit)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -171,13 +170,6 @@ def load_checkpoint(path: Path, identity: str) -> dict:
     return ckpt
 
 
-def _maybe_kill(step: int) -> None:
-    """Fault injection for the resume tests: SIGKILL this process at a given global step."""
-    target = os.environ.get("ROARKAR_KILL_AT_STEP")
-    if target is not None and step == int(target):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def evaluate(
     net: nn.Module,
     batches: ArrayBatches,
@@ -229,6 +221,7 @@ def fit(
     desc: str = "train",
     on_train_mode: Callable[[], None] | None = None,
     heartbeat: Callable[[], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Train ``parameters`` of ``net`` for ``epochs`` epochs, resuming from ``checkpoint`` if it
     exists, then return the final-epoch accuracy and true-class score on ``val``.
@@ -236,6 +229,9 @@ def fit(
     ``net(inputs, **kwargs)`` gives logits; ``prepare`` moves, masks and augments a batch.
     ``on_train_mode`` runs after ``net.train()`` each epoch (the layer protocol puts its frozen
     prefix back in eval mode there); ``heartbeat`` runs every step (it keeps a cell's claim alive).
+    ``on_step(global_step)`` runs before every training step, counted from 0 over all epochs
+    (``epoch * steps_per_epoch + step``): a probe of the loop from outside, e.g. the resume test's
+    kill at a given step.
     """
     dist = dist or DistInfo()
     device = dist.device
@@ -291,7 +287,8 @@ def fit(
         checked = [0.0] * 4
         first_unchecked = 0
         for step, batch in enumerate(train.train_epoch(seed, epoch)):
-            _maybe_kill(epoch * steps + step)
+            if on_step is not None:
+                on_step(epoch * steps + step)
             if heartbeat is not None:
                 heartbeat()
             lr = settings.lr_at(epoch + step / steps, epochs, global_batch)

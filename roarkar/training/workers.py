@@ -26,6 +26,7 @@ import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
+from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -124,6 +125,11 @@ class WorkerPool:
             p.start()
         self._generation = 0
         self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._tasks)
+
+    @property
+    def processes(self) -> list[BaseProcess]:
+        """The worker processes (alive until :meth:`close`)."""
+        return list(self._procs)
 
     def _get(self) -> tuple:
         while True:

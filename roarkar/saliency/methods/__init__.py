@@ -1,5 +1,25 @@
 """Saliency method implementations; importing a module registers its methods."""
 
-from roarkar.saliency.methods import cams, controls, edges, gradients, signed, statistics, wrappers
+from roarkar.saliency.methods import (
+    cams,
+    controls,
+    edges,
+    gradients,
+    noise,
+    path,
+    signed,
+    statistics,
+    wrappers,
+)
 
-__all__ = ["cams", "controls", "edges", "gradients", "signed", "statistics", "wrappers"]
+__all__ = [
+    "cams",
+    "controls",
+    "edges",
+    "gradients",
+    "noise",
+    "path",
+    "signed",
+    "statistics",
+    "wrappers",
+]

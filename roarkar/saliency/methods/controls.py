@@ -33,7 +33,7 @@ class RandomMap(SaliencyMethod):
         self._check_images(images)
         b, _, h, w = images.shape
         self._targets(targets, b)
-        return self._check_output(_uniform((b, h, w), generator, images), (b, h, w))
+        return self.check_output(_uniform((b, h, w), generator, images), (b, h, w))
 
     def tap_saliency(self, act, *, relevance=None, generator=None) -> Tensor:
         """Uniform random map [B, h, w] at the tap's resolution."""
