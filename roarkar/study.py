@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 
 from roarkar.plan import cell_configs
 from roarkar.protocols.cell import cell_path, run_cell
-from roarkar.report.aggregate import LONG_COLUMNS, OPTIONAL_METRICS, collect_results
+from roarkar.report.aggregate import collect_results
 from roarkar.report.health import check as check_health
 from roarkar.report.health import describe as describe_health
+from roarkar.report.long import LONG_COLUMNS, OPTIONAL_METRICS
 from roarkar.report.write import clear_outputs, format_for_console, write_tables
 from roarkar.store import is_finished, is_finished_record
 from roarkar.training import setup

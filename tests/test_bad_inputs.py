@@ -24,8 +24,9 @@ import torch
 from roarkar.data.materialize import prepare
 from roarkar.data.real import load_image
 from roarkar.data.synthetic import generate
-from roarkar.report.aggregate import collect_results, normalize_long, read_long
+from roarkar.report.aggregate import collect_results
 from roarkar.report.cli import main as tables_main
+from roarkar.report.long import normalize_long, read_long
 from roarkar.report.scores import parse_log_base
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import itertools
 import pandas as pd
 
 from roarkar.report.health import check, describe
-from roarkar.report.tables import LONG_COLUMNS
+from roarkar.report.long import LONG_COLUMNS
 
 LAYERS = ("L1", "L2", "L3", "L4", "L5")
 

@@ -9,23 +9,22 @@ import pandas as pd
 import pytest
 
 from roarkar.report import read_long
-from roarkar.report.aggregate import LONG_COLUMNS
 from roarkar.report.cli import main as tables_main
+from roarkar.report.long import LONG_COLUMNS
 from roarkar.report.paper import (
     KNOWN_INCONSISTENT,
     compare_with_paper,
-    flagged_cells,
-    format_comparison,
     is_paper_data,
     load_paper,
 )
+from roarkar.report.paper_text import flagged_cells, format_comparison
 from roarkar.report.prior import (
     PAPER_PRIOR_WEIGHTS,
     derive_prior_weights,
     load_prior_weights,
     per_layer_scores,
 )
-from roarkar.report.tables import MissingBaselineError
+from roarkar.report.rows import MissingBaselineError
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
 

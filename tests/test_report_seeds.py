@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from roarkar.report import table1, table2, write_tables
-from roarkar.report.aggregate import LONG_COLUMNS
+from roarkar.report.long import LONG_COLUMNS
 from roarkar.report.render import (
     fmt_cell,
     latex_escape,

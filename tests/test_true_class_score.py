@@ -12,14 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from roarkar.report.aggregate import (
-    MissingMetricError,
-    collect_results,
-    normalize_long,
-    read_long,
-    select_metric,
-)
+from roarkar.report.aggregate import collect_results
 from roarkar.report.cli import main as tables_main
+from roarkar.report.long import normalize_long, read_long
+from roarkar.report.metric import MissingMetricError, select_metric
 from roarkar.report.write import write_tables
 
 from .conftest import cell_record

@@ -1,19 +1,14 @@
 """Scores (Eq 8, 9), aggregation of cell results, and the paper's Tables 1, 2, 4, 5."""
 
-from roarkar.report.aggregate import (
-    LONG_COLUMNS,
-    cell_means,
-    collect_results,
-    read_long,
-    summarize_seeds,
-)
+from roarkar.report.aggregate import cell_means, collect_results, summarize_seeds
+from roarkar.report.long import LONG_COLUMNS, read_long
+from roarkar.report.markdown import compare, to_markdown
 from roarkar.report.paper import (
     KNOWN_INCONSISTENT,
     compare_with_paper,
-    format_comparison,
     load_paper,
-    write_comparison,
 )
+from roarkar.report.paper_text import format_comparison, write_comparison
 from roarkar.report.prior import (
     PAPER_PRIOR_WEIGHTS,
     derive_prior_weights,
@@ -22,6 +17,7 @@ from roarkar.report.prior import (
     write_prior_weights,
 )
 from roarkar.report.render import layout_latex, layout_markdown
+from roarkar.report.rows import MissingBaselineError
 from roarkar.report.scores import (
     DEFAULT_LOG_BASE,
     difference,
@@ -29,15 +25,7 @@ from roarkar.report.scores import (
     log_base_label,
     parse_log_base,
 )
-from roarkar.report.tables import (
-    MissingBaselineError,
-    compare,
-    table1,
-    table2,
-    table4,
-    table5,
-    to_markdown,
-)
+from roarkar.report.tables import table1, table2, table4, table5
 from roarkar.report.uncertainty import table1_seeds, table2_seeds, table4_seeds, table5_seeds
 from roarkar.report.write import format_for_console, write_tables
 

@@ -29,13 +29,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from roarkar.report.aggregate import (
-    DEFAULT_METRIC,
-    METRICS,
-    collect_results,
-    read_long,
-    select_metric,
-)
+from roarkar.report.aggregate import collect_results
+from roarkar.report.long import read_long
+from roarkar.report.metric import DEFAULT_METRIC, METRICS, select_metric
 from roarkar.report.scores import log_base_label, parse_log_base
 from roarkar.report.uncertainty import DEFAULT_CI_SEED, DEFAULT_N_BOOT
 from roarkar.report.write import format_for_console, metric_dir, write_tables
@@ -143,6 +139,7 @@ def _dataset_map(pairs: Sequence[str]) -> dict[str, str]:
 
 def _compare(df, args, log_base, percent, dmap) -> list:
     from roarkar.report import paper as pp
+    from roarkar.report.paper_text import format_comparison, write_comparison
 
     if args.compare_paper == "off":
         return []
@@ -184,8 +181,8 @@ def _compare(df, args, log_base, percent, dmap) -> list:
                 "warning: compared on request, but no cell has the paper's model, layer and "
                 "percent: the differences below are not a reproduction check"
             )
-    print(pp.format_comparison(cmps))
-    return list(pp.write_comparison(cmps, metric_dir(args.out, args.metric)).values())
+    print(format_comparison(cmps))
+    return list(write_comparison(cmps, metric_dir(args.out, args.metric)).values())
 
 
 def _prior(df, args, log_base, percent, source) -> list:

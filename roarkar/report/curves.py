@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from roarkar.report.aggregate import DEFAULT_METRIC, METRICS, normalize_long, select_metric
-from roarkar.report.figures import method_styles, pyplot, save_figure, side_legend
-from roarkar.report.tables import BASELINE
+from roarkar.report.long import normalize_long
+from roarkar.report.metric import DEFAULT_METRIC, METRICS, select_metric
+from roarkar.report.plotting import method_styles, pyplot, save_figure, side_legend
+from roarkar.report.rows import BASELINE
 from roarkar.saliency.labels import method_labels
 
 #: Seed 002's left panel; every other method is drawn in the right one (its combinations).

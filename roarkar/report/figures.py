@@ -30,10 +30,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from roarkar.report.aggregate import DEFAULT_METRIC, METRICS, normalize_long, select_metric
+from roarkar.report.long import normalize_long
+from roarkar.report.metric import DEFAULT_METRIC, METRICS, select_metric
+from roarkar.report.plotting import (
+    PAPER_STYLE,
+    RANDOM_STYLE,
+    method_styles,
+    pyplot,
+    save_figure,
+    side_legend,
+)
 from roarkar.report.prior import LAYERS, per_layer_scores
+from roarkar.report.rows import AVG, BASELINE
 from roarkar.report.scores import DEFAULT_LOG_BASE
-from roarkar.report.tables import AVG, BASELINE, table1
+from roarkar.report.tables import table1
 from roarkar.report.write import metric_dir
 from roarkar.saliency.labels import method_labels
 
@@ -42,43 +52,8 @@ __all__ = [
     "draw_figure5",
     "figure4",
     "figure5",
-    "method_styles",
-    "pyplot",
-    "save_figure",
-    "side_legend",
     "write_figures",
 ]
-
-_PAPER_STYLE = {"linestyle": ":", "linewidth": 1.2, "markerfacecolor": "none", "alpha": 0.9}
-_RANDOM_STYLE = {"color": "black", "linestyle": "--", "marker": "x", "linewidth": 1.4}
-#: tab10 without its grey (too close to Random's black); markers and line styles cycle with
-#: other periods, so neighbours differ in all three and a repeated colour in marker and style.
-_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
-            "#17becf")  # fmt: skip
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<")
-_LINESTYLES = ("-", "--", "-.")
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def method_styles(methods: list[str]) -> dict[str, dict]:
-    """Colour, marker and line style per method (see ``_COLOURS``)."""
-    return {
-        m: {
-            "color": _COLOURS[i % len(_COLOURS)],
-            "marker": _MARKERS[i % len(_MARKERS)],
-            # shifted once per pass through the colours, so a repeated colour changes style too
-            "linestyle": _LINESTYLES[(i + i // len(_COLOURS)) % len(_LINESTYLES)],
-        }
-        for i, m in enumerate(methods)
-    }
 
 
 def _layer_percents(d: pd.DataFrame, percent: Mapping[str, float] | None) -> dict[str, str]:
@@ -151,7 +126,7 @@ def draw_figure4(
         overall = panel == "mean over datasets"
         ours_ds = datasets if overall else [panel]
         # Random scores exactly 0 against itself: it is the baseline z of every term
-        (h,) = ax.plot(x, np.zeros(len(x)), **_RANDOM_STYLE)
+        (h,) = ax.plot(x, np.zeros(len(x)), **RANDOM_STYLE)
         handles.setdefault(f"{names[BASELINE]} (the baseline z: 0 by definition)", h)
         for m in methods:
             y = series(pls, m, ours_ds)
@@ -161,7 +136,7 @@ def draw_figure4(
                 pds = [dmap.get(ds, ds) for ds in ours_ds]
                 yp = series(paper_pls, m, pds)
                 if np.isfinite(yp).any():
-                    style = dict(_PAPER_STYLE, color=styles[m]["color"], marker=styles[m]["marker"])
+                    style = dict(PAPER_STYLE, color=styles[m]["color"], marker=styles[m]["marker"])
                     (hp,) = ax.plot(x, yp, **style)
                     handles.setdefault(f"{names[m]} (paper)", hp)
         ax.set_title(f"{panel} (paper: {dmap[panel]})" if panel in dmap else panel)
@@ -244,7 +219,7 @@ def draw_figure5(
     t5 = _t5_with_std(d)
     datasets = list(pd.unique(t5["dataset"]))
     methods = [m for m in pd.unique(t5["method"]) if m != BASELINE]
-    styles = {BASELINE: _RANDOM_STYLE, **method_styles(methods)}
+    styles = {BASELINE: RANDOM_STYLE, **method_styles(methods)}
     names = method_labels([BASELINE, *methods])
     dmap = dict(dataset_map or {})
     ctx = _paper(overlay, d)
@@ -274,7 +249,7 @@ def draw_figure5(
                         & (paper_t5["mode"] == mode)
                     ].sort_values("percent")
                     if not p.empty:
-                        pstyle = dict(_PAPER_STYLE, color=style["color"], marker=style["marker"])
+                        pstyle = dict(PAPER_STYLE, color=style["color"], marker=style["marker"])
                         (hp,) = ax.plot(p["percent"], p["accuracy"], **pstyle)
                         handles.setdefault(f"{names[m]} (paper)", hp)
             what = (
@@ -343,27 +318,3 @@ def write_figures(
         )
         written[p.name] = p
     return written
-
-
-def side_legend(fig, handles: dict) -> None:
-    """Legend to the right of the panels, then a tight layout."""
-    fig.legend(
-        list(handles.values()),
-        list(handles),
-        loc="center left",
-        bbox_to_anchor=(1.0, 0.5),
-        fontsize=8,
-        frameon=False,
-    )
-    fig.tight_layout()
-
-
-def save_figure(fig, path) -> Path:
-    """Write the PNG (creating its folder, legend and caption included) and close the figure."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from roarkar.report.tables import AVG, BASELINE, BEST, WORST, table1, table2, table4
+from roarkar.report.rows import AVG, BASELINE, BEST, WORST
+from roarkar.report.tables import table1, table2, table4
 
 GROUND_TRUTH = "ground_truth"
 

@@ -29,13 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from roarkar.layer_weights import load_prior_weights
+from roarkar.report.rows import BASELINE, MissingBaselineError, one_percent_per_mode, protocol_rows
 from roarkar.report.scores import DEFAULT_LOG_BASE, eq8, eq9, log_base_label, parse_log_base
-from roarkar.report.tables import (
-    BASELINE,
-    MissingBaselineError,
-    one_percent_per_mode,
-    protocol_rows,
-)
 
 __all__ = [
     "LAYERS",

@@ -1,4 +1,4 @@
-"""The paper's Tables 1, 2, 4 and 5 as pure functions of the long table, plus rendering.
+"""The paper's Tables 1, 2, 4 and 5 as pure functions of the long table, and their layouts.
 
 * Table 4 (layer protocol): accuracy per dataset, method, mode and layer, with Best/Worst rows.
 * Table 1 (layer protocol): Difference (Eq 8) and Information (Eq 9) per dataset and method, AVG.
@@ -13,23 +13,27 @@ fractions). Every function returns a long, tidy DataFrame; ``pivot_*`` give the 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from roarkar.report.aggregate import (
-    LONG_COLUMNS,
-    cell_means,
-    normalize_long,
+from roarkar.report.rows import (
+    AVG,
+    BASELINE,
+    BEST,
+    MODE_ORDER,
+    WORST,
+    MissingBaselineError,
+    one_percent_per_mode,
+    ordered,
+    protocol_rows,
+    sort_by,
 )
 from roarkar.report.scores import DEFAULT_LOG_BASE, difference, information
 
 __all__ = [
-    "BASELINE",
-    "MissingBaselineError",
-    "compare",
+    "input_sums",
     "pivot_table1",
     "pivot_table4",
     "pivot_table5",
@@ -37,86 +41,9 @@ __all__ = [
     "table2",
     "table4",
     "table5",
-    "to_markdown",
 ]
 
 log = logging.getLogger(__name__)
-
-BASELINE = "random"
-AVG = "AVG"
-BEST, WORST = "Best", "Worst"
-MODE_ORDER = ("kar", "roar")
-
-
-class MissingBaselineError(ValueError):
-    """A score needs a random-baseline cell (dataset, layer, mode) that the long table lacks."""
-
-    def __init__(self, dataset: str, layer: str, mode: str, method: str | None = None) -> None:
-        self.dataset, self.layer, self.mode, self.method = dataset, layer, mode, method
-        needed = f" (needed by method {method!r})" if method else ""
-        super().__init__(
-            f"no random baseline for dataset={dataset!r}, layer={layer!r}, mode={mode!r}{needed}; "
-            f"run method {BASELINE!r} for that cell"
-        )
-
-
-# --------------------------------------------------------------------------- preparation
-
-
-def _ordered(values: pd.Series, first: tuple[str, ...] = ()) -> list[str]:
-    """Unique values in first-appearance order, with ``first`` (if present) moved to the front."""
-    seen = list(pd.unique(values))
-    return [v for v in first if v in seen] + [v for v in seen if v not in first]
-
-
-def protocol_rows(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
-    """Rows of one protocol, one model, seeds averaged (``accuracy`` = mean per cell)."""
-    return cell_means(protocol_rows_raw(df, protocol, table))
-
-
-def protocol_rows_raw(df: pd.DataFrame, protocol: str, table: str) -> pd.DataFrame:
-    """Rows of one protocol and one model (long columns only), seeds kept."""
-    d = normalize_long(df)
-    d = d[d["protocol"] == protocol]
-    if d.empty:
-        raise ValueError(f"{table}: the long table has no {protocol}-protocol rows")
-    models = _ordered(d["model"])
-    if len(models) > 1:
-        raise ValueError(
-            f"{table}: the long table holds several models ({', '.join(models)}); "
-            "filter it to one first (roarkar-tables --model NAME)"
-        )
-    return d[list(LONG_COLUMNS)]
-
-
-def one_percent_per_mode(
-    d: pd.DataFrame, percent: Mapping[str, float] | None, table: str
-) -> pd.DataFrame:
-    """Layer protocol: keep one percent per mode (given, or the only one present)."""
-    keep = []
-    for mode in MODE_ORDER:
-        dm = d[d["mode"] == mode]
-        present = sorted(float(p) for p in dm["percent"].unique())
-        if percent is not None and mode in percent:
-            p = float(percent[mode])
-            if p not in present:
-                raise ValueError(f"{table}: no {mode} rows at percent {p:g}; present: {present}")
-            dm = dm[dm["percent"] == p]
-        elif len(present) > 1:
-            raise ValueError(
-                f"{table}: layer-protocol {mode} rows at several percents {present}; "
-                "choose one, e.g. percent={'kar': 2.5, 'roar': 10}"
-            )
-        keep.append(dm)
-    return pd.concat(keep, ignore_index=True)
-
-
-def _sort(df: pd.DataFrame, orders: Mapping[str, list]) -> pd.DataFrame:
-    """Sort by the given columns, each in the given explicit order."""
-    keys = {c: df[c].map({v: i for i, v in enumerate(o)}) for c, o in orders.items()}
-    tmp = df.assign(**{f"_k_{c}": k for c, k in keys.items()})
-    tmp = tmp.sort_values([f"_k_{c}" for c in orders], kind="stable")
-    return tmp.drop(columns=[f"_k_{c}" for c in orders]).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- Table 4
@@ -132,7 +59,7 @@ def table4(df: pd.DataFrame, percent: Mapping[str, float] | None = None) -> pd.D
     d = one_percent_per_mode(protocol_rows(df, "layer", "table4"), percent, "table4")
     d = d.assign(accuracy=(d["accuracy"] * 100).round(6))
     out = d[["dataset", "method", "mode", "layer", "accuracy"]]
-    methods = _ordered(out["method"], first=(BASELINE,))
+    methods = ordered(out["method"], first=(BASELINE,))
     stats = out[out["method"] != BASELINE]
     extra = []
     if not stats.empty:
@@ -144,10 +71,10 @@ def table4(df: pd.DataFrame, percent: Mapping[str, float] | None = None) -> pd.D
             ).assign(method=label)
             extra.append(part)
     out = pd.concat([out, *extra], ignore_index=True)
-    return _sort(
+    return sort_by(
         out[["dataset", "method", "mode", "layer", "accuracy"]],
         {
-            "dataset": _ordered(d["dataset"]),
+            "dataset": ordered(d["dataset"]),
             "method": methods + [BEST, WORST],
             "mode": list(MODE_ORDER),
             "layer": [f"L{i}" for i in range(1, 6)],
@@ -188,12 +115,12 @@ def table1(
     reproduces the published Information scores (see :mod:`roarkar.report.scores`).
     """
     d = one_percent_per_mode(protocol_rows(df, "layer", "table1"), percent, "table1")
-    datasets = _ordered(d["dataset"])
+    datasets = ordered(d["dataset"])
     rows = []
     for ds in datasets:
         dd = d[d["dataset"] == ds]
         rnd = dd[dd["method"] == BASELINE]
-        for method in _ordered(dd["method"]):
+        for method in ordered(dd["method"]):
             if method == BASELINE:
                 continue
             dm = dd[dd["method"] == method]
@@ -236,7 +163,7 @@ def table1(
     avg = out.groupby("method", sort=False)[["difference", "information"]].mean().reset_index()
     out = pd.concat([out, avg.assign(dataset=AVG)], ignore_index=True)
     ranking = avg.sort_values("difference", ascending=False, kind="stable")["method"].tolist()
-    out = _sort(out, {"method": ranking, "dataset": datasets + [AVG]})
+    out = sort_by(out, {"method": ranking, "dataset": datasets + [AVG]})
     out.attrs["log_base"] = log_base
     return out[["dataset", "method", "difference", "information"]]
 
@@ -262,11 +189,11 @@ def table5(df: pd.DataFrame) -> pd.DataFrame:
     """
     d = protocol_rows(df, "input", "table5")
     d = d.assign(accuracy=(d["accuracy"] * 100).round(6))
-    out = _sort(
+    out = sort_by(
         d.sort_values("percent", kind="stable"),
         {
-            "dataset": _ordered(d["dataset"]),
-            "method": _ordered(d["method"], first=(BASELINE,)),
+            "dataset": ordered(d["dataset"]),
+            "method": ordered(d["method"], first=(BASELINE,)),
             "mode": list(MODE_ORDER),
         },
     )
@@ -306,10 +233,10 @@ def table2(df: pd.DataFrame) -> pd.DataFrame:
     """
     d = protocol_rows(df, "input", "table2")
     rows = []
-    for ds in _ordered(d["dataset"]):
+    for ds in ordered(d["dataset"]):
         dd = d[d["dataset"] == ds]
         wanted = {mode: set(dd.loc[dd["mode"] == mode, "percent"]) for mode in MODE_ORDER}
-        for method in _ordered(dd["method"], first=(BASELINE,)):
+        for method in ordered(dd["method"], first=(BASELINE,)):
             dm = dd[dd["method"] == method]
             values = {}
             for mode in MODE_ORDER:
@@ -326,49 +253,3 @@ def table2(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     cols = ["method", "kar", "roar", "sum"]
     return out[(["dataset"] if out["dataset"].nunique() > 1 else []) + cols]
-
-
-# --------------------------------------------------------------------------- comparison
-
-
-def compare(
-    ours: pd.DataFrame, published: pd.DataFrame, keys: list[str], values: list[str]
-) -> pd.DataFrame:
-    """Side by side: ``keys``, then per value column ``v``, ``v_published`` and ``v_delta``.
-
-    An outer join, so rows only one side has show up with NaN.
-    """
-    merged = ours[keys + values].merge(
-        published[keys + values], on=keys, how="outer", suffixes=("", "_published"), sort=False
-    )
-    cols = list(keys)
-    for v in values:
-        merged[f"{v}_delta"] = merged[v] - merged[f"{v}_published"]
-        cols += [v, f"{v}_published", f"{v}_delta"]
-    return merged[cols]
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def _fmt(value: object, floatfmt: str) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else format(value, floatfmt)
-    return str(value).replace("|", "\\|")
-
-
-def to_markdown(
-    df: pd.DataFrame, title: str | None = None, floatfmt: str = ".2f", note: str | None = None
-) -> str:
-    """A GitHub-flavoured Markdown table (numbers right-aligned), with optional title and note."""
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    header = "| " + " | ".join(str(c) for c in df.columns) + " |"
-    rule = "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"
-    body = [
-        "| " + " | ".join(_fmt(v, floatfmt) for v in row) + " |"
-        for row in df.itertuples(index=False, name=None)
-    ]
-    parts = ([f"### {title}", ""] if title else []) + [header, rule, *body]
-    if note:
-        parts += ["", note]
-    return "\n".join(parts) + "\n"

@@ -32,20 +32,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from roarkar.report.aggregate import CELL_COLUMNS, summarize_seeds
+from roarkar.report.aggregate import summarize_seeds
+from roarkar.report.long import CELL_COLUMNS
+from roarkar.report.rows import AVG, BASELINE, MODE_ORDER, one_percent_per_mode, protocol_rows_raw
 from roarkar.report.scores import DEFAULT_LOG_BASE, eq8, eq9, parse_log_base
-from roarkar.report.tables import (
-    AVG,
-    BASELINE,
-    MODE_ORDER,
-    input_sums,
-    one_percent_per_mode,
-    protocol_rows_raw,
-    table1,
-    table2,
-    table4,
-    table5,
-)
+from roarkar.report.tables import input_sums, table1, table2, table4, table5
 
 __all__ = [
     "DEFAULT_N_BOOT",

@@ -18,19 +18,19 @@ from pathlib import Path
 import pandas as pd
 
 from roarkar.report import uncertainty as unc
-from roarkar.report.aggregate import (
+from roarkar.report.aggregate import base_model_warnings
+from roarkar.report.long import normalize_long
+from roarkar.report.markdown import to_markdown
+from roarkar.report.metric import (
     DEFAULT_METRIC,
     METRIC_DEFINITIONS,
     METRICS,
-    base_model_warnings,
     check_metric,
-    normalize_long,
     select_metric,
 )
+from roarkar.report.rows import MODE_ORDER, one_percent_per_mode
 from roarkar.report.scores import DEFAULT_LOG_BASE, log_base_label
 from roarkar.report.tables import (
-    MODE_ORDER,
-    one_percent_per_mode,
     pivot_table1,
     pivot_table4,
     pivot_table5,
@@ -38,7 +38,6 @@ from roarkar.report.tables import (
     table2,
     table4,
     table5,
-    to_markdown,
 )
 
 __all__ = [
