@@ -273,7 +273,7 @@ def test_a_crafted_pickle_never_runs(tmp_path):
     for reader in (_load_base, _gallery_model):
         with pytest.raises(ValueError):
             reader(path)
-    from roarkar.training.trainer import load_checkpoint
+    from roarkar.training.checkpoint import load_checkpoint
 
     with pytest.raises(ValueError, match=r"cannot read checkpoint .*model.pt"):
         load_checkpoint(path, "abc123")

@@ -49,7 +49,8 @@ class TapMaskedNet(nn.Module):
     def _tap(self, x: Tensor) -> TapActivation:
         if self._prefix is None:
             return self.model.forward_to(x, self.tap, pre_relu=self._needs_pre_relu)
-        # NCHW again for the trained suffix: channels-last training on CPU is unsafe (trainer.py)
+        # NCHW again for the trained suffix: channels-last training on CPU is unsafe
+        # (roarkar/training/settings.py)
         return TapActivation(inference_copy(self._prefix[0])(x).contiguous())
 
     def forward(self, x: Tensor, relevance: Tensor | None = None) -> Tensor:

@@ -1,17 +1,10 @@
 """Training: one trainer (SGD recipe, checkpoint/resume, DDP), batching and augmentation."""
 
 from roarkar.training.batches import ArrayBatches, epoch_generator
+from roarkar.training.checkpoint import CheckpointMismatchError, load_checkpoint
 from roarkar.training.distributed import DistInfo, setup
-from roarkar.training.trainer import (
-    CheckpointMismatchError,
-    Evaluation,
-    FitResult,
-    NonFiniteLossError,
-    TrainerSettings,
-    evaluate,
-    fit,
-    load_checkpoint,
-)
+from roarkar.training.settings import TrainerSettings
+from roarkar.training.trainer import Evaluation, FitResult, NonFiniteLossError, evaluate, fit
 
 __all__ = [
     "ArrayBatches",

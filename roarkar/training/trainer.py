@@ -2,17 +2,16 @@
 
 He et al. (2016) SGD recipe by default; learning rate as a pure function of (epoch, step) so a
 resumed run needs no scheduler state; a checkpoint after every epoch; DDP when the process group is
-up; bf16 autocast and channels-last memory on CUDA; evaluation on the held-out split at the final epoch only (no
-best-epoch selection on it; docs/ARCHITECTURE.md, "Pitfalls").
+up; bf16 autocast and channels-last memory on CUDA; evaluation on the held-out split at the final
+epoch only (no best-epoch selection on it; docs/ARCHITECTURE.md, "Pitfalls"). The recipe is
+:mod:`roarkar.training.settings`, checkpoints :mod:`roarkar.training.checkpoint`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,18 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from roarkar.training.batches import ArrayBatches, epoch_generator
+from roarkar.training.checkpoint import load_checkpoint, save_atomic
 from roarkar.training.distributed import DistInfo, all_reduce_sum
+from roarkar.training.settings import TrainerSettings, autocast, use_channels_last
+
+__all__ = [
+    "Evaluation",
+    "FitResult",
+    "NonFiniteLossError",
+    "PrepareFn",
+    "evaluate",
+    "fit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,62 +44,6 @@ PrepareFn = Callable[
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the cell is stopped and recorded as failed."""
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint on disk belongs to another run or model."""
-
-
-@dataclass
-class TrainerSettings:
-    """The optimisation recipe (conf/trainer/*.yaml)."""
-
-    batch_size: int = 256
-    lr: float = 0.1
-    lr_reference_batch: int = 256
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    schedule: str = "step"
-    milestones: tuple[float, ...] = (1 / 3, 2 / 3)
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    amp: str = "auto"
-    channels_last: str = "auto"
-    eval_batch_size: int = 256
-    progress: bool = True
-    log_every: int = 50  # steps between reads of the loss from the device (and NaN checks)
-
-    @classmethod
-    def from_config(cls, cfg: Mapping) -> TrainerSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(cfg) - known - {"epochs", "lr_scale", "name"})
-        if unknown:
-            raise ValueError(
-                f"unknown trainer settings {unknown}: expected some of {sorted(known)}"
-            )
-        values = {k: cfg[k] for k in known if k in cfg}
-        if "milestones" in values:
-            values["milestones"] = tuple(values["milestones"])
-        return cls(**values)
-
-    def lr_at(self, progress: float, epochs: int, global_batch: int) -> float:
-        """Learning rate at ``progress`` epochs into a run of ``epochs`` epochs."""
-        base = self.lr * global_batch / self.lr_reference_batch
-        if self.warmup_epochs and progress < self.warmup_epochs:
-            return base * (progress + 1e-3) / self.warmup_epochs
-        if self.schedule == "step":
-            drops = sum(progress >= m * epochs for m in self.milestones)
-            return base * self.gamma**drops
-        if self.schedule == "cosine":
-            t = (progress - self.warmup_epochs) / max(epochs - self.warmup_epochs, 1e-9)
-            return base * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
-        if self.schedule == "constant":
-            return base
-        raise ValueError(
-            f"unknown trainer.schedule {self.schedule!r}: expected step, cosine or constant"
-        )
 
 
 @dataclass(frozen=True)
@@ -112,28 +66,6 @@ class FitResult:
     resumed_from_epoch: int = 0
 
 
-def _autocast(settings: TrainerSettings, device: torch.device):
-    mode = settings.amp
-    if mode == "auto":
-        mode = "bf16" if device.type == "cuda" else "off"
-    if mode == "off":
-        return nullcontext()
-    if mode not in ("bf16", "fp16"):
-        raise ValueError(f"unknown trainer.amp {settings.amp!r}: expected auto, off, bf16 or fp16")
-    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def _use_channels_last(settings: TrainerSettings, device: torch.device) -> bool:
-    # "auto" is off on CPU although a float32 training step there is 1.31x faster for the small
-    # ResNet at 32 px and 1.09x for ResNet-50 at 224 px: with torch 2.14.1, training a 4-channel-wide
-    # small ResNet channels-last on CPU corrupts the heap ("double free or corruption", every run;
-    # eval-mode passes are fine). Opt in with trainer.channels_last=true.
-    if settings.channels_last == "auto":
-        return device.type == "cuda"
-    return bool(settings.channels_last)
-
-
 def _check_finite(
     totals: list[float], desc: str, epoch: int, first: int, step: int, lr: float
 ) -> None:
@@ -146,28 +78,6 @@ def _check_finite(
             f"{desc}: loss is {value} at epoch {epoch + 1}, {where} (lr {lr:.3g}; the loss is "
             "read from the device every trainer.log_every steps)"
         )
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, identity: str) -> dict:
-    """Load a checkpoint and check it was written by the run ``identity``."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise CheckpointMismatchError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("identity") != identity:
-        found = ckpt.get("identity") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointMismatchError(
-            f"checkpoint {path} belongs to run {found!r}, not {identity!r}; "
-            "move it away or point paths.results elsewhere"
-        )
-    return ckpt
 
 
 def evaluate(
@@ -187,7 +97,7 @@ def evaluate(
     # correct, seen, summed true-class probability: on the device, read once at the end
     totals = torch.zeros(3, dtype=torch.float64, device=dist.device)
     generator = epoch_generator(seed, -1, salt=2)
-    with torch.no_grad(), _autocast(settings, dist.device):
+    with torch.no_grad(), autocast(settings, dist.device):
         for batch in batches.eval_batches():
             inputs, targets, kwargs = prepare(batch, False, generator)
             logits = net(inputs, **kwargs)
@@ -237,7 +147,7 @@ def fit(
     device = dist.device
     torch.manual_seed(seed)
     net.to(device)
-    if _use_channels_last(settings, device):
+    if use_channels_last(settings, device):
         net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         parameters,
@@ -295,7 +205,7 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             inputs, targets, kwargs = prepare(batch, True, generator)
-            with _autocast(settings, device):
+            with autocast(settings, device):
                 logits = model(inputs, **kwargs)
                 loss = criterion(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)
@@ -325,7 +235,7 @@ def fit(
             }
         )
         if checkpoint is not None and dist.is_main:
-            _save_atomic(
+            save_atomic(
                 {
                     "identity": identity,
                     "epoch": epoch + 1,

@@ -1,0 +1,90 @@
+"""The optimisation recipe (conf/trainer/*.yaml): SGD settings, the learning rate as a pure
+function of (epoch, step) so a resumed run needs no scheduler state, and the precision and memory
+layout (autocast, channels-last) the recipe asks for on a device."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["TrainerSettings", "autocast", "use_channels_last"]
+
+
+@dataclass
+class TrainerSettings:
+    """The optimisation recipe (conf/trainer/*.yaml)."""
+
+    batch_size: int = 256
+    lr: float = 0.1
+    lr_reference_batch: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (1 / 3, 2 / 3)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    amp: str = "auto"
+    channels_last: str = "auto"
+    eval_batch_size: int = 256
+    progress: bool = True
+    log_every: int = 50  # steps between reads of the loss from the device (and NaN checks)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> TrainerSettings:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(cfg) - known - {"epochs", "lr_scale", "name"})
+        if unknown:
+            raise ValueError(
+                f"unknown trainer settings {unknown}: expected some of {sorted(known)}"
+            )
+        values = {k: cfg[k] for k in known if k in cfg}
+        if "milestones" in values:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
+
+    def lr_at(self, progress: float, epochs: int, global_batch: int) -> float:
+        """Learning rate at ``progress`` epochs into a run of ``epochs`` epochs."""
+        base = self.lr * global_batch / self.lr_reference_batch
+        if self.warmup_epochs and progress < self.warmup_epochs:
+            return base * (progress + 1e-3) / self.warmup_epochs
+        if self.schedule == "step":
+            drops = sum(progress >= m * epochs for m in self.milestones)
+            return base * self.gamma**drops
+        if self.schedule == "cosine":
+            t = (progress - self.warmup_epochs) / max(epochs - self.warmup_epochs, 1e-9)
+            return base * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
+        if self.schedule == "constant":
+            return base
+        raise ValueError(
+            f"unknown trainer.schedule {self.schedule!r}: expected step, cosine or constant"
+        )
+
+
+def autocast(settings: TrainerSettings, device: torch.device):
+    """The autocast context of ``settings.amp`` on ``device`` (bf16 on CUDA by default)."""
+    mode = settings.amp
+    if mode == "auto":
+        mode = "bf16" if device.type == "cuda" else "off"
+    if mode == "off":
+        return nullcontext()
+    if mode not in ("bf16", "fp16"):
+        raise ValueError(f"unknown trainer.amp {settings.amp!r}: expected auto, off, bf16 or fp16")
+    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def use_channels_last(settings: TrainerSettings, device: torch.device) -> bool:
+    """Whether to train channels-last on ``device`` (``settings.channels_last``; auto: CUDA only)."""
+    # "auto" is off on CPU although a float32 training step there is 1.31x faster for the small
+    # ResNet at 32 px and 1.09x for ResNet-50 at 224 px: with torch 2.14.1, training a 4-channel-wide
+    # small ResNet channels-last on CPU corrupts the heap ("double free or corruption", every run;
+    # eval-mode passes are fine). Opt in with trainer.channels_last=true.
+    if settings.channels_last == "auto":
+        return device.type == "cuda"
+    return bool(settings.channels_last)
