@@ -10,9 +10,10 @@
 from roarkar.metrics.agreement import agreement, retrain_scores
 from roarkar.metrics.consistency import alpha_draws, alpha_intervals, spearman_matrix
 from roarkar.metrics.delta import delta_metrics, partners
-from roarkar.metrics.imputation import REPLACEMENTS, blur, linear_impute, replace
+from roarkar.metrics.imputation import linear_impute
 from roarkar.metrics.perturbation import perturbation_metrics
 from roarkar.metrics.removal import removal_mask, scores_after_removal
+from roarkar.metrics.replacement import REPLACEMENTS, blur, replace
 from roarkar.metrics.settings import BASE_METRICS, ROAD_METRICS, Settings
 from roarkar.metrics.stats import (
     HIGHER_IS_BETTER,

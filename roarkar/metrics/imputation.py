@@ -1,4 +1,5 @@
-"""Replacement of removed pixels: dataset mean, blur, or ROAD's noisy linear imputation.
+"""ROAD's noisy linear imputation of removed pixels (the ``linear`` replacement of
+:mod:`roarkar.metrics.replacement`).
 
 Every function takes normalised images ``[N, C, H, W]`` and a bool mask ``removed [N, H, W]`` of
 *pixels* (never C x H x W): a removed pixel is replaced in every channel (docs/ARCHITECTURE.md, "Pitfalls").
@@ -47,21 +48,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from roarkar.blur import gaussian_blur
-
 __all__ = [
     "DEFAULT_TOL",
     "NEIGHBOUR_WEIGHTS",
-    "REPLACEMENTS",
     "SOLVERS",
-    "blur",
+    "check_pixel_mask",
     "cg_solve",
     "linear_impute",
     "noise_scale",
-    "replace",
 ]
 
-REPLACEMENTS = ("mean", "blur", "linear")
 SOLVERS = ("cg", "scipy")
 
 #: Default relative residual of the CG solve (error against the exact solve <= 1e-3 at 224 px).
@@ -73,7 +69,8 @@ NEIGHBOUR_WEIGHTS = torch.tensor(
 )
 
 
-def _check(images: Tensor, removed: Tensor) -> None:
+def check_pixel_mask(images: Tensor, removed: Tensor) -> None:
+    """ValueError unless ``images`` is ``[N, C, H, W]`` and ``removed`` a pixel mask ``[N, H, W]``."""
     if images.dim() != 4:
         raise ValueError(f"images must be [N, C, H, W]; got shape {tuple(images.shape)}")
     if removed.shape != (images.shape[0], *images.shape[2:]):
@@ -261,7 +258,7 @@ def linear_impute(
     images were normalised with (None: images on the [0, 1] scale). The noise is one standard
     normal draw of the images' shape from ``generator``, scaled per channel, kept where removed.
     """
-    _check(images, removed)
+    check_pixel_mask(images, removed)
     scale = noise_scale(noise, images.shape[1], pixel_std)
     if solver == "cg":
         if not float(tol) > 0:
@@ -283,52 +280,3 @@ def linear_impute(
         draw = torch.randn(solved.shape, generator=generator, dtype=torch.float64)
         solved = solved + draw.to(solved.device) * scale.to(solved.device).view(1, -1, 1, 1)
     return torch.where(removed[:, None], solved.to(images.dtype), images)
-
-
-def blur(images: Tensor, sigma: float) -> Tensor:
-    """The blur replacement's blurred copy: :func:`roarkar.blur.gaussian_blur` with the kernel
-    fitted inside the image (``fit=True``); ``sigma`` must be positive."""
-    if sigma <= 0:
-        raise ValueError(f"blur sigma must be positive; got {sigma!r}")
-    return gaussian_blur(images, sigma, fit=True)
-
-
-def replace(
-    images: Tensor,
-    removed: Tensor,
-    kind: str,
-    *,
-    blurred: Tensor | None = None,
-    blur_sigma: float = 2.0,
-    noise: float = 0.01,
-    pixel_std: Sequence[float] | Tensor | None = None,
-    generator: torch.Generator | None = None,
-    solver: str = "cg",
-    tol: float = DEFAULT_TOL,
-    max_iter: int | None = None,
-) -> Tensor:
-    """``images`` with the ``removed`` pixels replaced in every channel.
-
-    ``mean``: 0 in normalised space, i.e. the dataset's per-channel mean (Samek et al.; Hooker);
-    ``blur``: the pixel of a Gaussian-blurred copy (``blurred`` if given, else blurred here);
-    ``linear``: ROAD's noisy linear imputation (noise ``noise`` x the pixel range, see
-    :func:`linear_impute`).
-    """
-    _check(images, removed)
-    if kind == "mean":
-        return images.masked_fill(removed[:, None], 0.0)
-    if kind == "blur":
-        fill = blurred if blurred is not None else blur(images, blur_sigma)
-        return torch.where(removed[:, None], fill, images)
-    if kind == "linear":
-        return linear_impute(
-            images,
-            removed,
-            noise=noise,
-            pixel_std=pixel_std,
-            generator=generator,
-            solver=solver,
-            tol=tol,
-            max_iter=max_iter,
-        )
-    raise ValueError(f"replacement={kind!r}: expected one of {', '.join(REPLACEMENTS)}")

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from roarkar.masking import count_for
-from roarkar.metrics.imputation import blur, replace
+from roarkar.metrics.replacement import blur, replace
 from roarkar.metrics.settings import COUNTS, Settings
 
 __all__ = [

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from roarkar.metrics.imputation import DEFAULT_TOL, REPLACEMENTS, SOLVERS
+from roarkar.metrics.imputation import DEFAULT_TOL, SOLVERS
+from roarkar.metrics.replacement import REPLACEMENTS
 
 __all__ = ["BASE_METRICS", "COUNTS", "ROAD_METRICS", "SCORES", "Settings"]
 
