@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
+from roarkar.gallery_grid import blend, norm, rgb, save_grid
 from roarkar.masking import apply_keep_mask, topk_mask
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,6 @@ log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parent / "conf"
 FIGURES = ("taps.png", "lovi.png", "masks.png", "fastcam.png", "methods.png")
 PERCENTS = (10.0, 30.0, 50.0, 70.0, 90.0)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def load_dataset_cfg(dataset: str, overrides: Sequence[str] = ()) -> Any:
@@ -90,85 +81,6 @@ def load_model(checkpoint: str | None, model_name: str, num_classes: int, seed: 
     model = build(name)
     model.load_state_dict(state["state_dict"])
     return model, f"{name} from {Path(checkpoint).name}"
-
-
-def _norm(maps: Tensor) -> Tensor:
-    """Per-image min-max to [0, 1] for display."""
-    flat = maps.flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    rng = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    return ((maps - lo.view(-1, 1, 1)) / rng.view(-1, 1, 1)).clamp(0, 1)
-
-
-def _rgb(images_uint8: Tensor) -> Tensor:
-    return images_uint8.permute(0, 2, 3, 1).float() / 255.0
-
-
-def _blend(maps: Tensor, images_uint8: Tensor, alpha: float = 0.25) -> Tensor:
-    """Map (inferno colours) alpha-blended with the grey image (paper Fig 1: 25 %)."""
-    plt = _pyplot()
-    cmap = plt.get_cmap("inferno")
-    coloured = torch.as_tensor(cmap(_norm(maps).numpy())[..., :3], dtype=torch.float32)
-    grey = _rgb(images_uint8).mean(-1, keepdim=True).expand_as(coloured)
-    return (1 - alpha) * coloured + alpha * grey
-
-
-#: Resolution of the gallery PNGs, and the caption font size in points.
-DPI = 100
-FONT = 7.0
-
-
-def _wrap(text: str, width: int) -> str:
-    """Wrap every line of ``text`` (kept line breaks included) to ``width`` characters."""
-    return "\n".join(textwrap.fill(line, width=width) or line for line in text.split("\n"))
-
-
-def grid_figure(cells: list[list[tuple[str, Tensor, str | None]]], title: str, scale: float = 1.35):
-    """A grid of ``scale``-inch panels; each cell is (caption, image [H,W] or [H,W,3], cmap).
-
-    Captions (the first column's is the row label) are wrapped to the panel's width and each row
-    gets the height its longest caption needs above it, so no caption is clipped or runs into
-    another or into the title, whatever the labels; a layout engine would shrink the panels.
-    """
-    plt = _pyplot()
-    rows, cols = len(cells), max(len(r) for r in cells)
-    gap, line = 0.12, FONT * 1.25 / 72  # inches between panels, per caption line
-    chars = max(8, int(scale * 72 / (0.62 * FONT)))  # caption characters that fit a panel
-    wrapped = [[(_wrap(c, chars), img, cmap) for c, img, cmap in row] for row in cells]
-    caption_h = [
-        max((c.count("\n") + 1 if c else 0) for c, _, _ in row) * line + 0.06 for row in wrapped
-    ]
-    width = cols * scale + (cols + 1) * gap
-    head = _wrap(title, max(20, int(width * 72 / (0.62 * (FONT + 1)))))
-    head_h = (head.count("\n") + 1) * (FONT + 1) * 1.25 / 72 + 2 * gap
-    height = head_h + sum(caption_h) + rows * (scale + gap)
-    fig = plt.figure(figsize=(width, height), dpi=DPI)
-    fig.text(0.5, 1 - gap / height, head, ha="center", va="top", fontsize=FONT + 1)
-    top = height - head_h
-    for r, row in enumerate(wrapped):
-        top -= caption_h[r] + scale
-        for c, (caption, img, cmap) in enumerate(row):
-            left = gap + c * (scale + gap)
-            ax = fig.add_axes((left / width, top / height, scale / width, scale / height))
-            ax.axis("off")
-            kwargs = {"vmin": 0.0, "vmax": 1.0, "cmap": cmap} if img.dim() == 2 else {}
-            ax.imshow(img.numpy(), interpolation="nearest", **kwargs)
-            ax.set_title(caption, fontsize=FONT, pad=2)
-        top -= gap
-    return fig
-
-
-def _grid(
-    path: Path,
-    cells: list[list[tuple[str, Tensor, str | None]]],
-    title: str,
-    scale: float = 1.35,
-) -> None:
-    """Save :func:`grid_figure` as a PNG (no bbox cropping: the layout already fits)."""
-    plt = _pyplot()
-    fig = grid_figure(cells, title, scale)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
 
 
 def _method_maps(
@@ -236,7 +148,7 @@ def make_gallery(
         f"label {names[int(t)]}\npred {names[int(p)]}" for t, p in zip(labels, pred, strict=True)
     ]
     head = f"{info.name}: {about}"
-    inp = _rgb(raw)
+    inp = rgb(raw)
     paths = []
 
     # Fig 1: per-tap maps and the combined map
@@ -246,11 +158,11 @@ def make_gallery(
     cells = [
         [(rows_label[i], inp[i], None)]
         + [(f"{t} {tuple(tap_maps[t].shape[-2:])}", shown[t][i], "gray") for t in shown]
-        + [("combined (Eq 3)", _blend(combined[i : i + 1], raw[i : i + 1])[0], None)]
+        + [("combined (Eq 3)", blend(combined[i : i + 1], raw[i : i + 1])[0], None)]
         for i in range(n)
     ]
     paths.append(out / "taps.png")
-    _grid(paths[-1], cells, f"SMOE Scale per tap and combined -- {head}")
+    save_grid(paths[-1], cells, f"SMOE Scale per tap and combined -- {head}")
 
     # Fig 2: LOVI
     colours = lovi(tap_maps, size).permute(0, 2, 3, 1)
@@ -263,7 +175,7 @@ def make_gallery(
         for i in range(n)
     ]
     paths.append(out / "lovi.png")
-    _grid(paths[-1], cells, f"LOVI -- {head}", scale=1.6)
+    save_grid(paths[-1], cells, f"LOVI -- {head}", scale=1.6)
 
     # Fig 3: KAR and ROAR masked images
     gen = torch.Generator().manual_seed(0)
@@ -274,12 +186,12 @@ def make_gallery(
             for p in PERCENTS:
                 sel = topk_mask(combined[i : i + 1], p / 100.0, gen)
                 keep = sel if mode == "kar" else ~sel
-                shown_img = _rgb(_denorm(apply_keep_mask(x[i : i + 1], keep), info))[0]
+                shown_img = rgb(_denorm(apply_keep_mask(x[i : i + 1], keep), info))[0]
                 word = "kept" if mode == "kar" else "removed"
                 row.append((f"{mode.upper()} {p:g}% {word}", shown_img, None))
             cells.append(row)
     paths.append(out / "masks.png")
-    _grid(paths[-1], cells, f"KAR / ROAR masks from the combined SMOE map -- {head}")
+    save_grid(paths[-1], cells, f"KAR / ROAR masks from the combined SMOE map -- {head}")
 
     # Fig 6: FastCAM beside Grad-CAM++
     cam, smoe = S.create("fastcam", model).factors(x, None)
@@ -287,18 +199,18 @@ def make_gallery(
     cells = [
         [
             (rows_label[i], inp[i], None),
-            ("Grad-CAM++", _blend(cam[i : i + 1], raw[i : i + 1])[0], None),
-            ("SMOE Scale", _blend(smoe[i : i + 1], raw[i : i + 1])[0], None),
-            ("FastCAM", _blend(fast[i : i + 1], raw[i : i + 1])[0], None),
+            ("Grad-CAM++", blend(cam[i : i + 1], raw[i : i + 1])[0], None),
+            ("SMOE Scale", blend(smoe[i : i + 1], raw[i : i + 1])[0], None),
+            ("FastCAM", blend(fast[i : i + 1], raw[i : i + 1])[0], None),
         ]
         for i in range(n)
     ]
     paths.append(out / "fastcam.png")
-    _grid(paths[-1], cells, f"FastCAM = Grad-CAM++ x SMOE -- {head}", scale=1.6)
+    save_grid(paths[-1], cells, f"FastCAM = Grad-CAM++ x SMOE -- {head}", scale=1.6)
 
     # every method side by side
     maps = _method_maps(model, x, relevance, wanted)
-    panels = [(S.describe(m).label, _norm(v), "inferno") for m, v in maps.items()]
+    panels = [(S.describe(m).label, norm(v), "inferno") for m, v in maps.items()]
     per_row = 8
     cells = []
     for i in range(n):
@@ -306,7 +218,7 @@ def make_gallery(
             first = (rows_label[i], inp[i], None) if start == 0 else ("", inp[i], None)
             cells.append([first] + [(c, m[i], cm) for c, m, cm in panels[start : start + per_row]])
     paths.append(out / "methods.png")
-    _grid(paths[-1], cells, f"every method (per-image min-max) -- {head}", scale=1.3)
+    save_grid(paths[-1], cells, f"every method (per-image min-max) -- {head}", scale=1.3)
     return paths
 
 

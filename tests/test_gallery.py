@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from roarkar import gallery
+from roarkar.gallery_grid import grid_figure
 from roarkar.models import build_model
 
 pytest.importorskip("matplotlib")
@@ -97,7 +98,7 @@ def test_gallery_panels_are_readable_and_no_label_is_clipped(row_label):
 
     import matplotlib.pyplot as plt
 
-    fig = gallery.grid_figure(
+    fig = grid_figure(
         _grid_rows(row_label), "every method (per-image min-max) -- " + "long title " * 20, 1.3
     )
     try:
