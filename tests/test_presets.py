@@ -116,11 +116,14 @@ def test_nielsen2022_presets_plan_seed_002s_design(compose_cfg):
     assert len(cells) == 2 * 5 * 10
     sig = [s for g, s in cells if "method=smoothed_ig" in g]
     assert sig and all(
-        s["method.params.samples"] == 5 and s["method.params.inner_params.steps"] == 8 for s in sig
+        s["method.params.samples"] == 4 and s["method.params.inner_params.steps"] == 4 for s in sig
     )
     configs = {str(c.method.id): c for c in cell_configs(cpu, compose_cfg.overrides)}
-    assert configs["smoothed_ig"].method.params.inner_params.steps == 8
-    assert configs["smoothgrad"].method.params.samples == 15  # the paper's, untouched
+    assert configs["smoothed_ig"].method.params.inner_params.steps == 4
+    assert configs["smoothgrad"].method.params.samples == 8
+    paper = {str(c.method.id): c for c in cell_configs(full, compose_cfg.overrides)}
+    assert paper["smoothgrad"].method.params.samples == 15  # the paper's, one preset away
+    assert paper["smoothed_ig"].method.params.inner_params.steps == 50
     assert configs["guided_backprop"].method.params.non_relu == "pass"
 
 
