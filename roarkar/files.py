@@ -1,17 +1,19 @@
-"""Two file-system helpers every layer needs, written once: an exclusive lock on a file (dataset
-preparation, base models, claims) and the commit stamp recorded in results and bench reports.
-Bottom layer: no roarkar imports."""
+"""The file-system helpers every layer needs, written once: an exclusive lock on a file (dataset
+preparation, base models, claims), an atomic write (a file appears whole or not at all), and the
+commit stamp recorded in results and bench reports. Bottom layer: no roarkar imports."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import logging
+import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["file_lock", "git_commit"]
+__all__ = ["atomic_write", "file_lock", "git_commit", "write_text_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,27 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to, renamed over ``path`` when the block ends
+    without error (readers, also on other hosts, see the old file or the new one, never half of
+    one) and removed when it raises. The name carries host and pid: writers never share it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_write`."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
 
 
 def git_commit(short: bool = False) -> str:

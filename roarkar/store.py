@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from roarkar.files import file_lock, git_commit  # noqa: F401 - re-exported: the store owns a cell's files
+from roarkar.files import file_lock, git_commit, write_text_atomic  # noqa: F401 - re-exported: the store owns a cell's files
 
 RESULT_FILE = "result.json"
 
@@ -49,10 +49,7 @@ class Cell:
 
 def write_json_atomic(path: Path, payload: Mapping) -> None:
     """Write JSON to a temporary file and rename it over ``path``: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str))
 
 
 def read_result(directory: Path) -> dict | None:
@@ -172,9 +169,7 @@ class Claim:
         held = self.holder()
         if held is None or held.get("token") != self.token:
             return  # lost it (expired and taken over): the other run will write the same result
-        tmp = self.path.with_name(f".{CLAIM_FILE}.{self.token}.hb")
-        tmp.write_text(json.dumps(self._payload()))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, json.dumps(self._payload()))
         self._last = time.time()
 
     def release(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from roarkar.files import write_text_atomic
 from roarkar.plan import CONF_DIR, as_overrides, kept_overrides, override_key, plan
 
 
@@ -69,11 +70,7 @@ def write_cells_file(
     if str(out) == "-":
         sys.stdout.write(body)
     else:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(body)
-        tmp.replace(out)
+        write_text_atomic(Path(out), body)
     return text
 
 

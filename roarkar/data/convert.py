@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from roarkar.data.real import CorruptImageError, fit_array, load_image
 from roarkar.data.shards import ChannelStats, shard_name, write_shard
+from roarkar.files import write_text_atomic
 from roarkar.identity import bytes_sha256
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,7 @@ def write_task(task: ShardTask) -> dict[str, Any]:
         write_shard(task.path, images, np.asarray(labels, np.int64), sources=sources)
     doc = {"count": len(labels), "stats": stats.as_dict(), "skipped": skipped}
     doc["plan"] = task.plan_hash()
-    tmp = task.sidecar.with_name(task.sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, task.sidecar)
+    write_text_atomic(task.sidecar, json.dumps(doc))
     return doc
 
 

@@ -22,7 +22,6 @@ refused with a message saying how to rebuild.
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from roarkar.data.npytar import add_array, add_bytes
+from roarkar.files import atomic_write, write_text_atomic
 
 SPLITS = ("train", "val")
 INFO_FILE = "dataset.json"
@@ -153,15 +153,13 @@ def write_shard(
         )
     if len(labels) != n or (relevance is not None and len(relevance) != n):
         raise ValueError(f"{path}: images, labels and relevance differ in length")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+    with atomic_write(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
         add_array(tar, IMAGES, images)
         add_array(tar, LABELS, np.asarray(labels, dtype=np.int64))
         if relevance is not None:
             add_array(tar, RELEVANCE, np.asarray(relevance, dtype=np.float16))
         if sources is not None:
             add_bytes(tar, SOURCES, json.dumps(list(sources)).encode())
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,9 +188,9 @@ def info_to_json(info: DatasetInfo) -> dict[str, Any]:
 
 def write_info(info: DatasetInfo, directory: Path) -> None:
     """Write ``dataset.json`` last, via a temp file and rename, so its presence means complete."""
-    tmp = directory / (INFO_FILE + ".tmp")
-    tmp.write_text(json.dumps(info_to_json(info), indent=2, sort_keys=True))
-    tmp.replace(directory / INFO_FILE)
+    write_text_atomic(
+        directory / INFO_FILE, json.dumps(info_to_json(info), indent=2, sort_keys=True)
+    )
 
 
 def load_info(root: str | Path, *, check_files: bool = True) -> DatasetInfo:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from roarkar.files import atomic_write
 from roarkar.identity import base_identity, file_sha256
 from roarkar.models import TappedNet, build_model
 from roarkar.models.weights import classes_in, load_into, read_state_dict
@@ -124,10 +125,9 @@ def _save_base(
 ) -> None:
     """Write a finished base model: ``model.pt`` (atomic) and its ``result.json``; ``how`` says
     how it was made (seed and history when trained, the weights file when loaded)."""
-    tmp = directory / f".{MODEL_FILE}.tmp"
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-    torch.save({"identity": base_id, "model": model.name, "state_dict": state}, tmp)
-    tmp.replace(directory / MODEL_FILE)
+    with atomic_write(directory / MODEL_FILE) as tmp:
+        torch.save({"identity": base_id, "model": model.name, "state_dict": state}, tmp)
     write_json_atomic(
         directory / "result.json",
         {

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from roarkar.data import ImageSplit, load_shard
 from roarkar.data.shards import sample_key
+from roarkar.files import atomic_write
 from roarkar.identity import precompute_identity, precompute_spec
 from roarkar.masking import saliency_ranks
 from roarkar.models import TappedNet
@@ -106,13 +107,11 @@ def _compute_part(ctx: Context, base: TappedNet, part: ImageSplit, first: int) -
 
 def _write_part(path: Path, keys: list[str], ranks: torch.Tensor) -> None:
     dtype = np.uint16 if ranks[0].numel() <= 65536 else np.int32
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wds.TarWriter(str(tmp)) as sink:
+    with atomic_write(path) as tmp, wds.TarWriter(str(tmp)) as sink:
         for key, rank in zip(keys, ranks, strict=True):
             buffer = io.BytesIO()
             np.save(buffer, rank.numpy().astype(dtype))
             sink.write({"__key__": key, "ranks.npy": buffer.getvalue()})
-    tmp.replace(path)
 
 
 def _open_directory(directory: Path, spec: dict) -> None:

@@ -11,12 +11,12 @@ metric never removes or overwrites the other's outputs.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from roarkar.files import write_text_atomic
 from roarkar.report import uncertainty as unc
 from roarkar.report.aggregate import base_model_warnings
 from roarkar.report.long import normalize_long
@@ -204,12 +204,6 @@ def clear_outputs(out_dir: str | Path) -> list[Path]:
     return gone
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_tables(
     df_long: pd.DataFrame,
     out_dir: str | Path,
@@ -269,7 +263,7 @@ def write_tables(
     clear_outputs(out)
     written: dict[str, Path] = {}
     for fname, text in files.items():
-        _write_atomic(out / fname, text)
+        write_text_atomic(out / fname, text)
         written[fname] = out / fname
     return written
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from roarkar.files import atomic_write
 
 __all__ = ["CheckpointMismatchError", "load_checkpoint", "save_atomic"]
 
@@ -17,10 +18,8 @@ class CheckpointMismatchError(ValueError):
 
 def save_atomic(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then renamed: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: Path, identity: str) -> dict:
