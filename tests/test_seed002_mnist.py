@@ -1,7 +1,7 @@
 """Seed 002's study on the offline MNIST digits, whole (`experiment=nielsen2022_cpu`): 100 cells.
 
-Marked slow (`pytest -m slow`; 36 min on 2 cores, 2026-11-30, torch single-threaded as in every
-test). It holds what results/embedded/nielsen2022/README.md reports: the integrated-gradients
+Marked slow (`pytest -m slow`; 27 min on 2 cores, 2026-11-30, torch single-threaded as in every
+test; the CLI, two threads, took 16.5 min). It holds what results/embedded/nielsen2022/README.md reports: the integrated-gradients
 family removes the evidence best (its true-class score below random's at every level), guided
 backprop equals the gradient on this SELU network, and with mean replacement the gradient family
 does not beat random removal at t = 0.5 (ROAR's fill leaks the outline).
