@@ -171,7 +171,11 @@ def _run_claimed(
         "gpu_hours": base_result.get("gpu_hours", 0.0),
         "warnings": base_result.get("warnings", []),
     }
-    heartbeat = claim.heartbeat if dist.is_main else None
+
+    def keep_claim(_step: int) -> None:
+        claim.heartbeat()
+
+    on_step = keep_claim if dist.is_main else None
     try:
         checkpoint = directory / "checkpoint.pt"
         fraction = cell.percent / 100.0
@@ -187,12 +191,12 @@ def _run_claimed(
                 fraction,
                 identity,
                 checkpoint,
-                heartbeat=heartbeat,
+                on_step=on_step,
             )
         else:
             ranks = ensure_ranks(ctx, base, base_id, base_dir(ctx, base_id) / MODEL_FILE)
             result = run_input_cell(
-                ctx, ranks, cell.mode, fraction, identity, checkpoint, heartbeat=heartbeat
+                ctx, ranks, cell.mode, fraction, identity, checkpoint, on_step=on_step
             )
         if math.isnan(result.accuracy):
             raise RuntimeError("evaluation produced no accuracy (empty validation split?)")

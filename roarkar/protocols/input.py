@@ -29,7 +29,7 @@ def run_input_cell(
     fraction: float,
     identity: str,
     checkpoint,
-    heartbeat=None,
+    on_step=None,
 ) -> FitResult:
     """Train a fresh model on masked images and return its final held-out accuracy and
     true-class score."""
@@ -60,5 +60,5 @@ def run_input_cell(
         identity=identity,
         dist=ctx.dist,
         desc=f"input {mode} {fraction:.0%} {ctx.spec.method_id}",
-        heartbeat=heartbeat,
+        on_step=on_step,
     )

@@ -84,7 +84,7 @@ def run_layer_cell(
     fraction: float,
     identity: str,
     checkpoint,
-    heartbeat=None,
+    on_step=None,
 ) -> FitResult:
     """Fine-tune a copy of ``base`` after a masked tap and return the final held-out accuracy
     and true-class score."""
@@ -124,5 +124,5 @@ def run_layer_cell(
         dist=ctx.dist,
         desc=f"layer {tap} {mode} {ctx.spec.method_id}",
         on_train_mode=freeze_statistics,
-        heartbeat=heartbeat,
+        on_step=on_step,
     )

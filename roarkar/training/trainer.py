@@ -130,7 +130,6 @@ def fit(
     dist: DistInfo | None = None,
     desc: str = "train",
     on_train_mode: Callable[[], None] | None = None,
-    heartbeat: Callable[[], None] | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Train ``parameters`` of ``net`` for ``epochs`` epochs, resuming from ``checkpoint`` if it
@@ -138,10 +137,9 @@ def fit(
 
     ``net(inputs, **kwargs)`` gives logits; ``prepare`` moves, masks and augments a batch.
     ``on_train_mode`` runs after ``net.train()`` each epoch (the layer protocol puts its frozen
-    prefix back in eval mode there); ``heartbeat`` runs every step (it keeps a cell's claim alive).
-    ``on_step(global_step)`` runs before every training step, counted from 0 over all epochs
-    (``epoch * steps_per_epoch + step``): a probe of the loop from outside, e.g. the resume test's
-    kill at a given step.
+    prefix back in eval mode there). ``on_step(global_step)`` runs before every training step,
+    counted from 0 over all epochs (``epoch * steps_per_epoch + step``): the one hook into the
+    loop (a cell keeps its claim alive with it; the resume test kills the run at a given step).
     """
     dist = dist or DistInfo()
     device = dist.device
@@ -199,8 +197,6 @@ def fit(
         for step, batch in enumerate(train.train_epoch(seed, epoch)):
             if on_step is not None:
                 on_step(epoch * steps + step)
-            if heartbeat is not None:
-                heartbeat()
             lr = settings.lr_at(epoch + step / steps, epochs, global_batch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
