@@ -63,3 +63,13 @@ def test_live_claim_is_respected_and_dead_one_taken_over(compose_cfg):
     assert claim.acquire() and claim.holder()["token"] == claim.token
     claim.release()
     assert not (directory / CLAIM_FILE).exists()
+
+
+def test_a_training_cell_keeps_its_claim_alive_every_step(compose_cfg, monkeypatch):
+    """The trainer's one per-step hook carries the claim's heartbeat: a long cell is not taken
+    over by another sweep while it trains (the heartbeat itself rate-limits its writes)."""
+    beats = []
+    heartbeat = Claim.heartbeat
+    monkeypatch.setattr(Claim, "heartbeat", lambda self: beats.append(1) or heartbeat(self))
+    record = run_cell(compose_cfg(["task=cell", "protocol.layer=L5"]))
+    assert record["status"] == "ok" and len(beats) > 0
