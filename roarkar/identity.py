@@ -130,7 +130,7 @@ def model_identity(model: Mapping[str, Any]) -> dict:
     """The model node as it enters every identity: ``weights`` by the file's content hash (the
     same weights at any path are the same model), and absent when not set (so identities from
     before the key existed are unchanged)."""
-    node = _plain_node(model)
+    node = to_plain(model)
     weights = node.pop("weights", None)
     if weights:
         node["weights_sha256"] = file_sha256(weights, "model.weights", "a weights file")
@@ -141,7 +141,7 @@ def base_identity(dataset: Mapping, model: Mapping, recipe: Mapping, seed: int) 
     """A trained base model: its data, model, recipe (trainer settings of the base stage) and
     seed; pretrained weights (``model.weights``): the data and the weights file's content (nothing
     is trained, so recipe and seed play no part)."""
-    if _plain_node(model).get("weights"):
+    if to_plain(model).get("weights"):
         return identity_hash({"dataset": dataset, "model": model_identity(model)})
     return identity_hash(
         {
@@ -197,20 +197,8 @@ def precompute_spec(
         "dataset": str(dataset),
         "base_model": base_id,
         "weights_sha256": file_sha256(weights),
-        "method": _plain_node(method),
+        "method": to_plain(method),
         "target": str(target),
         "seed": int(seed),
         "data": data,
     }
-
-
-def _plain_node(node: Mapping) -> dict:
-    """A config node as a plain dict, resolved, nothing left out."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(node, DictConfig):
-            return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
-    return dict(node)

@@ -10,16 +10,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from roarkar.identity import to_plain
+
 TARGETS = ("predicted", "label")  # input protocol: the class a map explains
 REPLACEMENTS = ("mean", "zero")  # input protocol: what removed pixels become
 
 
 def _plain(node: Any) -> dict:
-    if node is None:
-        return {}
-    if isinstance(node, DictConfig):
-        return OmegaConf.to_container(node, resolve=True) or {}  # type: ignore[return-value]
-    return copy.deepcopy(dict(node))
+    """A fresh resolved plain dict of a config node ({} for a missing one)."""
+    return {} if node is None else to_plain(node)
 
 
 @dataclass(frozen=True)

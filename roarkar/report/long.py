@@ -23,18 +23,6 @@ __all__ = [
     "read_long",
 ]
 
-#: Columns of the long format, in order.
-LONG_COLUMNS: tuple[str, ...] = (
-    "dataset",
-    "model",
-    "protocol",
-    "method",
-    "layer",
-    "mode",
-    "percent",
-    "seed",
-    "accuracy",
-)
 #: Columns that identify a cell up to its seed (what seeds are averaged over).
 CELL_COLUMNS: tuple[str, ...] = (
     "dataset",
@@ -45,6 +33,8 @@ CELL_COLUMNS: tuple[str, ...] = (
     "mode",
     "percent",
 )
+#: Columns of the long format, in order: a cell, its seed, its accuracy.
+LONG_COLUMNS: tuple[str, ...] = (*CELL_COLUMNS, "seed", "accuracy")
 #: Metric columns a long table may lack (older results, the paper's tables): NaN where absent.
 OPTIONAL_METRICS: tuple[str, ...] = ("true_class_score",)
 PROTOCOLS: frozenset[str] = frozenset({"layer", "input"})
