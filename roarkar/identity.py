@@ -12,6 +12,7 @@ the state of a cell (finished, claimed, failed) is ``roarkar.store``'s.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -97,11 +98,19 @@ def bytes_sha256(data: bytes) -> str:
 
 def file_sha256(path: str | Path, key: str = "", expected: str = "a file") -> str:
     """SHA-256 of a file's bytes (hex), read in 1 MiB blocks; a missing file is named (by its
-    config ``key`` when given)."""
+    config ``key`` when given). Remembered per path, size and modification time: a study asks for
+    the identity of every cell, and each names the same weights file (hundreds of MB for
+    ResNet-50), which is then read once per process, not once per cell."""
     path = Path(path)
     if not path.is_file():
         where = f"{key}={path}" if key else str(path)
         raise FileNotFoundError(f"{where} does not exist (expected {expected})")
+    stat = path.stat()
+    return _sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -96,3 +96,23 @@ def test_a_crafted_weights_file_is_refused_not_run(compose_cfg, tmp_path):
     with pytest.raises(ValueError, match=r"evil.pth cannot be read as weights"):
         run(compose_cfg(["task=base", f"model.weights={path}"]), compose_cfg.overrides)
     assert not marker.exists()
+
+
+def test_file_hash_follows_the_content_when_a_file_is_rewritten(tmp_path):
+    """``file_sha256`` is remembered per path, size and modification time: a rewritten file (even
+    of the same size) gets its new content's hash, never the remembered one."""
+    import hashlib
+    import os
+
+    from roarkar.identity import file_sha256
+
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"a" * 1000)
+    first = file_sha256(path)
+    assert first == hashlib.sha256(b"a" * 1000).hexdigest() == file_sha256(path)
+    stat = path.stat()
+    path.write_bytes(b"b" * 1000)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert file_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest()
+    path.write_bytes(b"c" * 10)
+    assert file_sha256(path) == hashlib.sha256(b"c" * 10).hexdigest()
