@@ -25,6 +25,8 @@ from torch import Tensor, nn
 
 from roarkar.models import graph
 from roarkar.models.taps import (
+    PerTap,
+    Replace,
     Tap,
     TapActivation,
     TappedNet,
@@ -242,13 +244,7 @@ class HookTappedNet(TappedNet):
     def forward_from(self, h: Tensor, tap: str) -> Tensor:
         return self._replaced(self.tap_index(tap), h)
 
-    def forward_masked(
-        self,
-        x: Tensor,
-        tap: str,
-        fn: Callable[[TapActivation], Tensor],
-        pre_relu: bool = False,
-    ) -> Tensor:
+    def forward_masked(self, x: Tensor, tap: str, fn: Replace, pre_relu: bool = False) -> Tensor:
         """One pass on ``x``: the part up to the tap and ``fn`` without autograd, the tap's output
         replaced by ``fn(activation)``, the rest with autograd."""
         self._no_pre(pre_relu)
@@ -259,12 +255,7 @@ class HookTappedNet(TappedNet):
 
         return self._run(x, replace, quiet_until=index)
 
-    def map_taps(
-        self,
-        x: Tensor,
-        fn: Callable[[int, TapActivation], Tensor],
-        pre_relu: bool = False,
-    ) -> tuple[dict[str, Tensor], Tensor]:
+    def map_taps(self, x: Tensor, fn: PerTap, pre_relu: bool = False) -> tuple[dict, Tensor]:
         self._no_pre(pre_relu)
         out: dict[str, Tensor] = {}
 

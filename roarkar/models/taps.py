@@ -72,6 +72,12 @@ class TapActivation:
     pre: Tensor | None = None
 
 
+#: What replaces a tap's activation (:meth:`TappedNet.forward_masked`).
+Replace = Callable[[TapActivation], Tensor]
+#: What is taken of each tap, by its index, as a forward pass reaches it (:meth:`TappedNet.map_taps`).
+PerTap = Callable[[int, TapActivation], Tensor]
+
+
 @dataclass(frozen=True)
 class Tap:
     """One tap: its name (L1..), the graph node it is (torchvision's node name), whether its values
@@ -275,25 +281,14 @@ class TappedNet(nn.Module):
             h, _ = self.stage(index, h)
         return self.head(h)
 
-    def forward_masked(
-        self,
-        x: Tensor,
-        tap: str,
-        fn: Callable[[TapActivation], Tensor],
-        pre_relu: bool = False,
-    ) -> Tensor:
+    def forward_masked(self, x: Tensor, tap: str, fn: Replace, pre_relu: bool = False) -> Tensor:
         """Logits with ``tap``'s activation replaced by ``fn(activation)``; the network up to the
         tap and ``fn`` run without autograd (the layer protocol's masked forward)."""
         with torch.no_grad():
             h = fn(self.forward_to(x, tap, pre_relu=pre_relu))
         return self.forward_from(h, tap)
 
-    def map_taps(
-        self,
-        x: Tensor,
-        fn: Callable[[int, TapActivation], Tensor],
-        pre_relu: bool = False,
-    ) -> tuple[dict[str, Tensor], Tensor]:
+    def map_taps(self, x: Tensor, fn: PerTap, pre_relu: bool = False) -> tuple[dict, Tensor]:
         """``fn(index, activation)`` of every tap as soon as one forward pass reaches it, and the
         logits: no tap outlives the next stage (``forward_taps`` holds them all)."""
         out = {}
