@@ -168,7 +168,8 @@ def trace(net: nn.Module, check_modes: bool = True) -> Traced:
         raise ValueError(
             f"{type(net).__name__} cannot be traced by torch.fx ({type(err).__name__}: {err}): "
             "its taps cannot be found from its graph; name the modules to tap, in order, with "
-            "model.taps=[<module name>, ...] to tap them by forward hooks instead"
+            "+model.taps=[<module name>,...] (e.g. +model.taps=[layer1,layer2]) to tap them by "
+            "forward hooks instead"
         ) from None
     finally:
         net.eval()

@@ -12,8 +12,12 @@ probe pass): :meth:`~HookTappedNet.freeze_prefix` freezes its parameters as for 
 
 At construction the split is checked (:func:`~roarkar.models.taps.check_forward_from`): a path that
 jumps over a tap (a tap inside a residual block) gives other logits from a zero image and is
-refused. Hook taps have no pre-activation tensor, no hidden activations of a graph and no
-BatchNorm-folded prefix copy (the layer protocol runs the whole network instead).
+refused. Hooks already on the network stay and fire on every pass, the probe passes included.
+Hook taps have no pre-activation tensor, no hidden activations of a graph and no BatchNorm-folded
+prefix copy (the layer protocol runs the whole network instead).
+
+On the command line the key is new (the model configs do not carry it, so no identity moves):
+``+model.taps=[layer1,layer2,layer3,layer4]``.
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ class TappedNet(nn.Module):
                 self,
                 probe_input(net, self.probe_size),
                 f"; tracing sets hooks aside ({'; '.join(hooks)}): name the modules to tap with "
-                "model.taps=[...] to tap by forward hooks with the hooks in place",
+                "+model.taps=[...] to tap by forward hooks with the hooks in place",
             )
 
     # -- the pieces -----------------------------------------------------------------------------
