@@ -36,7 +36,7 @@ def _check_not_empty(study: DictConfig) -> None:
                 )
 
 
-_TAPS: dict[tuple[str, str], tuple[str, ...]] = {}
+_TAPS: dict[tuple[str, str, str], tuple[str, ...]] = {}
 
 
 def model_taps(cfg: DictConfig) -> tuple[str, ...]:
@@ -46,9 +46,10 @@ def model_taps(cfg: DictConfig) -> tuple[str, ...]:
     name = str(cfg.model.name)
     params = cfg.model.get("params")
     params = OmegaConf.to_container(params, resolve=True) if params else {}
-    key = (name, repr(sorted(params.items())))
+    taps = cfg.model.get("taps")  # modules tapped by hooks (model.taps), else found from its graph
+    key = (name, repr(sorted(params.items())), repr(taps))
     if key not in _TAPS:
-        _TAPS[key] = build_model(name, 2, **params).taps
+        _TAPS[key] = build_model(name, 2, taps=taps, **params).taps
     return _TAPS[key]
 
 

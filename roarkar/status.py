@@ -34,7 +34,7 @@ def forward_flops(cfg: DictConfig, num_classes: int) -> float:
     params = OmegaConf.to_container(cfg.model.get("params", {}), resolve=True) or {}
     size = int(cfg.dataset.image_size)
     with torch.device("meta"):
-        model = build_model(str(cfg.model.name), num_classes, **params)
+        model = build_model(str(cfg.model.name), num_classes, taps=cfg.model.get("taps"), **params)
         images = torch.empty(1, 3, size, size)
     with FlopCounterMode(display=False) as counter:
         model(images)

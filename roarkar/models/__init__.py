@@ -3,7 +3,15 @@
 from roarkar.models.build import MODELS, build_model
 from roarkar.models.nielsen import NielsenCNN
 from roarkar.models.resnet import SmallResNet
-from roarkar.models.taps import TAPS, Tap, TapActivation, TappedNet, check_tap, tap_names
+from roarkar.models.taps import (
+    TAPS,
+    Tap,
+    TapActivation,
+    TappedNet,
+    check_forward_from,
+    check_tap,
+    tap_names,
+)
 
 __all__ = [
     "MODELS",
@@ -14,6 +22,7 @@ __all__ = [
     "TapActivation",
     "TappedNet",
     "build_model",
+    "check_forward_from",
     "check_tap",
     "tap_names",
 ]

@@ -19,6 +19,8 @@ import weakref
 import torch
 from torch import Tensor, nn
 
+from roarkar.models.graph import hooks_set_aside
+
 _COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
 
 
@@ -33,14 +35,17 @@ def _fingerprint(net: nn.Module) -> tuple:
 def fold_batchnorm(net: nn.Module) -> nn.Module:
     """An eval-mode, frozen, channels-last copy of ``net`` with every BatchNorm that follows a
     convolution folded into it. A network ``torch.fx`` cannot trace is copied unfused (with a
-    warning that says why): same results, without the speed-up."""
+    warning that says why): same results, without the speed-up. Hooks another library left on
+    ``net`` are set aside while it is traced and copied (:func:`~roarkar.models.graph.hooks_set_aside`):
+    the copy is the network's own computation."""
     training = [m for m in net.modules() if m.training]  # each module's own flag, restored below
     net.eval()
     try:
         try:
             from torch.fx.experimental.optimization import fuse
 
-            folded = fuse(net, inplace=False)
+            with hooks_set_aside(net):
+                folded = fuse(net, inplace=False)
         except Exception as err:  # tracing fails on data-dependent control flow
             warnings.warn(
                 f"cannot fold BatchNorm into the convolutions of {type(net).__name__} "

@@ -14,10 +14,12 @@ max-pool's output before the next convolution) has no tap, and neither has the g
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import operator
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -98,26 +100,76 @@ def _ops(tracer_names: dict[fx.Node, str]) -> list[tuple[str, str]]:
     return [(name, node.op) for node, name in tracer_names.items()]
 
 
+#: A module's hooks that run when it is called (torch.fx runs those of every module it traces into).
+_CALL_HOOKS = (
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_backward_pre_hooks",
+    "_backward_hooks",
+)
+
+
+def module_hooks(net: nn.Module) -> list[str]:
+    """The call hooks registered on ``net``'s modules, as ``module: hook`` (the module's name,
+    ``<root>`` for ``net`` itself, and the hook function's qualified name)."""
+    found = []
+    for name, module in net.named_modules():
+        for attr in _CALL_HOOKS:
+            for hook in getattr(module, attr, {}).values():
+                label = getattr(hook, "__qualname__", type(hook).__name__)
+                found.append(f"{name or '<root>'}: {label}")
+    return found
+
+
+@contextlib.contextmanager
+def hooks_set_aside(net: nn.Module) -> Iterator[None]:
+    """``net``'s modules without their call hooks inside the block, the same hook dictionaries
+    (so every handle still removes its hook) put back exactly afterwards, even on an error.
+
+    Tracing runs a hook of every module it traces into, on proxies: another library's hook that
+    branches on its output (LLNL/fastcam's ``if output.sum() > 0``) breaks the trace, one that stores
+    its output would store a proxy. The graph is the network's own computation without them."""
+    saved = []
+    for module in net.modules():
+        for attr in _CALL_HOOKS:
+            hooks = module.__dict__.get(attr)
+            if hooks:
+                saved.append((module, attr, hooks))
+                module.__dict__[attr] = OrderedDict()
+    try:
+        yield
+    finally:
+        for module, attr, hooks in saved:
+            module.__dict__[attr] = hooks
+
+
 def trace(net: nn.Module, check_modes: bool = True) -> Traced:
     """Trace ``net`` in eval mode (and, with ``check_modes``, in train mode too, to refuse a
-    network whose graph differs between the two)."""
+    network whose graph differs between the two), with its modules' hooks set aside
+    (:func:`hooks_set_aside`)."""
     import torchvision
     from torchvision.models.feature_extraction import NodePathTracer
 
     training = [m for m in net.modules() if m.training]
     graphs = {}
     try:
-        for mode in (True, False) if check_modes else (False,):
-            net.train(mode)
-            tracer = NodePathTracer(
-                autowrap_modules=(math, torchvision.ops), leaf_modules=_leaf_modules()
-            )
-            graph = tracer.trace(net)
-            graphs[mode] = (tracer, graph)
+        with hooks_set_aside(net):
+            for mode in (True, False) if check_modes else (False,):
+                net.train(mode)
+                tracer = NodePathTracer(
+                    autowrap_modules=(math, torchvision.ops), leaf_modules=_leaf_modules()
+                )
+                graph = tracer.trace(net)
+                graphs[mode] = (tracer, graph)
     except Exception as err:
         raise ValueError(
             f"{type(net).__name__} cannot be traced by torch.fx ({type(err).__name__}: {err}): "
-            "its taps cannot be found"
+            "its taps cannot be found from its graph; name the modules to tap, in order, with "
+            "+model.taps=[<module name>,...] (e.g. +model.taps=[layer1,layer2]) to tap them by "
+            "forward hooks instead"
         ) from None
     finally:
         net.eval()
@@ -402,6 +454,8 @@ __all__ = [
     "propagate_shapes",
     "with_outputs",
     "first_conv_channels",
+    "hooks_set_aside",
+    "module_hooks",
     "modules_of",
     "output_node",
     "parameters_of",

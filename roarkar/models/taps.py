@@ -5,14 +5,17 @@ The taps are the ends of the network's spatial scales, found from its graph
 the outputs of layer1..layer4 (112, 56, 28, 14, 7 px), on VGG-16 the last ReLU before each
 max-pool (224 .. 14 px). A network may name its own (``tap_nodes``, as roarkar's small ResNet
 does). A tap that is an activation also gives the tensor before it (``pre``) for the statistics of
-pre-ReLU values; for any other tap ``pre`` is the tap itself.
+pre-ReLU values; for any other tap ``pre`` is the tap itself. A network torch.fx cannot trace is
+tapped by forward hooks on modules the user names instead (``model.taps``,
+:mod:`roarkar.models.hooks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, fx, nn
 
 from roarkar.models import graph
@@ -35,12 +38,44 @@ def check_tap(tap: str, taps: Sequence[str] = TAPS, model: str = "the model") ->
     return list(taps).index(tap)
 
 
+def check_forward_from(model: TappedNet, x: Tensor, why: str = "") -> None:
+    """Refuse a split that is not the network: at every tap, ``forward_from(forward_to(x))`` must
+    give the network's own logits (in eval mode, without autograd; modes restored). ``why`` is
+    added to the error (what to do about it). Skipped on the meta device (no values)."""
+    if x.device.type == "meta":
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(x)
+            for tap in model.tap_info:
+                got = model.forward_from(model.forward_to(x, tap.name).post, tap.name)
+                if got.shape != logits.shape or not torch.allclose(
+                    got, logits, rtol=1e-4, atol=1e-4 * float(logits.abs().max()) + 1e-6
+                ):
+                    raise ValueError(
+                        f"{model.name}: the network after tap {tap.name} ({tap.node}) does not "
+                        "give the network's logits from that tap's activation alone (a path that "
+                        f"jumps over it, or a hook that changes an output?){why}"
+                    )
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 @dataclass
 class TapActivation:
     """A tap's activation (``post``) and the tensor before its activation (``pre``), [B, C, h, w]."""
 
     post: Tensor
     pre: Tensor | None = None
+
+
+#: What replaces a tap's activation (:meth:`TappedNet.forward_masked`).
+Replace = Callable[[TapActivation], Tensor]
+#: What is taken of each tap, by its index, as a forward pass reaches it (:meth:`TappedNet.map_taps`).
+PerTap = Callable[[int, TapActivation], Tensor]
 
 
 @dataclass(frozen=True)
@@ -52,6 +87,21 @@ class Tap:
     node: str
     rectified: bool
     has_pre: bool
+
+
+def probe_input(net: nn.Module, size: int) -> Tensor:
+    """Two seeded N(0, 1) images of ``size`` px in the dtype and on the device of ``net``'s
+    weights, with the channels of its first convolution (the global random state untouched)."""
+    weight = next(net.parameters())
+    images = torch.randn(
+        2,
+        graph.first_conv_channels(net),
+        size,
+        size,
+        generator=torch.Generator().manual_seed(0),
+        dtype=weight.dtype if weight.is_floating_point() else torch.float32,
+    )
+    return images.to(weight.device)
 
 
 @dataclass
@@ -69,7 +119,15 @@ class TappedNet(nn.Module):
     protocol can mask the tap's activation; ``forward_taps`` returns every tap in one forward pass.
     The pieces share the network's modules and parameters (its state dict is the network's under
     ``net.``) and are rebuilt after a copy or a move to another device or dtype.
+
+    Hooks another library left on the network's modules are set aside while it is traced and kept
+    (they fire whenever the network runs); when some are there, the split is checked against the
+    network with them (:func:`check_forward_from`), so a hook that changes an output is refused.
     """
+
+    #: Tapped by forward hooks on named modules (:class:`roarkar.models.hooks.HookTappedNet`),
+    #: not cut into traced pieces: no frozen-prefix copy, no pre-activation tensors.
+    by_hooks: bool = False
 
     def __init__(
         self,
@@ -108,6 +166,14 @@ class TappedNet(nn.Module):
             for name, node in zip(tap_names(len(ends)), ends, strict=True)
         )
         self._pieces: _Pieces | None = self._split(traced, cut_set)
+        hooks = graph.module_hooks(net)
+        if hooks:
+            check_forward_from(
+                self,
+                probe_input(net, self.probe_size),
+                f"; tracing sets hooks aside ({'; '.join(hooks)}): name the modules to tap with "
+                "+model.taps=[...] to tap by forward hooks with the hooks in place",
+            )
 
     # -- the pieces -----------------------------------------------------------------------------
     def _split(self, traced: graph.Traced, cuts: set | None = None) -> _Pieces:
@@ -214,6 +280,27 @@ class TappedNet(nn.Module):
         for index in range(self.tap_index(tap) + 1, len(self.tap_info)):
             h, _ = self.stage(index, h)
         return self.head(h)
+
+    def forward_masked(self, x: Tensor, tap: str, fn: Replace, pre_relu: bool = False) -> Tensor:
+        """Logits with ``tap``'s activation replaced by ``fn(activation)``; the network up to the
+        tap and ``fn`` run without autograd (the layer protocol's masked forward)."""
+        with torch.no_grad():
+            h = fn(self.forward_to(x, tap, pre_relu=pre_relu))
+        return self.forward_from(h, tap)
+
+    def map_taps(self, x: Tensor, fn: PerTap, pre_relu: bool = False) -> tuple[dict, Tensor]:
+        """``fn(index, activation)`` of every tap as soon as one forward pass reaches it, and the
+        logits: no tap outlives the next stage (``forward_taps`` holds them all)."""
+        out = {}
+        for index, tap in enumerate(self.taps):
+            x, pre = self.stage(index, x, pre_relu)
+            out[tap] = fn(index, TapActivation(x, pre))
+            del pre
+        return out, self.head(x)
+
+    def check_pre_relu(self, method: str) -> None:
+        """Nothing to refuse: every traced tap gives its pre-activation tensor (or the tap itself);
+        a network tapped by hooks refuses ``method``, which needs it."""
 
     def forward_taps(
         self, x: Tensor, pre_relu: bool = False

@@ -26,7 +26,9 @@ MODEL_FILE = "model.pt"
 def new_model(ctx: Context) -> TappedNet:
     """A freshly initialised model of the configured architecture for this dataset."""
     torch.manual_seed(ctx.spec.seed)
-    return build_model(ctx.spec.model, ctx.info.num_classes, **ctx.spec.model_params)
+    return build_model(
+        ctx.spec.model, ctx.info.num_classes, taps=ctx.spec.model_taps, **ctx.spec.model_params
+    )
 
 
 def recipe(ctx: Context, stage: str) -> dict:

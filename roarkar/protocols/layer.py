@@ -39,28 +39,34 @@ class TapMaskedNet(nn.Module):
         # The frozen prefix (eval mode, no autograd) runs as a BatchNorm-folded, channels-last copy
         # (roarkar.models.fused): the same function, and ResNet-50's L3 step 1.48x -> ~1.55x faster
         # than full fine-tuning. Kept in a tuple so it is not a submodule (no state-dict entries).
-        # A statistic of the pre-ReLU tensor needs the stage-by-stage path.
-        self._prefix = None if self._needs_pre_relu else (model.prefix_sequential(tap),)
+        # A statistic of the pre-ReLU tensor needs the stage-by-stage path; a network tapped by
+        # hooks (model.taps) runs whole, its prefix without autograd, the tap's output replaced.
+        if self._needs_pre_relu:
+            model.check_pre_relu(method.name)
+        fast = not (self._needs_pre_relu or model.by_hooks)
+        self._prefix = (model.prefix_sequential(tap),) if fast else None
 
     @property
     def _needs_pre_relu(self) -> bool:
         return bool(getattr(self.method, "needs_pre_relu", False))
 
-    def _tap(self, x: Tensor) -> TapActivation:
-        if self._prefix is None:
-            return self.model.forward_to(x, self.tap, pre_relu=self._needs_pre_relu)
-        # NCHW again for the trained suffix: channels-last training on CPU is unsafe
-        # (roarkar/training/settings.py)
-        return TapActivation(inference_copy(self._prefix[0])(x).contiguous())
+    def _masked(self, act: TapActivation, relevance: Tensor | None) -> Tensor:
+        tap_map = self.method.tap_saliency(act, relevance=relevance, generator=self.generator)
+        keep = keep_mask_from_ranks(
+            saliency_ranks(tap_map, self.generator), self.mode, self.fraction
+        )
+        return act.post * keep.unsqueeze(1).to(act.post.dtype)
 
     def forward(self, x: Tensor, relevance: Tensor | None = None) -> Tensor:
-        with torch.no_grad():
-            act = self._tap(x)
-            tap_map = self.method.tap_saliency(act, relevance=relevance, generator=self.generator)
-            keep = keep_mask_from_ranks(
-                saliency_ranks(tap_map, self.generator), self.mode, self.fraction
+        if self._prefix is None:
+            return self.model.forward_masked(
+                x, self.tap, lambda act: self._masked(act, relevance), self._needs_pre_relu
             )
-            h = act.post * keep.unsqueeze(1).to(act.post.dtype)
+        with torch.no_grad():
+            # NCHW again for the trained suffix: channels-last training on CPU is unsafe
+            # (roarkar/training/settings.py)
+            act = TapActivation(inference_copy(self._prefix[0])(x).contiguous())
+            h = self._masked(act, relevance)
         return self.model.forward_from(h, self.tap)
 
 

@@ -28,6 +28,7 @@ class ProtocolSettings:
     dataset: str  # dataset.name
     model: str  # model.name
     model_params: dict  # model.params: keyword arguments of the architecture
+    model_taps: tuple[str, ...] | None  # model.taps: modules tapped by forward hooks, else None
     weights: str | None  # model.weights: a pretrained file (loaded, never trained), else None
     seed: int
     method_id: str  # method.id: the name a method's results go by
@@ -48,10 +49,12 @@ class ProtocolSettings:
                 f"protocol.replacement={replacement!r}: expected one of {', '.join(REPLACEMENTS)}"
             )
         weights = cfg.model.get("weights")
+        taps = cfg.model.get("taps")
         return cls(
             dataset=str(cfg.dataset.name),
             model=str(cfg.model.name),
             model_params=_plain(cfg.model.get("params")),
+            model_taps=tuple(str(t) for t in taps) if taps else None,
             weights=str(weights) if weights else None,
             seed=int(cfg.seed),
             method_id=str(cfg.method.id),

@@ -75,15 +75,14 @@ class StatisticMethod(SaliencyMethod):
         next stage: as in a plain forward pass, freed memory is reused rather than newly mapped
         (holding all five taps, as ``forward_taps`` does, costs about 3 % of a ResNet-50 forward).
         """
-        maps = {}
-        with torch.no_grad():
-            x = images
-            for index, name in enumerate(self.model.taps):
-                x, pre = self.model.stage(index, x, self.needs_pre_relu)
-                act = TapActivation(x, pre)
-                maps[name] = self.statistic(self._input(act), **self.tap_kwargs[index])
-                del pre
-            self.model.head(x)  # the whole network runs, as for every other method
+        if self.needs_pre_relu:
+            self.model.check_pre_relu(self.name)
+
+        def statistic(index: int, act: TapActivation) -> Tensor:
+            return self.statistic(self._input(act), **self.tap_kwargs[index])
+
+        with torch.no_grad():  # the whole network runs, as for every other method
+            maps, _ = self.model.map_taps(images, statistic, self.needs_pre_relu)
         return maps
 
     def _saliency(self, images, targets, *, relevance, generator):
