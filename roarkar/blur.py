@@ -1,5 +1,5 @@
 """The one Gaussian blur: the path integral's ``blurred`` baseline (``roarkar.saliency``) and the
-metrics' ``blur`` replacement (``roarkar.metrics``) both call it. Bottom layer: imports no roarkar
+``blur`` replacement (``roarkar.removal``, for the metrics and the input protocol) both call it. Bottom layer: imports no roarkar
 module."""
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from roarkar.gallery_grid import blend, norm, rgb, save_grid
-from roarkar.masking import apply_keep_mask, topk_mask
+from roarkar.removal import fill_removed, topk_mask
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def make_gallery(
             for p in PERCENTS:
                 sel = topk_mask(combined[i : i + 1], p / 100.0, gen)
                 keep = sel if mode == "kar" else ~sel
-                shown_img = rgb(_denorm(apply_keep_mask(x[i : i + 1], keep), info))[0]
+                shown_img = rgb(_denorm(fill_removed(x[i : i + 1], ~keep), info))[0]
                 word = "kept" if mode == "kar" else "removed"
                 row.append((f"{mode.upper()} {p:g}% {word}", shown_img, None))
             cells.append(row)

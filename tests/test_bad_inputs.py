@@ -244,8 +244,9 @@ CASES: list[tuple[str, Callable[[Path, object], object], str]] = [
     ("protocol: unknown target", lambda t, c: _plan(c, "protocol=input", "protocol.target=logit"),
      r"protocol.target='logit': expected one of predicted, label"),
     ("protocol: unknown replacement", lambda t, c: _run(
-        c, "task=cell", "protocol=input", "protocol.replacement=blur"),
-     r"protocol.replacement='blur': expected one of mean, zero"),
+        c, "task=cell", "protocol=input", "protocol.replacement=blurred"),
+     r"protocol.replacement='blurred' is not a known replacement \(did you mean 'blur'\?\); "
+     r"registered: mean, zero, blur, linear"),
 ]  # fmt: skip
 
 

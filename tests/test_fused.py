@@ -93,9 +93,9 @@ def test_untraceable_network_runs_unfused_with_a_warning():
 def test_layer_protocol_prefix_runs_folded_with_the_same_result(model64, tap, monkeypatch):
     """TapMaskedNet's frozen prefix (eval mode) runs the folded copy: same logits as the
     stage-by-stage path (written out here), no new weights."""
-    from roarkar.masking import keep_mask_from_ranks, saliency_ranks
     from roarkar.protocols import layer
     from roarkar.protocols.layer import TapMaskedNet
+    from roarkar.removal import keep_mask_from_ranks, saliency_ranks
 
     folded_runs = []
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from roarkar.masking import (
-    apply_keep_mask,
+from roarkar.removal import (
     check_percent,
     count_for,
+    fill_removed,
     keep_mask_from_ranks,
     saliency_ranks,
     topk_mask,
@@ -81,7 +81,7 @@ def test_nan_saliency_is_refused():
 def test_replacement_fills_every_channel():
     images = torch.ones(1, 3, 2, 2)
     keep = torch.tensor([[[True, False], [False, True]]])
-    out = apply_keep_mask(images, keep, torch.tensor([0.1, 0.2, 0.3]))
+    out = fill_removed(images, ~keep, torch.tensor([0.1, 0.2, 0.3]))
     assert out[0, :, 0, 1].tolist() == pytest.approx([0.1, 0.2, 0.3])
     assert out[0, :, 0, 0].tolist() == [1.0, 1.0, 1.0]
 

@@ -8,23 +8,25 @@ import pytest
 import torch
 from torch import nn
 
-from roarkar.masking import saliency_ranks
 from roarkar.metrics import (
     Settings,
     agreement,
     all_statistics,
     krippendorff_alpha,
-    linear_impute,
     partners,
     perturbation_metrics,
-    removal_mask,
-    replace,
     scores_after_removal,
     wilcoxon_pvalues,
     win_rates,
 )
 from roarkar.metrics.delta import delta_metrics
-from roarkar.metrics.removal import removed_count
+from roarkar.removal import (
+    linear_impute,
+    removal_mask,
+    removed_count,
+    replace,
+    saliency_ranks,
+)
 
 #: ImageNet's per-channel statistics (0..1 scale), the normalisation ROAD's noise is undone through.
 MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64)[:, None, None]
@@ -468,7 +470,7 @@ def test_one_gaussian_blur_two_edges():
     the path integral's baseline keeps the radius and replicates the edge: the same on images
     larger than the radius, different only where the radius does not fit."""
     from roarkar.blur import gaussian_blur
-    from roarkar.metrics import blur
+    from roarkar.removal import blur
 
     g = torch.Generator().manual_seed(0)
     big, small = torch.randn(2, 3, 16, 16, generator=g), torch.randn(2, 3, 5, 7, generator=g)

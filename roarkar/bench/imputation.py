@@ -13,9 +13,15 @@ import torch
 from roarkar.bench.table import config_str, per_image, row
 from roarkar.bench.timing import Task, interleave, paired_ratio
 from roarkar.bench.workload import Sizes
-from roarkar.masking import saliency_ranks
-from roarkar.metrics.imputation import DEFAULT_TOL, cg_solve, linear_impute
-from roarkar.metrics.removal import ORDERS, removal_mask, removed_count
+from roarkar.removal import (
+    DEFAULT_TOL,
+    ORDERS,
+    cg_solve,
+    linear_impute,
+    removal_mask,
+    removed_count,
+    saliency_ranks,
+)
 
 PERCENTS = tuple(range(10, 100, 10))
 

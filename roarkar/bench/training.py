@@ -13,8 +13,8 @@ from roarkar.bench.table import config_str, per_second, row
 from roarkar.bench.timing import Task, interleave, paired_ratio
 from roarkar.bench.workload import Sizes, bench_model
 from roarkar.data import normalize
-from roarkar.masking import apply_keep_mask, keep_mask_from_ranks, saliency_ranks
 from roarkar.protocols.layer import TapMaskedNet
+from roarkar.removal import fill_removed, keep_mask_from_ranks, saliency_ranks
 from roarkar.saliency import create
 from roarkar.training.augment import augment
 
@@ -65,7 +65,7 @@ def run_training(sz: Sizes) -> list[dict]:
     def masked_prepare(generator):
         x = normalize(images, INFO)
         keep = keep_mask_from_ranks(ranks, "kar", 0.5)
-        x = apply_keep_mask(x, keep, 0.0)
+        x = fill_removed(x, ~keep, 0.0)
         return augment(x, "crop_flip", generator), labels, {}
 
     def plain_prepare(generator):
@@ -77,7 +77,7 @@ def run_training(sz: Sizes) -> list[dict]:
 
     def mask_only():
         keep = keep_mask_from_ranks(ranks, "kar", 0.5)
-        return apply_keep_mask(normalize(images, INFO), keep, 0.0)
+        return fill_removed(normalize(images, INFO), ~keep, 0.0)
 
     tasks = [
         Task(

@@ -10,11 +10,9 @@
 from roarkar.metrics.agreement import agreement, retrain_scores
 from roarkar.metrics.consistency import alpha_draws, alpha_intervals, spearman_matrix
 from roarkar.metrics.delta import delta_metrics, partners
-from roarkar.metrics.imputation import linear_impute
 from roarkar.metrics.perturbation import perturbation_metrics
-from roarkar.metrics.removal import removal_mask, scores_after_removal
-from roarkar.metrics.replacement import REPLACEMENTS, blur, replace
-from roarkar.metrics.settings import BASE_METRICS, ROAD_METRICS, Settings
+from roarkar.metrics.scoring import scores_after_removal
+from roarkar.metrics.settings import BASE_METRICS, REPLACEMENTS, ROAD_METRICS, Settings
 from roarkar.metrics.stats import (
     HIGHER_IS_BETTER,
     all_statistics,
@@ -34,15 +32,11 @@ __all__ = [
     "alpha_draws",
     "alpha_intervals",
     "all_statistics",
-    "blur",
     "delta_metrics",
     "krippendorff_alpha",
-    "linear_impute",
     "metric_spearman",
     "partners",
     "perturbation_metrics",
-    "removal_mask",
-    "replace",
     "retrain_scores",
     "scores_after_removal",
     "spearman_matrix",

@@ -10,12 +10,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from roarkar.masking import saliency_ranks
 from roarkar.metrics.delta import delta_metrics
 from roarkar.metrics.perturbation import perturbation_metrics
-from roarkar.metrics.removal import removed_count
 from roarkar.metrics.run_settings import RunSettings, load_method
 from roarkar.metrics.settings import BASE_METRICS, ROAD_METRICS, Settings
+from roarkar.removal import removed_count, saliency_ranks
 from roarkar.saliency import create
 
 __all__ = ["batches", "compute_metrics", "method_ranks", "predictions", "road_curves"]

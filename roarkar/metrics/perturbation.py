@@ -2,7 +2,7 @@
 
 Per image ``x`` with predicted class ``c = argmax f(x)`` and a saliency map ranked per *pixel*
 (``ranks [N, H, W]``, 0 = most salient, ties already broken at random; see
-:func:`roarkar.masking.saliency_ranks`), ``x^(k)`` is ``x`` with ``k`` pixels removed in every channel:
+:func:`roarkar.removal.saliency_ranks`), ``x^(k)`` is ``x`` with ``k`` pixels removed in every channel:
 the ``k`` most salient (MoRF) or the ``k`` least salient (LeRF).
 
 - ``aopc`` (Eq 10, Samek et al.): ``1/(P+1) sum_{k=0..P} f_c(x) - f_c(x^(k)_MoRF)`` with ``P`` =
@@ -17,7 +17,7 @@ the ``k`` most salient (MoRF) or the ``k`` least salient (LeRF).
   reverts inside an earlier coarse interval is not seen.
 - ``road_morf`` / ``road_lerf`` (Rong et al. 2022): removal at ``percents`` (10..90 %) with noisy
   linear imputation whatever ``replacement`` says, its noise ``noise`` x the pixel range as the
-  reference (:mod:`roarkar.metrics.imputation`; pass the dataset's ``pixel_std``); per image the
+  reference (:mod:`roarkar.removal.imputation`; pass the dataset's ``pixel_std``); per image the
   mean over the percents of the softmax probability of ``c`` (the per-image analogue of ROAD's
   curve of the mean probability of the original prediction; the curves themselves are returned
   too). **Percent axis:** roarkar's percent is the percent *removed* for MoRF and LeRF alike;
@@ -33,8 +33,9 @@ of every metric here.
 probability. Every perturbed image of a batch of images x removal steps goes through the model in
 one forward pass; nothing loops over pixels.
 
-The settings live in :mod:`roarkar.metrics.settings`, the removal and scoring step in
-:mod:`roarkar.metrics.removal`, the Delta metrics (Eq 9) in :mod:`roarkar.metrics.delta`.
+The settings live in :mod:`roarkar.metrics.settings`, the removal (counts, masks, replacements) in
+:mod:`roarkar.removal`, the scoring step in :mod:`roarkar.metrics.scoring`, the Delta metrics
+(Eq 9) in :mod:`roarkar.metrics.delta`.
 """
 
 from __future__ import annotations
@@ -44,14 +45,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from roarkar.metrics.removal import (
-    ORDERS,
-    class_scores,
-    removed_count,
-    removed_counts,
-    scores_after_removal,
-)
+from roarkar.metrics.scoring import class_scores, scores_after_removal
 from roarkar.metrics.settings import Settings
+from roarkar.removal import ORDERS, removed_count, removed_counts
 
 __all__ = ["perturbation_metrics"]
 

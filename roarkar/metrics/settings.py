@@ -6,15 +6,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from roarkar.metrics.imputation import DEFAULT_TOL, SOLVERS
-from roarkar.metrics.replacement import REPLACEMENTS
+from roarkar import removal
+from roarkar.removal import COUNTS, DEFAULT_BLUR_SIGMA, DEFAULT_NOISE, DEFAULT_TOL, SOLVERS
 
-__all__ = ["BASE_METRICS", "COUNTS", "ROAD_METRICS", "SCORES", "Settings"]
+__all__ = ["BASE_METRICS", "COUNTS", "REPLACEMENTS", "ROAD_METRICS", "SCORES", "Settings"]
 
 BASE_METRICS = ("aopc", "afoc_morf", "afoc_lerf", "n_morf", "n_lerf")
 ROAD_METRICS = ("road_morf", "road_lerf")
 SCORES = ("logit", "probability")
-COUNTS = ("round", "floor")
+#: The metrics' replacements: every one of roarkar.removal's but ``zero`` (black), which needs the
+#: dataset's pixel mean that the metrics do not take.
+REPLACEMENTS = tuple(name for name in removal.REPLACEMENTS if name != "zero")
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,8 @@ class Settings:
     decision_coarse: int = 10
     decision_fine: int = 10
     percents: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-    noise: float = 0.01
-    blur_sigma: float = 2.0
+    noise: float = DEFAULT_NOISE
+    blur_sigma: float = DEFAULT_BLUR_SIGMA
     solver: str = "cg"
     solver_tol: float = DEFAULT_TOL
     solver_max_iter: int | None = None

@@ -14,7 +14,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from roarkar.identity import cell_identity
-from roarkar.masking import MODES, check_percent
 from roarkar.models import check_tap
 from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model, recipe, stage_recipe
 from roarkar.protocols.context import Context, make_context
@@ -22,6 +21,7 @@ from roarkar.protocols.input import run_input_cell
 from roarkar.protocols.layer import run_layer_cell
 from roarkar.protocols.precompute import compute_parts, ensure_ranks
 from roarkar.protocols.settings import ProtocolSettings
+from roarkar.removal import MODES, check_percent
 from roarkar.saliency import available, describe
 from roarkar.store import RESULT_FILE, Cell, Claim, finished_result, git_commit, write_json_atomic
 from roarkar.training import DistInfo, setup

@@ -4,19 +4,21 @@
    (eval preprocessing, argmax class unless configured), and the map is stored as per-pixel ranks
    with ties already broken, in webdataset shards beside a spec naming the base model and method.
 2. Retrain: a fresh model is trained from scratch on masked images; KAR keeps ``percent`` of the
-   most salient pixels, ROAR removes them; removed pixels take the dataset's channel mean. Masking
-   happens on the device before augmentation, so the augmentation sees the masked image.
+   most salient pixels, ROAR removes them; removed pixels take ``protocol.replacement``: the
+   dataset's channel mean (Hooker), black, a blurred copy or ROAD's noisy linear imputation, by the
+   metrics' own function (:func:`roarkar.removal.replace`). Masking happens on the device before
+   augmentation, so the augmentation sees the masked image. The imputation's noise is drawn per
+   image from (epoch seed, image index) (:func:`roarkar.removal.image_draws`): the same batch after
+   a resume, on any number of processes.
 """
 
 from __future__ import annotations
 
 import logging
 
-import torch
-
-from roarkar.masking import apply_keep_mask, keep_mask_from_ranks
 from roarkar.protocols.base import new_model
 from roarkar.protocols.context import Context
+from roarkar.removal import image_draws, keep_mask_from_ranks, replace
 from roarkar.training import FitResult, fit
 
 log = logging.getLogger(__name__)
@@ -33,16 +35,24 @@ def run_input_cell(
 ) -> FitResult:
     """Train a fresh model on masked images and return its final held-out accuracy and
     true-class score."""
-    # protocol.replacement (checked in ProtocolSettings): on normalised images the channel mean
-    # is 0; black is (0 - mean) / std per channel.
-    black = ctx.spec.replacement == "zero"
-    fill = -torch.tensor(ctx.info.mean) / torch.tensor(ctx.info.std) if black else 0.0
+    kind = ctx.spec.replacement or "mean"  # checked in ProtocolSettings
     model = new_model(ctx)
 
     def prepare(batch, train, generator):
         x = ctx.inputs(batch["images"])
         keep = keep_mask_from_ranks(batch["ranks"].to(x.device, non_blocking=True), mode, fraction)
-        x = apply_keep_mask(x, keep, fill)
+        draw = None
+        if kind == "linear":  # seeded by the epoch's seed, not drawn from the generator's stream
+            draw = image_draws(x.shape, batch["index"], generator.initial_seed())
+        x = replace(
+            x,
+            ~keep,
+            kind,
+            key="protocol.replacement",
+            pixel_mean=ctx.info.mean,
+            pixel_std=ctx.info.std,
+            draw=draw,
+        )
         if train:
             x = ctx.augment(x, generator)
         return x, batch["labels"].to(ctx.dist.device, non_blocking=True), {}

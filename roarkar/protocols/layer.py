@@ -12,10 +12,10 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from roarkar.masking import keep_mask_from_ranks, saliency_ranks
 from roarkar.models import TapActivation, TappedNet
 from roarkar.models.fused import inference_copy
 from roarkar.protocols.context import Context
+from roarkar.removal import keep_mask_from_ranks, saliency_ranks
 from roarkar.saliency import SaliencyMethod, create
 from roarkar.training import FitResult, fit
 

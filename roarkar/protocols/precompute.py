@@ -27,9 +27,9 @@ from roarkar.data import ImageSplit, load_shard
 from roarkar.data.shards import sample_key
 from roarkar.files import atomic_write
 from roarkar.identity import precompute_identity, precompute_spec
-from roarkar.masking import saliency_ranks
 from roarkar.models import TappedNet
 from roarkar.protocols.context import Context
+from roarkar.removal import saliency_ranks
 from roarkar.saliency import create
 from roarkar.store import file_lock, write_json_atomic
 from roarkar.training.batches import epoch_generator

@@ -11,9 +11,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from roarkar.identity import to_plain
+from roarkar.removal import REPLACEMENTS  # input protocol: what removed pixels become
 
 TARGETS = ("predicted", "label")  # input protocol: the class a map explains
-REPLACEMENTS = ("mean", "zero")  # input protocol: what removed pixels become
 
 
 def _plain(node: Any) -> dict:
@@ -35,7 +35,7 @@ class ProtocolSettings:
     method_name: str  # method.name: the registered saliency method
     method: dict  # the whole method node, resolved (it enters the precompute's identity)
     target: str | None  # protocol.target (input protocol): predicted | label
-    replacement: str | None  # protocol.replacement (input protocol): mean | zero
+    replacement: str | None  # protocol.replacement (input protocol): mean | zero | blur | linear
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> ProtocolSettings:
@@ -44,10 +44,8 @@ class ProtocolSettings:
         if target is not None and str(target) not in TARGETS:
             raise ValueError(f"protocol.target={target!r}: expected one of {', '.join(TARGETS)}")
         replacement = OmegaConf.select(cfg, "protocol.replacement")
-        if replacement is not None and str(replacement) not in REPLACEMENTS:
-            raise ValueError(
-                f"protocol.replacement={replacement!r}: expected one of {', '.join(REPLACEMENTS)}"
-            )
+        if replacement is not None:  # every replacement the metrics have, and zero (black)
+            REPLACEMENTS.get(str(replacement), key="protocol.replacement")
         weights = cfg.model.get("weights")
         taps = cfg.model.get("taps")
         return cls(

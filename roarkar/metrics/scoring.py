@@ -1,74 +1,18 @@
-"""Removal and scoring, the step every metric without retraining repeats: how many pixels a
-fraction removes (``round`` or ROAD's ``floor``), which ones (MoRF / LeRF by the per-pixel ranks),
-and the model's score of the original decision on the images with those pixels replaced."""
+"""Scoring after removal, the step every metric without retraining repeats: the model's score of
+the original decision on the images with the pixels of each removal step replaced (which pixels and
+how: :mod:`roarkar.removal`)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from roarkar.masking import count_for
-from roarkar.metrics.replacement import blur, replace
-from roarkar.metrics.settings import COUNTS, Settings
+from roarkar.metrics.settings import Settings
+from roarkar.removal import blur, removal_mask, replace
 
-__all__ = [
-    "ORDERS",
-    "class_scores",
-    "removal_mask",
-    "removed_count",
-    "removed_counts",
-    "scores_after_removal",
-]
-
-ORDERS = ("morf", "lerf")
-
-
-def removed_count(fraction: float, hw: int, order: str, rule: str = "round") -> int:
-    """Pixels removed when a fraction ``fraction`` of the ``hw`` pixels is removed in ``order``.
-
-    ``round``: ``round(fraction * hw)``, halves up, either order. ``floor`` (ROAD, Quantus): MoRF
-    removes ``int(fraction * hw)``; LeRF keeps ROAD's ``int((1 - fraction) * hw)`` most salient pixels
-    and removes the rest. Products are rounded to 9 decimals before the floor, so float noise in
-    ``fraction`` (0.29 * 100 = 28.999...) does not cost a pixel.
-    """
-    f = float(fraction)
-    if not 0.0 <= f <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1]; got {fraction!r}")
-    if order not in ORDERS:
-        raise ValueError(f"order={order!r}: expected one of {', '.join(ORDERS)}")
-    if rule == "round":
-        return count_for(f, hw)
-    if rule != "floor":
-        raise ValueError(f"count={rule!r}: expected one of {', '.join(COUNTS)}")
-    if order == "morf":
-        return math.floor(round(f * hw, 9))
-    return hw - math.floor(round((1.0 - f) * hw, 9))
-
-
-def removal_mask(ranks: Tensor, counts: Tensor, order: str) -> Tensor:
-    """Pixels removed ``[R, S, H, W]`` for per-row counts ``[R, S]`` (or ``[S]``) of ranks ``[R, H, W]``.
-
-    MoRF removes the ``k`` pixels of rank ``< k``; LeRF the ``k`` of rank ``>= H*W - k``.
-    """
-    if ranks.dim() != 3:
-        raise ValueError(
-            f"ranks must be per pixel [N, H, W]; got shape {tuple(ranks.shape)} "
-            "(rank what you mask: H x W pixels, never C x H x W)"
-        )
-    hw = ranks.shape[1] * ranks.shape[2]
-    counts = counts.to(ranks.device)
-    if counts.dim() == 1:
-        counts = counts.expand(ranks.shape[0], -1)
-    k = counts[:, :, None, None]
-    r = ranks[:, None]
-    if order == "morf":
-        return r < k
-    if order == "lerf":
-        return r >= hw - k
-    raise ValueError(f"order={order!r}: expected one of {', '.join(ORDERS)}")
+__all__ = ["class_scores", "scores_after_removal"]
 
 
 def class_scores(model: nn.Module, x: Tensor, targets: Tensor, score: str) -> tuple[Tensor, ...]:
@@ -139,12 +83,3 @@ def scores_after_removal(
         out[1][sl] = prob.view(n, steps)
         pred[sl] = decision.view(n, steps)
     return out[0], out[1], pred
-
-
-def removed_counts(fractions: Sequence[float], hw: int, device, order: str, rule: str) -> Tensor:
-    """Pixels removed at each fraction (clipped to [0, 1]), by :func:`removed_count`."""
-    return torch.tensor(
-        [removed_count(min(max(f, 0.0), 1.0), hw, order, rule) for f in fractions],
-        dtype=torch.long,
-        device=device,
-    )

@@ -1,5 +1,5 @@
 """ROAD's noisy linear imputation of removed pixels (the ``linear`` replacement of
-:mod:`roarkar.metrics.replacement`).
+:mod:`roarkar.removal.replacement`, for the metrics and the input protocol alike).
 
 Every function takes normalised images ``[N, C, H, W]`` and a bool mask ``removed [N, H, W]`` of
 *pixels* (never C x H x W): a removed pixel is replaced in every channel (docs/ARCHITECTURE.md, "Pitfalls").
@@ -248,6 +248,7 @@ def linear_impute(
     noise: float = 0.01,
     pixel_std: Sequence[float] | Tensor | None = None,
     generator: torch.Generator | None = None,
+    draw: Tensor | None = None,
     solver: str = "cg",
     tol: float = DEFAULT_TOL,
     max_iter: int | None = None,
@@ -255,8 +256,9 @@ def linear_impute(
     """ROAD's noisy linear imputation of the ``removed`` pixels (see the module docstring).
 
     ``noise`` is a fraction of the pixel range (ROAD: 0.01); ``pixel_std`` the per-channel std the
-    images were normalised with (None: images on the [0, 1] scale). The noise is one standard
-    normal draw of the images' shape from ``generator``, scaled per channel, kept where removed.
+    images were normalised with (None: images on the [0, 1] scale). The noise is ``draw`` (standard
+    normal draws of the images' shape, e.g. one generator per image) or else one draw of that shape
+    from ``generator``, scaled per channel, kept where removed.
     """
     check_pixel_mask(images, removed)
     scale = noise_scale(noise, images.shape[1], pixel_std)
@@ -277,6 +279,9 @@ def linear_impute(
     else:
         raise ValueError(f"solver={solver!r}: expected one of {', '.join(SOLVERS)}")
     if bool((scale > 0).any()):
-        draw = torch.randn(solved.shape, generator=generator, dtype=torch.float64)
+        if draw is None:
+            draw = torch.randn(solved.shape, generator=generator, dtype=torch.float64)
+        elif tuple(draw.shape) != tuple(solved.shape):
+            raise ValueError(f"draw must be {tuple(solved.shape)}; got {tuple(draw.shape)}")
         solved = solved + draw.to(solved.device) * scale.to(solved.device).view(1, -1, 1, 1)
     return torch.where(removed[:, None], solved.to(images.dtype), images)
