@@ -208,7 +208,9 @@ def test_registry_errors_and_describe(model):
         r".*registered: .*smoe_scale",
     ):
         S.create("smoe_scal", model)
-    with pytest.raises(UnknownName, match="'xyzzy' is not a known saliency method; registered: gradcam, "):
+    with pytest.raises(
+        UnknownName, match="'xyzzy' is not a known saliency method; registered: gradcam, "
+    ):
         S.describe("xyzzy")
     with pytest.raises(TypeError, match="wieghts"):
         S.create("smoe_scale", model, wieghts="prior")
