@@ -139,9 +139,7 @@ def _ci_markdown(spec: TableSpec, t: pd.DataFrame) -> str:
 #: outputs of another metric, in its subfolder (:func:`metric_dir`), are left alone.
 OUTPUT_PATTERNS: tuple[str, ...] = (
     "long.csv",
-    "table[1245].csv",
-    "table[1245].md",
-    "table[1245].tex",
+    *(f"{name}.{ext}" for name in TABLES for ext in ("csv", "md", "tex")),
     "compare_table*.csv",
     "comparison.md",
     "fig4_layer_scores.png",
