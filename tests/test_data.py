@@ -14,8 +14,8 @@ import torch
 from omegaconf import OmegaConf
 
 from roarkar.data import (
-    DATASETS,
     GENERATORS,
+    KINDS,
     CorruptShardError,
     content_hash,
     dataset_dir,
@@ -25,6 +25,7 @@ from roarkar.data import (
     normalize,
     prepare,
 )
+from roarkar.registry import UnknownName
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 
@@ -112,9 +113,18 @@ def test_unknown_generator_and_param_errors(tmp_path):
         prepare(tiny(bogus=1), tmp_path)
     with pytest.raises(ValueError, match=r"dataset.kind='imagenet'.*synthetic.*imagefolder"):
         prepare({"name": "x", "kind": "imagenet"}, tmp_path)
-    assert set(DATASETS) == {
+    assert set(KINDS) == {
         "synthetic", "imagefolder", "places365", "cowc", "tiny_imagenet", "cifar10", "mnist", "shards"
     }  # fmt: skip
+    with pytest.raises(UnknownName, match=r"dataset.kind='mnits' .*did you mean 'mnist'"):
+        prepare({"name": "x", "kind": "mnits"}, tmp_path)
+    with pytest.raises(
+        UnknownName, match=r"dataset.generator='synth_car' .*did you mean 'synth_cars'"
+    ):
+        prepare(tiny(generator="synth_car"), tmp_path)
+    for name, kind in KINDS.items():  # each kind registered once, with what materialising it takes
+        assert kind.name == name and kind.source in ("generated", "files", "arrays", "shards")
+        assert (kind.read is not None) == (kind.source in ("files", "arrays")), name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,7 +318,7 @@ def test_conf_files(tmp_path, monkeypatch):
     } <= names
     for name in names:
         cfg = OmegaConf.load(CONF / f"{name}.yaml")
-        assert cfg.kind in DATASETS and cfg.name
+        assert cfg.kind in KINDS and cfg.name
     monkeypatch.setenv("IMAGENET_ROOT", "/x/imagenet")
     assert OmegaConf.load(CONF / "imagenet.yaml").root == "/x/imagenet"
     cfg = OmegaConf.load(CONF / "synth_scenes.yaml")

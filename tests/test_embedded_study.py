@@ -12,7 +12,7 @@ import pytest
 
 from roarkar.cli import run
 from roarkar.report.health import check
-from roarkar.report.uncertainty import table1_seeds, table2_seeds
+from roarkar.report.tables import Seeds, table1, table2
 from roarkar.study import records_to_long
 
 
@@ -40,13 +40,13 @@ def test_default_study_discriminates_on_every_seed(tmp_path):
     long = _study(tmp_path, "study.seeds=[0,1,2]")
     for seed in (0, 1, 2):  # seed 0 alone is `roarkar` with no arguments
         _assert_discriminates(long[long.seed == seed])
-    t1 = table1_seeds(long).set_index(["dataset", "method"])
+    t1 = table1(long, seeds=Seeds()).set_index(["dataset", "method"])
     gt = t1.loc[("synth_objects", "ground_truth")]
     assert gt["n"] == 3 and gt["difference_ci_low"] > 0 and gt["information_ci_low"] > 0
     others = t1.drop(index=("synth_objects", "ground_truth"), errors="ignore")
     others = others[others.index.get_level_values(0) == "synth_objects"]
     assert gt["difference"] > others["difference"].max()
-    t2 = table2_seeds(long).set_index("method")
+    t2 = table2(long, seeds=Seeds()).set_index("method")
     assert t2.loc["ground_truth", "sum_ci_low"] > t2.loc["random", "sum_ci_high"]
 
 

@@ -367,8 +367,7 @@ def test_to_markdown() -> None:
 def test_table2_of_a_roar_only_study_leaves_kar_and_sum_empty_not_zero():
     """seed 002 runs ROAR only: a KAR sum of no cells is not 0 (which would rank methods by ROAR
     alone under the name SUM), in the point table and in the seeds' table alike."""
-    from roarkar.report.tables import table2
-    from roarkar.report.uncertainty import table2_seeds
+    from roarkar.report.tables import Seeds, table2
 
     rows = [
         dict(dataset="d", model="m", protocol="input", method=method, layer="", mode="roar",
@@ -376,6 +375,6 @@ def test_table2_of_a_roar_only_study_leaves_kar_and_sum_empty_not_zero():
         for method, acc in (("random", 0.9), ("gradient", 0.6))
         for p in (10, 50) for s in (0, 1)
     ]  # fmt: skip
-    for t in (table2(pd.DataFrame(rows)), table2_seeds(pd.DataFrame(rows))):
+    for t in (table2(pd.DataFrame(rows)), table2(pd.DataFrame(rows), seeds=Seeds())):
         assert t["kar"].isna().all() and t["sum"].isna().all()
         assert t.set_index("method").loc["gradient", "roar"] == pytest.approx(-(0.59 + 0.55 + 0.01))

@@ -9,17 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roarkar.report import table1, table2, write_tables
+from roarkar.registry import UnknownName
+from roarkar.report import TABLES, Seeds, table1, table2, table4, table5, write_tables
 from roarkar.report.long import LONG_COLUMNS
 from roarkar.report.render import (
     fmt_cell,
     latex_escape,
     layout_latex,
     layout_markdown,
-    layout_table1,
-    layout_table4,
 )
-from roarkar.report.uncertainty import table1_seeds, table2_seeds, table4_seeds, table5_seeds
+from roarkar.report.tables import layout_table1, layout_table4
 
 LAYERS = ["L1", "L2", "L3"]
 
@@ -102,7 +101,7 @@ def test_table1_markdown_and_latex_layout() -> None:
 
 
 def test_table4_layout_groups_rows_by_dataset() -> None:
-    t4 = table4_seeds(_long())
+    t4 = table4(_long(), seeds=Seeds())
     lay = layout_table4(t4)
     assert lay.leaves == LAYERS * 2
     assert lay.groups == [("KAR Kept Percent", 3), ("ROAR Removed Percent", 3)]
@@ -118,7 +117,7 @@ def test_table4_layout_groups_rows_by_dataset() -> None:
 
 def test_table4_table5_mean_std_n() -> None:
     df = _long()
-    t4 = table4_seeds(df)
+    t4 = table4(df, seeds=Seeds())
     assert list(t4.columns) == ["dataset", "method", "mode", "layer", "accuracy", "std", "n"]
     raw = df[(df["dataset"] == "synth_a") & (df["method"] == "std") & (df["layer"] == "L2")]
     raw = raw[raw["mode"] == "roar"]["accuracy"]
@@ -127,14 +126,14 @@ def test_table4_table5_mean_std_n() -> None:
     assert row["accuracy"] == pytest.approx(raw.mean() * 100)
     assert row["std"] == pytest.approx(raw.std(ddof=1) * 100) and row["n"] == 3
     assert t4.loc[t4["method"].isin(["Best", "Worst"]), "std"].isna().all()
-    t5 = table5_seeds(df)
+    t5 = table5(df, seeds=Seeds())
     assert list(t5.columns) == ["method", "mode", "percent", "accuracy", "std", "n"]
     assert (t5["n"] == 3).all() and (t5["std"] > 0).all()
 
 
 def test_table1_seeds_std_n_and_ci() -> None:
     df = _long()
-    t = table1_seeds(df, n_boot=500)
+    t = table1(df, seeds=Seeds(n_boot=500))
     point = table1(df)
     pd.testing.assert_frame_equal(t[list(point.columns)], point)
     assert (t["n"] == 3).all()
@@ -150,13 +149,13 @@ def test_table1_seeds_std_n_and_ci() -> None:
         ).all()
         assert (t[f"{v}_ci_low"] < t[f"{v}_ci_high"]).all()
     # reproducible with the same RNG seed (fixed default), and it is the one used
-    pd.testing.assert_frame_equal(t, table1_seeds(df, n_boot=500))
+    pd.testing.assert_frame_equal(t, table1(df, seeds=Seeds(n_boot=500)))
     assert t.attrs["ci_seed"] == 0 and t.attrs["n_boot"] == 500
 
 
 def test_table2_seeds_ci_contains_point() -> None:
     df = _long()
-    t = table2_seeds(df, n_boot=500)
+    t = table2(df, seeds=Seeds(n_boot=500))
     point = table2(df)
     pd.testing.assert_frame_equal(t[list(point.columns)], point)
     for v in ("kar", "roar", "sum"):
@@ -167,7 +166,7 @@ def test_table2_seeds_ci_contains_point() -> None:
 
 
 def test_one_seed_gives_nan_ci() -> None:
-    t = table1_seeds(_long(seeds=(0,)), n_boot=100)
+    t = table1(_long(seeds=(0,)), seeds=Seeds(n_boot=100))
     assert (t["n"] == 1).all()
     assert t[["difference_std", "difference_ci_low", "information_ci_high"]].isna().all().all()
 
@@ -175,7 +174,7 @@ def test_one_seed_gives_nan_ci() -> None:
 def test_unpaired_seeds_resample_per_cell() -> None:
     df = _long()
     drop = (df["method"] == "std") & (df["seed"] == 2) & (df["layer"] == "L1")
-    t = table1_seeds(df[~drop], n_boot=300)
+    t = table1(df[~drop], seeds=Seeds(n_boot=300))
     row = t[(t["dataset"] == "synth_a") & (t["method"] == "std")].iloc[0]
     assert row["n"] == 2  # seeds common to every cell this score uses
     assert row["difference_ci_low"] <= row["difference"] <= row["difference_ci_high"]
@@ -204,3 +203,32 @@ def test_write_tables_with_seeds(tmp_path: Path) -> None:
         "information",
     ]
     assert " ± " not in one["table1.md"].read_text()
+
+
+# --------------------------------------------------------------------------- registered tables
+
+
+@pytest.mark.parametrize("name", TABLES.names())
+def test_every_registered_table_computes_lays_out_and_adds_its_spread(name: str) -> None:
+    """Conformance over the table registry: one computation, one seed the simple case (no spread
+    columns), several seeds the same means with std and n; a layout with one row per method."""
+    spec = TABLES.get(name)
+    assert spec.name == name and spec.title.startswith(f"Table {name[-1]}: ")
+    df = _long()
+    point, spread = spec.table(df), spec.table(df, seeds=Seeds(n_boot=50))
+    assert set(point.columns) < set(spread.columns) and "n" in spread.columns
+    assert (spread["n"].dropna() == 3).all()
+    pd.testing.assert_frame_equal(spread[list(point.columns)], point, check_dtype=False)
+    one = spec.table(df[df["seed"] == 0], seeds=Seeds(n_boot=50))
+    assert (one["n"].dropna() == 1).all()
+    lay = spec.layout(point)
+    assert {stub for _g, stub, _c in lay.rows} == set(point["method"])
+    assert "### " not in layout_markdown(lay) and len(spec.wide(point)) == len(lay.rows)
+    for value in spec.interval_values:
+        low, high = spread[f"{value}_ci_low"], spread[f"{value}_ci_high"]
+        assert ((low <= spread[value] + 1e-12) & (spread[value] <= high + 1e-12)).all()
+
+
+def test_an_unknown_table_names_the_registered_ones() -> None:
+    with pytest.raises(UnknownName, match=r"'table3' is not a known table.*table1, table2, table4"):
+        TABLES.get("table3")

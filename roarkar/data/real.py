@@ -1,5 +1,6 @@
 """Real-dataset layouts (ImageNet ImageFolder, Places365, COWC list files, Tiny ImageNet) -> sample
-lists + pixels (the array releases, MNIST and CIFAR-10, are read by ``roarkar.data.layouts``).
+lists + pixels (the array releases, MNIST and CIFAR-10, are read by ``roarkar.data.layouts``);
+each ``list_<kind>(root, cfg)`` is registered as a dataset kind in :mod:`roarkar.data.kinds`.
 
 Each layout is turned into, per split, a list of ``(image path, label)`` plus the class names; the
 pixels are decoded with PIL, resized so the shorter side is ``resize`` and centre-cropped to
@@ -18,13 +19,6 @@ import numpy as np
 from PIL import Image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-ROOT_ENV = {
-    "imagefolder": "IMAGENET_ROOT",
-    "places365": "PLACES365_ROOT",
-    "cowc": "COWC_ROOT",
-    "tiny_imagenet": "TINY_IMAGENET_ROOT",
-    "cifar10": "CIFAR10_ROOT",
-}
 
 
 class UpscaledImageWarning(UserWarning):
@@ -49,19 +43,6 @@ class Listing:
 
     samples: dict[str, list[tuple[Path, int]]]
     class_names: list[str]
-
-
-def resolve_root(cfg: Mapping[str, Any], kind: str) -> Path:
-    """``dataset.root`` as a Path; unset -> ValueError saying which env var / key to set."""
-    root = cfg.get("root")
-    if root in (None, "", "???"):
-        env = ROOT_ENV.get(kind)
-        how = f"set the environment variable {env} or " if env else ""
-        raise ValueError(
-            f"dataset.root is not set for dataset {cfg.get('name')!r} (kind {kind!r}): "
-            f"{how}pass dataset.root=/path/to/data"
-        )
-    return Path(str(root)).expanduser()
 
 
 def need_dir(path: Path, key: str, expected: str) -> None:
@@ -222,25 +203,6 @@ def list_tiny_imagenet(root: Path, cfg: Mapping[str, Any]) -> Listing:
             )
         val.append((root / "val" / "images" / parts[0].strip(), index[parts[1].strip()]))
     return Listing({"train": train, "val": val}, classes)
-
-
-LAYOUTS = {
-    "imagefolder": list_imagefolder,
-    "places365": list_places365,
-    "cowc": list_cowc,
-    "tiny_imagenet": list_tiny_imagenet,
-}
-
-
-def list_real(kind: str, cfg: Mapping[str, Any]) -> Listing:
-    """The sample listing of a real dataset of ``kind`` described by ``cfg`` (checks paths first)."""
-    if kind not in LAYOUTS:
-        raise ValueError(f"unknown real dataset kind {kind!r}: expected one of {sorted(LAYOUTS)}")
-    listing = LAYOUTS[kind](resolve_root(cfg, kind), cfg)
-    for s, items in listing.samples.items():
-        if not items:
-            raise FileNotFoundError(f"dataset.root={cfg.get('root')}: no {s} images found")
-    return listing
 
 
 def load_image(path: Path, image_size: int, resize: int | None) -> np.ndarray:

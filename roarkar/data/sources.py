@@ -1,5 +1,6 @@
-"""What a real dataset's shards are made of: the shard tasks of its files (``real``) or arrays
-(``layouts``), a seeded subset of them for pilots, and its normalisation statistics."""
+"""What a real dataset's shards are made of: the shard tasks of its files or arrays (read as its
+registered kind says, :mod:`roarkar.data.kinds`), a seeded subset of them for pilots, and its
+normalisation statistics."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 import torch
 
-from roarkar.data import convert, layouts, real
+from roarkar.data import convert
+from roarkar.data.kinds import KINDS, resolve_root
 
 
 def limit_samples(items: list[Any], size: Any, split: str, seed: int = 0) -> list[Any]:
@@ -31,12 +33,18 @@ def real_tasks(
 ) -> tuple[list[str], list[convert.ShardTask]]:
     """The class names and the shard tasks of both splits of a real dataset (files or arrays)."""
     arrays = listing = None
-    if kind in layouts.ARRAY_LAYOUTS:
-        arrays = layouts.load_arrays(kind, plain)
+    spec = KINDS.get(kind)
+    if spec.source == "arrays":
+        arrays = spec.read(plain, lambda: resolve_root(plain, kind))
         names = arrays.class_names
-    else:
-        listing = real.list_real(kind, plain)
+    elif spec.source == "files":
+        listing = spec.read(resolve_root(plain, kind), plain)  # checks its paths first
+        for s, items in listing.samples.items():
+            if not items:
+                raise FileNotFoundError(f"dataset.root={plain.get('root')}: no {s} images found")
         names = listing.class_names
+    else:
+        raise ValueError(f"dataset.kind={kind!r} is {spec.source}, not a real dataset")
     expected = plain.get("num_classes")
     if expected is not None and int(expected) != len(names):
         raise ValueError(
@@ -68,7 +76,7 @@ def real_tasks(
                 directory,
                 split,
                 limit_samples(listing.samples[split], size, split),
-                real.resolve_root(plain, kind),
+                resolve_root(plain, kind),
                 skip_corrupt=bool(plain.get("skip_corrupt", False)),
                 **how,
             )

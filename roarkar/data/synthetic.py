@@ -7,7 +7,7 @@ Three generators stand in for the paper's datasets so a whole study runs on a CP
 - ``synth_scenes`` (Places-like): the class is which two kinds of landmark a scene holds together;
 - ``synth_cars`` (COWC-like): the class is how many of a fixed number of vehicles are cars.
 
-This module owns their registry (``GENERATORS``) and their seeding: everything is pure numpy driven
+This module owns their registry (``GENERATORS``, ``dataset.generator``) and their seeding: everything is pure numpy driven
 by ``numpy.random.default_rng`` seeded from ``(seed, split, chunk)``, so the same arguments give
 identical bytes, and train and val never share a random stream.
 """
@@ -24,6 +24,7 @@ import torch
 from roarkar.data.synth_cars import cars_classes, synth_cars
 from roarkar.data.synth_objects import objects_classes, synth_objects
 from roarkar.data.synth_scenes import scenes_classes, synth_scenes
+from roarkar.registry import Registry
 
 SPLIT_IDS = {"train": 0, "val": 1}
 CHUNK = 2048  # samples per independently seeded chunk (bounds memory while writing big splits)
@@ -38,19 +39,17 @@ def chunk_rng(seed: int, split: str, chunk: int) -> np.random.Generator:
     )
 
 
-GENERATORS: dict[str, tuple[Callable[..., Any], Callable[..., list[str]]]] = {
-    "synth_objects": (synth_objects, objects_classes),
-    "synth_scenes": (synth_scenes, scenes_classes),
-    "synth_cars": (synth_cars, cars_classes),
-}
+#: ``dataset.generator`` -> (the generator, its class names); the ``synthetic`` dataset kind.
+GENERATORS: Registry[tuple[Callable[..., Any], Callable[..., list[str]]]] = Registry(
+    "synthetic generator", key="dataset.generator"
+)
+GENERATORS.register("synth_cars", (synth_cars, cars_classes))
+GENERATORS.register("synth_objects", (synth_objects, objects_classes))
+GENERATORS.register("synth_scenes", (synth_scenes, scenes_classes))
 
 
 def _lookup(generator: str) -> tuple[Callable[..., Any], Callable[..., list[str]]]:
-    if generator not in GENERATORS:
-        raise ValueError(
-            f"unknown synthetic generator {generator!r}: expected one of {sorted(GENERATORS)}"
-        )
-    return GENERATORS[generator]
+    return GENERATORS.get(generator)
 
 
 def generator_params(generator: str) -> list[str]:

@@ -25,13 +25,15 @@ from roarkar.report.scores import (
     log_base_label,
     parse_log_base,
 )
-from roarkar.report.tables import table1, table2, table4, table5
-from roarkar.report.uncertainty import table1_seeds, table2_seeds, table4_seeds, table5_seeds
+from roarkar.report.tables import TABLES, Seeds, TableSpec, table1, table2, table4, table5
 from roarkar.report.write import format_for_console, write_tables
 
 __all__ = [
     "DEFAULT_LOG_BASE",
     "KNOWN_INCONSISTENT",
+    "TABLES",
+    "Seeds",
+    "TableSpec",
     "PAPER_PRIOR_WEIGHTS",
     "compare_with_paper",
     "derive_prior_weights",
@@ -41,10 +43,6 @@ __all__ = [
     "load_paper",
     "load_prior_weights",
     "per_layer_scores",
-    "table1_seeds",
-    "table2_seeds",
-    "table4_seeds",
-    "table5_seeds",
     "write_comparison",
     "write_prior_weights",
     "LONG_COLUMNS",

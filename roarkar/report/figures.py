@@ -195,9 +195,9 @@ def figure4(
 
 
 def _t5_with_std(d: pd.DataFrame) -> pd.DataFrame:
-    from roarkar.report.uncertainty import table5_seeds
+    from roarkar.report.tables import Seeds, table5
 
-    t5 = table5_seeds(d)
+    t5 = table5(d, seeds=Seeds())
     if "dataset" not in t5.columns:
         t5 = t5.assign(dataset=d.loc[d["protocol"] == "input", "dataset"].iloc[0])
     return t5

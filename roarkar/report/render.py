@@ -1,4 +1,5 @@
-"""Markdown and LaTeX renderings of Tables 1, 2, 4, 5 laid out like the paper.
+"""Markdown and LaTeX renderings of a table laid out like the paper (each table module lays
+itself out: ``layout_table1`` ...).
 
 No dependency beyond pandas: a table is first turned into a :class:`Layout` (a stub column, leaf
 column headers, optional spanning column groups such as "KAR Kept Percent", optional row groups
@@ -21,10 +22,7 @@ __all__ = [
     "latex_escape",
     "layout_latex",
     "layout_markdown",
-    "layout_table1",
-    "layout_table2",
-    "layout_table4",
-    "layout_table5",
+    "layout_modes",
 ]
 
 _MODES = ("kar", "roar")
@@ -53,46 +51,11 @@ def fmt_cell(mean: object, std: object = None, floatfmt: str = ".2f") -> str:
     return text
 
 
-def _std(t: pd.DataFrame, value: str, std_col: str) -> pd.Series:
-    return t[std_col] if std_col in t.columns else pd.Series([None] * len(t), index=t.index)
-
-
-def layout_table1(t1: pd.DataFrame, floatfmt: str = ".2f") -> Layout:
-    """Rows = methods; Difference Score and Information Score groups, one column per dataset."""
-    datasets = list(pd.unique(t1["dataset"]))
-    cells = {}
-    for score in ("difference", "information"):
-        std = _std(t1, score, f"{score}_std")
-        for (ds, method), m, s in zip(
-            t1[["dataset", "method"]].itertuples(index=False, name=None),
-            t1[score],
-            std,
-            strict=True,
-        ):
-            cells[(method, score, ds)] = fmt_cell(m, s, floatfmt)
-    rows = [
-        (
-            None,
-            m,
-            [cells.get((m, s, ds), "") for s in ("difference", "information") for ds in datasets],
-        )
-        for m in pd.unique(t1["method"])
-    ]
-    groups = [("Difference Score", len(datasets)), ("Information Score", len(datasets))]
-    return Layout("Method", datasets * 2, groups, rows)
-
-
-def layout_table2(t2: pd.DataFrame, floatfmt: str = ".2f") -> Layout:
-    """Rows = methods (grouped by dataset when several); columns KAR, ROAR, SUM."""
-    rows = []
-    for _, r in t2.iterrows():
-        cells = [fmt_cell(r[v], r.get(f"{v}_std"), floatfmt) for v in ("kar", "roar", "sum")]
-        rows.append((r["dataset"] if "dataset" in t2.columns else None, r["method"], cells))
-    return Layout("Method", ["KAR", "ROAR", "SUM"], None, rows)
-
-
-def _layout_modes(t: pd.DataFrame, col: str, labels: dict, floatfmt: str, group: str | None):
-    """Shared by Tables 4 and 5: one row per (group, method), KAR then ROAR columns."""
+def layout_modes(
+    t: pd.DataFrame, col: str, labels: dict, floatfmt: str, group: str | None
+) -> Layout:
+    """Tables 4 and 5: one row per (``group``, method), KAR then ROAR columns, one per value of
+    ``col`` that the table has (``labels``: value -> column header)."""
     present = {m: [v for v in labels if ((t["mode"] == m) & (t[col] == v)).any()] for m in _MODES}
     leaves = [labels[v] for m in _MODES for v in present[m]]
     groups = [(_MODE_GROUP[m], len(present[m])) for m in _MODES if present[m]]
@@ -109,19 +72,6 @@ def _layout_modes(t: pd.DataFrame, col: str, labels: dict, floatfmt: str, group:
             (g, method, [cells.get((g, method, m, v), "") for m in _MODES for v in present[m]])
         )
     return Layout("Method", leaves, groups, rows)
-
-
-def layout_table4(t4: pd.DataFrame, floatfmt: str = ".2f") -> Layout:
-    """Rows = datasets (row groups) x methods incl. Best/Worst; KAR L1..L5, ROAR L1..L5."""
-    labels = {f"L{i}": f"L{i}" for i in range(1, 6)}
-    return _layout_modes(t4, "layer", labels, floatfmt, "dataset")
-
-
-def layout_table5(t5: pd.DataFrame, floatfmt: str = ".2f") -> Layout:
-    """Rows = methods (grouped by dataset when several); KAR then ROAR percents."""
-    labels = {p: f"{p:g}%" for p in sorted(t5["percent"].unique())}
-    group = "dataset" if "dataset" in t5.columns else None
-    return _layout_modes(t5, "percent", labels, floatfmt, group)
 
 
 # --------------------------------------------------------------------------- Markdown

@@ -1,6 +1,6 @@
 """Writing and printing the tables: each run renders every file first, clears what an earlier run
-left, then writes (all or nothing). Above :mod:`roarkar.report.tables` and
-:mod:`roarkar.report.uncertainty`, which compute the tables and know nothing of files.
+left, then writes (all or nothing). Above :mod:`roarkar.report.tables`, whose registry
+(:data:`~roarkar.report.tables.TABLES`) it iterates: the tables compute and know nothing of files.
 
 Tables are computed from one metric: ``accuracy`` (the default, written to ``out_dir`` itself) or
 ``true_class_score`` (written to the subfolder ``out_dir/true_class_score/``, :func:`metric_dir`,
@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 
 from roarkar.files import write_text_atomic
-from roarkar.report import uncertainty as unc
 from roarkar.report.aggregate import base_model_warnings
 from roarkar.report.long import normalize_long
 from roarkar.report.markdown import to_markdown
@@ -28,17 +27,10 @@ from roarkar.report.metric import (
     check_metric,
     select_metric,
 )
-from roarkar.report.rows import MODE_ORDER, one_percent_per_mode
+from roarkar.report.render import layout_latex, layout_markdown
 from roarkar.report.scores import DEFAULT_LOG_BASE, log_base_label
-from roarkar.report.tables import (
-    pivot_table1,
-    pivot_table4,
-    pivot_table5,
-    table1,
-    table2,
-    table4,
-    table5,
-)
+from roarkar.report.tables import TABLES, TableSpec
+from roarkar.report.uncertainty import DEFAULT_CI_SEED, Seeds, has_several_seeds
 
 __all__ = [
     "OUTPUT_PATTERNS",
@@ -51,24 +43,17 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_TITLES = {
-    "table1": "Table 1: Difference (Eq 8) and Information (Eq 9) scores, layer protocol",
-    "table2": "Table 2: KAR sum, -ROAR sum and their SUM, input protocol",
-    "table4": "Table 4: accuracy (%) per layer, KAR kept / ROAR removed, layer protocol",
-    "table5": "Table 5: accuracy (%) per kept (KAR) / removed (ROAR) percent, input protocol",
-}
-
 
 def _log_note(log_base: float) -> str:
     return f"Information score (Eq 9) uses the {log_base_label(log_base)}."
 
 
-def _title(name: str, metric: str) -> str:
+def _title(spec: TableSpec, metric: str) -> str:
     """A table's title; tables of a metric other than accuracy say it in brackets and in place of
     the word accuracy (Tables 4, 5)."""
     if metric == DEFAULT_METRIC:
-        return _TITLES[name]
-    head, _, rest = _TITLES[name].partition(": ")
+        return spec.title
+    head, _, rest = spec.title.partition(": ")
     return f"{head} [{METRICS[metric]}]: {rest.replace('accuracy', METRICS[metric])}"
 
 
@@ -98,60 +83,33 @@ def _build(
     ci_seed: int | None = None,
     metric: str = DEFAULT_METRIC,
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """All tables the long table supports, computed from ``metric``, and notes on the skipped
-    ones (a cell lacking the metric is an error naming it: :func:`select_metric`).
+    """Every registered table the long table supports, computed from ``metric``, and notes on the
+    skipped ones (a cell lacking the metric is an error naming it: :func:`select_metric`).
 
-    With several seeds of some cell (and ``n_boot`` not None), the tables carry the extra
-    columns of :mod:`roarkar.report.uncertainty` (std, n, bootstrap CIs).
+    With several seeds of some cell (and ``n_boot`` not None), the tables carry their spread
+    (:mod:`roarkar.report.uncertainty`: std, n, bootstrap CIs).
     """
     d = select_metric(normalize_long(df_long), metric)
-    seeds = n_boot is not None and unc.has_several_seeds(d)
-    boot = {"n_boot": n_boot, "ci_seed": unc.DEFAULT_CI_SEED if ci_seed is None else ci_seed}
-    tables: dict[str, pd.DataFrame] = {}
-    skipped: list[str] = []
+    seeds = None
+    if n_boot is not None and has_several_seeds(d):
+        seeds = Seeds(n_boot=n_boot, ci_seed=DEFAULT_CI_SEED if ci_seed is None else ci_seed)
     protocols = set(d["protocol"])
-    if "layer" in protocols:
-        if seeds:
-            tables["table4"] = unc.table4_seeds(d, percent=percent)
-            tables["table1"] = unc.table1_seeds(d, log_base=log_base, percent=percent, **boot)
-        else:
-            tables["table4"] = table4(d, percent=percent)
-            tables["table1"] = table1(d, log_base=log_base, percent=percent)
-    else:
-        skipped.append("table1, table4 skipped: no layer-protocol rows")
-    if "input" in protocols:
-        tables["table5"] = unc.table5_seeds(d) if seeds else table5(d)
-        tables["table2"] = unc.table2_seeds(d, **boot) if seeds else table2(d)
-    else:
-        skipped.append("table2, table5 skipped: no input-protocol rows")
-    for name, t in tables.items():
-        t.attrs["title"] = _title(name, metric) + _percents_said(d, name, percent)
+    tables: dict[str, pd.DataFrame] = {}
+    lacking: dict[str, list[str]] = {}
+    for name, spec in TABLES.items():
+        if spec.protocol not in protocols:
+            lacking.setdefault(spec.protocol, []).append(name)
+            continue
+        t = spec.table(d, log_base=log_base, percent=percent, seeds=seeds)
+        t.attrs["title"] = _title(spec, metric) + spec.percents_said(d, percent)
         t.attrs["metric"] = metric
+        tables[name] = t
+    skipped = [f"{', '.join(n)} skipped: no {p}-protocol rows" for p, n in lacking.items()]
     return tables, skipped
 
 
-def _percents_said(d: pd.DataFrame, name: str, percent: Mapping[str, float] | None) -> str:
-    """Which percents a table shows, for its title: every table states them."""
-    if name in ("table1", "table4"):
-        used = one_percent_per_mode(d[d["protocol"] == "layer"], percent, name)
-        said = {m: sorted(set(used.loc[used["mode"] == m, "percent"])) for m in MODE_ORDER}
-        kar = "/".join(f"{p:g}" for p in said["kar"]) or "-"
-        roar = "/".join(f"{p:g}" for p in said["roar"]) or "-"
-        return f" (KAR keeps {kar} %, ROAR removes {roar} % of the tap's locations)"
-    used = sorted(set(d.loc[d["protocol"] == "input", "percent"]))
-    return f" (at {', '.join(f'{p:g}' for p in used)} % of the pixels)"
-
-
-def _wide(name: str, t: pd.DataFrame) -> pd.DataFrame:
-    pivots = {"table1": pivot_table1, "table4": pivot_table4, "table5": pivot_table5}
-    return pivots[name](t) if name in pivots else t[[c for c in t.columns if c in T2_COLUMNS]]
-
-
-T2_COLUMNS = ("dataset", "method", "kar", "roar", "sum")
-
-
-def _notes(name: str, t: pd.DataFrame, log_base: float) -> str | None:
-    notes = [_log_note(log_base)] if name == "table1" else []
+def _notes(spec: TableSpec, t: pd.DataFrame, log_base: float) -> str | None:
+    notes = [_log_note(log_base)] if spec.uses_log_base else []
     said = metric_note(t.attrs.get("metric", DEFAULT_METRIC))
     notes += [said] if said else []
     if "n" in t.columns:
@@ -170,10 +128,9 @@ def _notes(name: str, t: pd.DataFrame, log_base: float) -> str | None:
     return " ".join(notes) or None
 
 
-def _ci_markdown(name: str, t: pd.DataFrame) -> str:
-    values = ["difference", "information"] if name == "table1" else ["kar", "roar", "sum"]
+def _ci_markdown(spec: TableSpec, t: pd.DataFrame) -> str:
     keys = [c for c in ("dataset", "method") if c in t.columns]
-    cols = keys + [f"{v}_ci_{b}" for v in values for b in ("low", "high")]
+    cols = keys + [f"{v}_ci_{b}" for v in spec.interval_values for b in ("low", "high")]
     return "\n" + to_markdown(t[cols], "95 % bootstrap confidence intervals over seeds")
 
 
@@ -182,9 +139,7 @@ def _ci_markdown(name: str, t: pd.DataFrame) -> str:
 #: outputs of another metric, in its subfolder (:func:`metric_dir`), are left alone.
 OUTPUT_PATTERNS: tuple[str, ...] = (
     "long.csv",
-    "table[1245].csv",
-    "table[1245].md",
-    "table[1245].tex",
+    *(f"{name}.{ext}" for name in TABLES for ext in ("csv", "md", "tex")),
     "compare_table*.csv",
     "comparison.md",
     "fig4_layer_scores.png",
@@ -228,8 +183,6 @@ def write_tables(
     All or nothing: every file is rendered before any is written, and what an earlier run left
     in ``out_dir`` (:data:`OUTPUT_PATTERNS`) is removed first. Returns file name -> path.
     """
-    from roarkar.report import render
-
     out = metric_dir(out_dir, metric)
     d = normalize_long(df_long)
     tables, skipped = _build(d, log_base, percent, n_boot=n_boot, ci_seed=ci_seed, metric=metric)
@@ -237,28 +190,20 @@ def write_tables(
         log.warning(msg)
     warn = base_model_warnings(d)
     files: dict[str, str] = {"long.csv": d.to_csv(index=False)}
-    layouts = {
-        "table1": render.layout_table1,
-        "table2": render.layout_table2,
-        "table4": render.layout_table4,
-        "table5": render.layout_table5,
-    }
-    for name in ("table1", "table2", "table4", "table5"):
-        if name not in tables:
-            continue
-        t = tables[name]
+    for name, t in tables.items():
+        spec = TABLES.get(name)
         files[f"{name}.csv"] = t.rename(columns={"accuracy": metric}).to_csv(index=False)
-        lay = layouts[name](t)
-        lay.title, lay.note = t.attrs.get("title", _TITLES[name]), _notes(name, t, log_base)
-        md = render.layout_markdown(lay)
+        lay = spec.layout(t)
+        lay.title, lay.note = t.attrs["title"], _notes(spec, t, log_base)
+        md = layout_markdown(lay)
         if "n_boot" in t.attrs:
-            md += _ci_markdown(name, t)
+            md += _ci_markdown(spec, t)
         md += "".join(
             f"\n> **Base model unfit, these numbers are meaningless**: {w}\n" for w in warn
         )
         files[f"{name}.md"] = md
         if latex:
-            files[f"{name}.tex"] = render.layout_latex(lay, label=f"tab:{name}")
+            files[f"{name}.tex"] = layout_latex(lay, label=f"tab:{name}")
     out.mkdir(parents=True, exist_ok=True)
     clear_outputs(out)
     written: dict[str, Path] = {}
@@ -279,12 +224,11 @@ def format_for_console(
     tables, skipped = _build(df_long, log_base, percent, metric=metric)  # means, no bootstrap
     said = metric_note(metric)
     parts = [said] if said else []
-    for name in ("table1", "table2", "table4", "table5"):
-        if name not in tables:
-            continue
-        text = _wide(name, tables[name]).to_string(index=False, float_format="{:.2f}".format)
-        parts.append(f"{tables[name].attrs.get('title', _title(name, metric))}\n{text}")
-        if name == "table1":
+    for name, t in tables.items():
+        spec = TABLES.get(name)
+        text = spec.wide(t).to_string(index=False, float_format="{:.2f}".format)
+        parts.append(f"{t.attrs['title']}\n{text}")
+        if spec.uses_log_base:
             parts[-1] += "\n" + _log_note(log_base)
     parts += skipped
     parts += [

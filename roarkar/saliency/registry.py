@@ -4,6 +4,7 @@
 fixes constructor arguments that define the method (e.g. which statistic a generic statistic class
 computes), so one class can back many registry names. ``create`` checks parameters against the
 class's keyword-only constructor arguments: an unknown parameter is a TypeError, never ignored.
+An unknown name is :class:`roarkar.registry.UnknownName` (a ValueError), with a "did you mean".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from roarkar.registry import Registry
 from roarkar.saliency.base import KINDS, SaliencyMethod
 
 M = TypeVar("M", bound=type[SaliencyMethod])
@@ -40,7 +42,7 @@ class _Entry:
     bind: Mapping[str, Any]
 
 
-_REGISTRY: dict[str, _Entry] = {}
+_REGISTRY: Registry[_Entry] = Registry("saliency method", key="method.name")
 
 
 def method_params(cls: type[SaliencyMethod]) -> dict[str, Any]:
@@ -68,7 +70,7 @@ def register(
     bind = dict(bind or {})
 
     def decorator(cls: M) -> M:
-        if name in _REGISTRY:
+        if name in _REGISTRY:  # named before the class is checked
             raise ValueError(f"saliency method {name!r} is already registered")
         if not (isinstance(cls, type) and issubclass(cls, SaliencyMethod)):
             raise TypeError(f"@register({name!r}) needs a SaliencyMethod subclass, got {cls!r}")
@@ -88,7 +90,7 @@ def register(
             needs_pre_relu=bool(bind.get("needs_pre_relu", cls.needs_pre_relu)),
             params={k: v for k, v in params.items() if k not in bind},
         )
-        _REGISTRY[name] = _Entry(info, cls, bind)
+        _REGISTRY.register(name, _Entry(info, cls, bind))
         return cls
 
     return decorator
@@ -100,11 +102,7 @@ def available() -> list[str]:
 
 
 def _entry(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"unknown saliency method {name!r}: available are {', '.join(available())}"
-        )
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def describe(name: str) -> MethodInfo:
