@@ -62,7 +62,7 @@ def _folder_tree(root: Path, classes: int = 3, per_class: int = 12) -> Path:
 
 
 def test_your_own_dataset_runs_as_the_readme_says(tmp_path, compose_cfg, capsys):
-    """README 'Your own dataset': the folder preset on a class-folder tree, ground_truth left out
+    """README workflow 3 / docs/datasets.md 'Your own dataset': the folder preset on a class-folder tree, ground_truth left out
     of the default study (no relevance maps), the tables written and their folder printed."""
     tree = _folder_tree(tmp_path / "my_images")
     cfg = compose_cfg([
@@ -79,18 +79,37 @@ def test_your_own_dataset_runs_as_the_readme_says(tmp_path, compose_cfg, capsys)
     assert f"tables: {tables}" in capsys.readouterr().out
 
 
-def _readme_examples() -> list[str]:
-    """The `roarkar ...` lines of the README's configuration block, comments dropped."""
-    text = (ROOT / "README.md").read_text()
-    block = text.split("## Configuration (Hydra only)")[1].split("```bash")[1].split("```")[0]
+CONFIG_HEADING = re.compile(r"^#+ Configuration \(Hydra only\)[ \t]*$", re.M)
+
+
+def _config_examples(path: Path) -> list[str]:
+    """The `roarkar ...` lines of a Markdown file's configuration block (the first bash block
+    under a "Configuration (Hydra only)" heading of any level), comments dropped; none without one."""
+    parts = CONFIG_HEADING.split(path.read_text(), maxsplit=1)
+    if len(parts) < 2:
+        return []
+    block = parts[1].split("```bash")[1].split("```")[0]
     return [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("roarkar")]
 
 
+def _readme_examples() -> list[tuple[str, str]]:
+    """(file, line) for the configuration examples of README.md and of every docs/*.md."""
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [(str(f.relative_to(ROOT)), line) for f in files for line in _config_examples(f)]
+
+
+def test_readme_and_docs_configuration_examples_are_collected():
+    """The examples test below runs something from the README and from docs/configuration.md (a
+    renamed heading or a moved block would otherwise leave it running nothing)."""
+    sources = {source for source, _ in _readme_examples()}
+    assert {"README.md", "docs/configuration.md"} <= sources, sources
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("line", _readme_examples())
-def test_readme_examples_run_as_written(tmp_path, line):
-    """Each example of the README's configuration section, at debug=smoke in a fresh results
-    tree (one results tree per line; `task=tables` gets one finished cell first)."""
+@pytest.mark.parametrize(("source", "line"), _readme_examples(), ids=lambda v: v)
+def test_readme_examples_run_as_written(tmp_path, source, line):
+    """Each example of the configuration section of the README and of docs/*.md, at debug=smoke
+    in a fresh results tree (one results tree per line; `task=tables` gets one finished cell first)."""
     args = shlex.split(line)
     results = f"paths.results={tmp_path / 'results'}"
     if args[0] == "roarkar-tables":
