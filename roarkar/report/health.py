@@ -107,7 +107,7 @@ def describe(checks: list[Check]) -> str:
     if failed:
         lines.append(
             f"WARNING: {len(failed)} check(s) failed: on this data the tables above do not tell "
-            "the methods apart as a benchmark must (see the README, 'embedded datasets')"
+            "the methods apart as a benchmark must (see docs/embedded-study.md)"
         )
     return "\n".join(lines)
 
