@@ -1,6 +1,7 @@
 """Reading shards: one shard's arrays memory-mapped and checked against ``dataset.json``
-(``ShardArrays``, what streaming reads), a shard or a whole split in memory (``load_shard``,
-``load_split``), and the model's float view of uint8 images (``normalize``, ``denormalize``).
+(``ShardArrays``, what streaming reads; ``open_container`` names an unreadable file), a shard or a
+whole split in memory (``load_shard``, ``load_split``), and the model's float view of uint8 images
+(``normalize``, ``denormalize``).
 """
 
 from __future__ import annotations
