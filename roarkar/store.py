@@ -152,7 +152,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Claim:
-    """An expiring claim on an artifact's directory, so two sweeps never train the same cell at once.
+    """An expiring claim on an artifact's directory: two sweeps never train one cell at once.
 
     Created with ``os.link`` (atomic create-if-absent, also on NFS). A claim may be taken over when
     it has expired, when its owner is a dead process on this host, or when it is this job's own
