@@ -1,6 +1,9 @@
-"""Where results live and the state of a cell: one result.json per cell written atomically, the
-one rule of "finished", claims of running cells, file locks for work several jobs may want at once,
-provenance. What a cell's identity hashes is ``roarkar.identity``'s."""
+"""The artifact store: everything a study makes once and reuses (cells, base models, saliency
+precomputes, metric runs) is an :class:`Artifact` (kind, identity, directory) with one rule of
+"finished" (a record file with ``status: ok``, written atomically last), one way to mark it finished
+(``write_record``) and one to keep two processes from making it at once (``claim``); plus
+a cell's place in the tree and state, and provenance. What an identity hashes is
+``roarkar.identity``'s."""
 
 from __future__ import annotations
 
@@ -52,23 +55,25 @@ def write_json_atomic(path: Path, payload: Mapping) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str))
 
 
-def read_result(directory: Path) -> dict | None:
-    """The result.json in ``directory``, or None when there is none."""
-    path = Path(directory) / RESULT_FILE
+def read_result(directory: Path, name: str = RESULT_FILE) -> dict | None:
+    """The record file ``name`` (result.json) in ``directory``, or None when there is none."""
+    path = Path(directory) / name
     if not path.exists():
         return None
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(
-            f"{path} is not valid JSON ({exc}); move it away to re-run that cell"
+            f"{path} is not valid JSON ({exc}); move it away to make it again"
         ) from exc
 
 
-def is_finished_record(result: Mapping | None) -> bool:
-    """The one rule for "finished": a result whose status is ok (a failed cell is retried, a
-    running one is left to its claim)."""
-    return result is not None and result.get("status") == "ok"
+def is_finished_record(result: Mapping | None, identity: str | None = None) -> bool:
+    """The one rule for "finished": a record whose status is ok (a failed cell is retried, a
+    running one is left to its claim) and, given ``identity``, that does not name another one."""
+    if result is None or result.get("status") != "ok":
+        return False
+    return identity is None or result.get("identity", identity) == identity
 
 
 def finished_result(directory: Path) -> dict | None:
@@ -83,6 +88,45 @@ def is_finished(directory: Path) -> bool:
 
 
 CLAIM_FILE = "claim.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One thing made once and reused: ``kind`` (cell, base_model, precompute, metric_run), its
+    ``identity`` and ``directory``. Finished when its record file (``record``: result.json, or the
+    kind's own name kept for existing trees) passes :func:`is_finished_record`; the record is
+    written last, atomically, so a finished record means a whole artifact."""
+
+    kind: str
+    identity: str
+    directory: Path
+    record: str = RESULT_FILE
+
+    @property
+    def record_path(self) -> Path:
+        return Path(self.directory) / self.record
+
+    def read(self) -> dict | None:
+        """The record, finished or not (None when there is none)."""
+        return read_result(self.directory, self.record)
+
+    def finished(self) -> dict | None:
+        """The record when the artifact is finished, else None."""
+        record = self.read()
+        return record if is_finished_record(record, self.identity) else None
+
+    def write_record(self, record: Mapping) -> dict:
+        """Write the record atomically, stamped with kind and identity (a record without a
+        ``status`` is refused: "finished" reads it); return what was written."""
+        if "status" not in record:
+            raise ValueError(f"a {self.kind} record needs a status ({self.record_path})")
+        stamped = {"kind": self.kind, "identity": self.identity} | dict(record)
+        write_json_atomic(self.record_path, stamped)
+        return stamped
+
+    def claim(self, ttl_s: float) -> Claim:
+        """An expiring claim on making it (see :class:`Claim`)."""
+        return Claim(self.directory, ttl_s)
 
 
 def _owner() -> dict:
@@ -108,7 +152,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Claim:
-    """An expiring claim on a cell directory, so two sweeps never train the same cell at once.
+    """An expiring claim on an artifact's directory: two sweeps never train one cell at once.
 
     Created with ``os.link`` (atomic create-if-absent, also on NFS). A claim may be taken over when
     it has expired, when its owner is a dead process on this host, or when it is this job's own

@@ -1,5 +1,5 @@
 """The house rules that a reader of the code relies on, checked on the source itself: imports flow
-one way (no cycle, also through imports inside functions), no module imports another's private
+one way (no cycle, also through imports inside functions or type-only ones), no module imports another's private
 (``_name``) objects, and the tests use only public names of roarkar's modules."""
 
 from __future__ import annotations
@@ -19,17 +19,10 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _runtime_imports(tree: ast.AST):
-    """Every import statement, except those under ``if TYPE_CHECKING:`` (never executed)."""
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    return [
-        n
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in skip
-    ]
+def _imports(tree: ast.AST):
+    """Every import statement, also those under ``if TYPE_CHECKING:``: two modules that need each
+    other's types are as entangled as two that call each other (move the type to the lower one)."""
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
 
 
 def _graph() -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
@@ -37,7 +30,7 @@ def _graph() -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
     edges: dict[str, set[str]] = {m: set() for m in mods}
     private = []
     for name, path in mods.items():
-        for node in _runtime_imports(ast.parse(path.read_text())):
+        for node in _imports(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets = [(a.name, None) for a in node.names]
             elif node.module and node.module.startswith("roarkar"):

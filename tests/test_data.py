@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -9,14 +10,17 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import webdataset as wds
 from omegaconf import OmegaConf
 
 from roarkar.data import (
     GENERATORS,
     KINDS,
     CorruptShardError,
+    ShardArrays,
     content_hash,
     dataset_dir,
     denormalize,
@@ -288,6 +292,19 @@ def test_shards_kind(prepared, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # normalize / stream
+
+
+def test_webdataset_reads_a_shard_as_one_sample_per_array(prepared):
+    """A shard is a plain tar of ``.npy`` members: webdataset's key/extension split gives one
+    sample per array, equal to the arrays roarkar memory-maps in place."""
+    shard = ShardArrays(prepared, "train", 1)
+    samples = {s["__key__"]: s for s in wds.WebDataset(str(shard.path), shardshuffle=False)}
+    assert set(samples) == {"images", "labels", "relevance"}
+    for name in samples:
+        mapped = getattr(shard, name)
+        assert (np.load(io.BytesIO(samples[name]["npy"])) == mapped).all()
+    assert isinstance(shard.images, np.memmap) and len(shard.images) == 20
+    assert shard.keys == [f"train_{j:08d}" for j in range(20, 40)]
 
 
 def test_normalize_round_trip(prepared):

@@ -1,5 +1,8 @@
-"""Datasets as fixed-size uint8 webdataset shards: embedded synthetic data and real layouts.
+"""Datasets as fixed-size uint8 shards: embedded synthetic data and real layouts.
 
+A shard is a plain tar of whole-shard ``.npy`` arrays (``images.npy``, ``labels.npy``, ...), the
+container of ``roarkar.data.npytar`` (saliency rank parts use it too), not per-sample webdataset
+tars: arrays are memory-mapped in place, and webdataset reads a shard as one sample per array.
 ``prepare(cfg, data_root)`` materialises a dataset once (locked, atomic) and returns its
 ``DatasetInfo``; ``load_split`` reads a split into memory, ``ShardArrays`` memory-maps one shard
 (``roarkar.training.streaming`` streams from them), ``normalize`` turns uint8 images into the

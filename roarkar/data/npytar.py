@@ -1,17 +1,23 @@
-"""The shard container: a plain (uncompressed, POSIX) tar of whole ``.npy`` arrays, written without
-copying the arrays and byte-identical for the same arrays (fixed owner and time), and read back by
-locating each array's data in the file, so a reader can memory-map it in place (tar data starts on
-512-byte boundaries and ``.npy`` data on 64-byte ones). Knows nothing about datasets.
+"""The one array container of roarkar's sample-keyed data (image shards, saliency rank shards): a
+plain (uncompressed, POSIX) tar of whole ``.npy`` arrays, the first axis of each the samples in
+order, plus small files (JSON). Written atomically without copying the arrays and byte-identical
+for the same arrays (fixed owner and time); read back by locating each array's data in the file, so
+it is memory-mapped in place (tar data starts on 512-byte boundaries and ``.npy`` data on 64-byte
+ones). ``tar x`` gives ordinary files, and webdataset reads a container as one sample per member
+name stem (``images.npy`` -> key ``images``, field ``npy``). Knows nothing about datasets.
 """
 
 from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from roarkar.files import atomic_write
 
 
 def _member(name: str, size: int) -> tarfile.TarInfo:
@@ -98,3 +104,64 @@ def locate_arrays(path: Path) -> dict[str, ArrayPlace]:
                 raise EOFError(f"member {member.name} is shorter than its header says")
             out[member.name] = ArrayPlace(offset, tuple(shape), dtype)
     return out
+
+
+def write_arrays(
+    path: Path, arrays: Mapping[str, np.ndarray], files: Mapping[str, bytes] | None = None
+) -> None:
+    """Write a container atomically (a killed writer leaves none): the ``.npy`` members
+    ``arrays``, then the small members ``files``, in the order given."""
+    with atomic_write(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, array in arrays.items():
+            add_array(tar, name, array)
+        for name, blob in (files or {}).items():
+            add_bytes(tar, name, blob)
+
+
+class ArrayTar:
+    """An opened container: where each array lies, mapped on request (read-only), small members
+    read whole. Raises FileNotFoundError for a missing file and ValueError/EOFError/tar errors for
+    an unreadable one (the caller names what it expected)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.places = locate_arrays(self.path)
+
+    def check(self, expected: Mapping[str, tuple[tuple[int, ...], tuple[np.dtype, ...]]]) -> None:
+        """Raise a ValueError naming the member unless each is there with its shape and one of its
+        dtypes (the message says what was found and what was expected)."""
+        for name, (shape, dtypes) in expected.items():
+            found = self.places.get(name)
+            if found is None:
+                raise ValueError(f"lacks {name} (has {sorted(self.places)})")
+            if found.shape != tuple(shape) or found.dtype not in [np.dtype(d) for d in dtypes]:
+                wanted = " or ".join(str(np.dtype(d)) for d in dtypes)
+                raise ValueError(
+                    f"{name} is {found.dtype} {list(found.shape)}, expected {wanted} {list(shape)}"
+                )
+
+    def map(self, name: str) -> np.ndarray:
+        """The array ``name`` memory-mapped in place (an empty array when it has no elements)."""
+        a = self.places[name]
+        if 0 in a.shape:
+            return np.empty(a.shape, a.dtype)
+        return np.memmap(self.path, dtype=a.dtype, mode="r", offset=a.offset, shape=a.shape)
+
+    def read_into(self, name: str, out: np.ndarray) -> None:
+        """Read a whole array with one ``readinto`` (faster than faulting in a mapping page by
+        page); EOFError when the file ends first."""
+        a = self.places[name]
+        with open(self.path, "rb") as fh:
+            fh.seek(a.offset)
+            view = memoryview(out.reshape(-1).view(np.uint8))
+            got = fh.readinto(view)
+        if got != len(view):
+            raise EOFError(f"{name} is truncated")
+
+    def member(self, name: str) -> bytes:
+        """The bytes of a small member (KeyError when there is none)."""
+        with tarfile.open(self.path, mode="r:") as tar:
+            handle = tar.extractfile(name)
+            if handle is None:
+                raise KeyError(name)
+            return handle.read()

@@ -1,6 +1,7 @@
 """Reading shards: one shard's arrays memory-mapped and checked against ``dataset.json``
-(``ShardArrays``, what streaming reads), a shard or a whole split in memory (``load_shard``,
-``load_split``), and the model's float view of uint8 images (``normalize``, ``denormalize``).
+(``ShardArrays``, what streaming reads; ``open_container`` names an unreadable file), a shard or a
+whole split in memory (``load_shard``, ``load_split``), and the model's float view of uint8 images
+(``normalize``, ``denormalize``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from roarkar.data.npytar import ArrayPlace, locate_arrays
+from roarkar.data.npytar import ArrayTar
 from roarkar.data.shards import (
     FORMAT_VERSION,
     IMAGES,
@@ -38,16 +39,16 @@ class ImageSplit:
         return len(self.labels)
 
 
-def _locate(path: Path) -> dict[str, ArrayPlace]:
-    """Where each array of the shard ``path`` lies in its file (a CorruptShardError names it)."""
+def open_container(path: Path, expected: str) -> ArrayTar:
+    """The container ``path`` opened (a missing file is a FileNotFoundError); unreadable: a
+    CorruptShardError naming the file and what it should hold (``expected``)."""
     try:
-        return locate_arrays(path)
+        return ArrayTar(path)
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - tar/npy header errors all mean an unreadable shard
         raise CorruptShardError(
-            f"shard {path} is unreadable ({type(e).__name__}: {e}); expected a tar of "
-            f"{IMAGES} and {LABELS} (roarkar shard format {FORMAT_VERSION})"
+            f"shard {path} is unreadable ({type(e).__name__}: {e}); expected {expected}"
         ) from e
 
 
@@ -55,7 +56,7 @@ class ShardArrays:
     """The arrays of one shard, checked against ``dataset.json`` and memory-mapped (read-only).
 
     ``images`` uint8 [N,3,H,W], ``labels`` int64 [N] (read into memory and range-checked),
-    ``relevance`` float16 [N,H,W] or None.
+    ``relevance`` float16 [N,H,W] or None; ``keys`` the samples' keys, in order.
     """
 
     def __init__(self, info: DatasetInfo, split: str, index: int) -> None:
@@ -66,67 +67,48 @@ class ShardArrays:
                 f"shard {path} listed in {info.root / INFO_FILE} does not exist"
             )
         count, size = int(entry["count"]), info.image_size
-        arrays = _locate(path)
-        expected = {IMAGES: ((count, 3, size, size), np.uint8), LABELS: ((count,), np.int64)}
+        tar = open_container(
+            path, f"a tar of {IMAGES} and {LABELS} (roarkar shard format {FORMAT_VERSION})"
+        )
+        expected = {IMAGES: ((count, 3, size, size), (np.uint8,)), LABELS: ((count,), (np.int64,))}
         if info.has_relevance:
-            expected[RELEVANCE] = ((count, size, size), np.float16)
-        for name, (shape, dtype) in expected.items():
-            found = arrays.get(name)
-            if found is None:
-                raise CorruptShardError(f"shard {path} lacks {name} (has {sorted(arrays)})")
-            if found.shape != shape or found.dtype != np.dtype(dtype):
-                raise CorruptShardError(
-                    f"shard {path}: {name} is {found.dtype} {list(found.shape)}, expected "
-                    f"{np.dtype(dtype)} {list(shape)} (from {INFO_FILE}: count {count}, {size} px)"
-                )
-        self.path, self.count, self._arrays = path, count, arrays
-        self.images = self._map(IMAGES)
-        self.labels = np.array(self._map(LABELS))
+            expected[RELEVANCE] = ((count, size, size), (np.float16,))
+        try:
+            tar.check(expected)
+        except ValueError as e:
+            raise CorruptShardError(
+                f"shard {path}: {e} (from {INFO_FILE}: count {count}, {size} px)"
+            ) from e
+        self.path, self.count, self._tar = path, count, tar
+        self.keys = info.shard_keys(split, index)
+        self.images = tar.map(IMAGES)
+        self.labels = np.array(tar.map(LABELS))
         if count and (self.labels.min() < 0 or self.labels.max() >= info.num_classes):
             bad = int(np.flatnonzero((self.labels < 0) | (self.labels >= info.num_classes))[0])
             raise CorruptShardError(
                 f"shard {path}: sample {bad} has label {int(self.labels[bad])}, expected "
                 f"0..{info.num_classes - 1}"
             )
-        self.relevance = self._map(RELEVANCE) if info.has_relevance else None
-
-    def _map(self, name: str) -> np.ndarray:
-        a = self._arrays[name]
-        if 0 in a.shape:
-            return np.empty(a.shape, a.dtype)
-        return np.memmap(self.path, dtype=a.dtype, mode="r", offset=a.offset, shape=a.shape)
+        self.relevance = tar.map(RELEVANCE) if info.has_relevance else None
 
     def read_into(self, name: str, out: np.ndarray) -> None:
         """Read a whole array with one ``readinto`` (faster than faulting in a mapping page by page)."""
-        a = self._arrays[name]
-        with open(self.path, "rb") as fh:
-            fh.seek(a.offset)
-            view = memoryview(out.reshape(-1).view(np.uint8))
-            got = fh.readinto(view)
-        if got != len(view):
-            raise CorruptShardError(f"shard {self.path}: {name} is truncated")
-
-
-def _shard_offsets(info: DatasetInfo, split: str) -> list[int]:
-    offsets, total = [], 0
-    for count in info.shard_counts(split):
-        offsets.append(total)
-        total += count
-    return offsets
+        try:
+            self._tar.read_into(name, out)
+        except EOFError as e:
+            raise CorruptShardError(f"shard {self.path}: {name} is truncated") from e
 
 
 def load_shard(info: DatasetInfo, split: str, index: int) -> ImageSplit:
     """One shard of ``split`` in memory (the saliency precompute works shard by shard)."""
     check_split(split)
-    first = _shard_offsets(info, split)[index]
     shard = ShardArrays(info, split, index)
     images = torch.empty((shard.count, 3, info.image_size, info.image_size), dtype=torch.uint8)
     shard.read_into(IMAGES, images.numpy())
     rel = None
     if shard.relevance is not None:
         rel = torch.from_numpy(np.asarray(shard.relevance, dtype=np.float32))
-    keys = [sample_key(split, first + j) for j in range(shard.count)]
-    return ImageSplit(images, torch.from_numpy(shard.labels), rel, keys)
+    return ImageSplit(images, torch.from_numpy(shard.labels), rel, shard.keys)
 
 
 def load_split(info: DatasetInfo, split: str) -> ImageSplit:
@@ -141,7 +123,7 @@ def load_split(info: DatasetInfo, split: str) -> ImageSplit:
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
     labels = torch.empty(n, dtype=torch.int64)
     rel = torch.empty((n, size, size), dtype=torch.float32) if info.has_relevance else None
-    for index, first in enumerate(_shard_offsets(info, split)):
+    for index, first in enumerate(info.shard_offsets(split)):
         shard = ShardArrays(info, split, index)
         stop = first + shard.count
         shard.read_into(IMAGES, images[first:stop].numpy())

@@ -22,15 +22,14 @@ refused with a message saying how to rebuild.
 from __future__ import annotations
 
 import json
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from roarkar.data.npytar import add_array, add_bytes
-from roarkar.files import atomic_write, write_text_atomic
+from roarkar.data.npytar import write_arrays
+from roarkar.files import write_text_atomic
 
 SPLITS = ("train", "val")
 INFO_FILE = "dataset.json"
@@ -72,6 +71,20 @@ class DatasetInfo:
     def shard_counts(self, split: str) -> list[int]:
         check_split(split)
         return [int(s["count"]) for s in self.shards.get(split, [])]
+
+    def shard_offsets(self, split: str) -> list[int]:
+        """The split-wide index of each shard's first sample."""
+        offsets, total = [], 0
+        for count in self.shard_counts(split):
+            offsets.append(total)
+            total += count
+        return offsets
+
+    def shard_keys(self, split: str, index: int) -> list[str]:
+        """The keys of shard ``index``'s samples, in order (anything keyed by sample, such as a
+        saliency rank shard, holds these)."""
+        first = self.shard_offsets(split)[index]
+        return [sample_key(split, first + j) for j in range(self.shard_counts(split)[index])]
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the samples behind each key: format, order and shard layout. Anything
@@ -153,13 +166,11 @@ def write_shard(
         )
     if len(labels) != n or (relevance is not None and len(relevance) != n):
         raise ValueError(f"{path}: images, labels and relevance differ in length")
-    with atomic_write(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        add_array(tar, IMAGES, images)
-        add_array(tar, LABELS, np.asarray(labels, dtype=np.int64))
-        if relevance is not None:
-            add_array(tar, RELEVANCE, np.asarray(relevance, dtype=np.float16))
-        if sources is not None:
-            add_bytes(tar, SOURCES, json.dumps(list(sources)).encode())
+    arrays = {IMAGES: images, LABELS: np.asarray(labels, dtype=np.int64)}
+    if relevance is not None:
+        arrays[RELEVANCE] = np.asarray(relevance, dtype=np.float16)
+    files = {SOURCES: json.dumps(list(sources)).encode()} if sources is not None else None
+    write_arrays(path, arrays, files)
 
 
 # ----------------------------------------------------------------------------------------------

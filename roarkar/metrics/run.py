@@ -25,7 +25,6 @@ The config block is read by :mod:`roarkar.metrics.run_settings`, the values are 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -43,6 +42,7 @@ from roarkar.metrics.plots import plot_means, plot_road_curves, plot_wilcoxon, p
 from roarkar.metrics.run_settings import NOT_IN_IDENTITY, RunSettings, drop_ground_truth
 from roarkar.metrics.settings import BASE_METRICS, ROAD_METRICS
 from roarkar.metrics.stats import all_statistics, summary
+from roarkar.store import Artifact, git_commit
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ __all__ = ["run_perturbation"]
 METRICS_COLUMNS = ["image", "method", "metric", "value"]
 
 
-def _previous(out_dir: Path, identity: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """metrics.csv and road_curves.csv of a finished run with the same identity, else None."""
+def _previous(run: Artifact) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """metrics.csv and road_curves.csv of the run when it is finished (same identity), else None."""
+    out_dir = run.directory
     try:
-        record = json.loads((out_dir / "run.json").read_text())
-        if record.get("identity") != identity:
+        if run.finished() is None:
             return None
         return (
             pd.read_csv(out_dir / "metrics.csv", dtype={"image": str}),
@@ -94,7 +94,6 @@ def run_perturbation(cfg: DictConfig) -> dict:
     from roarkar.identity import identity_hash
     from roarkar.protocols.base import ensure_base_model
     from roarkar.protocols.context import make_context
-    from roarkar.store import git_commit, write_json_atomic
     from roarkar.training import setup
 
     run = RunSettings.from_config(cfg.get("perturbation"))
@@ -133,7 +132,8 @@ def run_perturbation(cfg: DictConfig) -> dict:
     identity = identity_hash(
         {"base": base_id, "settings": settings_dict, "images": keys, "seed": seed}
     )
-    previous = _previous(out_dir, identity) if run.reuse else None
+    artifact = Artifact("metric_run", identity, out_dir, record="run.json")
+    previous = _previous(artifact) if run.reuse else None
     frames, curves, timings = [], [], {}
     if previous is not None:
         print(f"perturbation: reusing {out_dir / 'metrics.csv'} (same base model and settings)")
@@ -206,10 +206,9 @@ def run_perturbation(cfg: DictConfig) -> dict:
         cols = ["protocol", "metric", "n_methods", "kendall_tau", "spearman_rho"]
         print(agree[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"), flush=True)
     wall = time.time() - started
-    write_json_atomic(
-        out_dir / "run.json",
+    artifact.write_record(
         {
-            "identity": identity,
+            "status": "ok",
             "dataset": dataset,
             "model": str(cfg.model.name),
             "base_model": base_id,

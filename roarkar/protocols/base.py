@@ -14,7 +14,7 @@ from roarkar.identity import base_identity, file_sha256
 from roarkar.models import TappedNet, build_model
 from roarkar.models.weights import classes_in, load_into, read_state_dict
 from roarkar.protocols.context import Context
-from roarkar.store import file_lock, git_commit, read_result, write_json_atomic
+from roarkar.store import Artifact, file_lock, git_commit
 from roarkar.training import CheckpointMismatchError, evaluate, fit
 from roarkar.training.distributed import barrier, broadcast_object
 
@@ -113,10 +113,15 @@ def base_warnings(ctx: Context, accuracy: float | None, pretrained: bool = False
     return out
 
 
+def base_artifact(ctx: Context, base_id: str) -> Artifact:
+    """The base model in the store: finished when its ``result.json`` says ok (written after
+    ``model.pt``)."""
+    return Artifact("base_model", base_id, base_dir(ctx, base_id))
+
+
 def _save_base(
     ctx: Context,
-    directory: Path,
-    base_id: str,
+    artifact: Artifact,
     model: TappedNet,
     *,
     accuracy: float,
@@ -125,20 +130,17 @@ def _save_base(
     started: float,
     **how: object,
 ) -> None:
-    """Write a finished base model: ``model.pt`` (atomic) and its ``result.json``; ``how`` says
-    how it was made (seed and history when trained, the weights file when loaded)."""
+    """Write a finished base model: ``model.pt`` (atomic), then its ``result.json`` record; ``how``
+    says how it was made (seed and history when trained, the weights file when loaded)."""
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-    with atomic_write(directory / MODEL_FILE) as tmp:
-        torch.save({"identity": base_id, "model": model.name, "state_dict": state}, tmp)
-    write_json_atomic(
-        directory / "result.json",
+    with atomic_write(artifact.directory / MODEL_FILE) as tmp:
+        torch.save({"identity": artifact.identity, "model": model.name, "state_dict": state}, tmp)
+    artifact.write_record(
         {
-            "kind": "base_model",
             "status": "ok",
             "accuracy": accuracy,
             "true_class_score": true_class_score,
             "warnings": warnings,
-            "identity": base_id,
             "dataset": ctx.spec.dataset,
             "model": model.name,
             **how,
@@ -151,7 +153,7 @@ def _save_base(
     )
 
 
-def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
+def _from_weights_file(ctx: Context, artifact: Artifact) -> None:
     """The base model from ``model.weights``: loaded (never trained), checked against the dataset,
     evaluated on its held-out split and saved like a trained one, so every later stage is the same."""
     source = Path(str(ctx.spec.weights)).expanduser()
@@ -181,8 +183,7 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
         return
     _save_base(
         ctx,
-        directory,
-        base_id,
+        artifact,
         model,
         accuracy=accuracy,
         true_class_score=held_out.true_class_score,
@@ -198,15 +199,15 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
 def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
     """Return the trained base model, training it first if no finished copy exists."""
     base_id = base_identity(ctx.cfg.dataset, ctx.cfg.model, recipe(ctx, "base"), ctx.spec.seed)
-    directory = base_dir(ctx, base_id)
-    path = directory / MODEL_FILE
+    artifact = base_artifact(ctx, base_id)
+    directory = artifact.directory
     lock = file_lock(directory / ".lock") if ctx.dist.is_main else None
     if lock:
         lock.__enter__()
     try:
-        must_train = broadcast_object(not path.exists(), ctx.dist)
+        must_train = broadcast_object(artifact.finished() is None, ctx.dist)
         if must_train and ctx.spec.weights:
-            _from_weights_file(ctx, base_id, directory)
+            _from_weights_file(ctx, artifact)
             barrier(ctx.dist)
         elif must_train:
             model = new_model(ctx)
@@ -237,8 +238,7 @@ def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
             if ctx.dist.is_main:
                 _save_base(
                     ctx,
-                    directory,
-                    base_id,
+                    artifact,
                     model,
                     accuracy=result.accuracy,
                     true_class_score=result.true_class_score,
@@ -249,8 +249,8 @@ def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
                 )
                 (directory / "checkpoint.pt").unlink(missing_ok=True)
             barrier(ctx.dist)
-        model = load_model_file(path, base_id, new_model(ctx))
+        model = load_model_file(directory / MODEL_FILE, base_id, new_model(ctx))
     finally:
         if lock:
             lock.__exit__(None, None, None)
-    return model.to(ctx.dist.device), base_id, read_result(directory) or {}
+    return model.to(ctx.dist.device), base_id, artifact.read() or {}

@@ -23,7 +23,7 @@ from roarkar.protocols.precompute import compute_parts, ensure_ranks
 from roarkar.protocols.settings import ProtocolSettings
 from roarkar.removal import MODES, check_percent
 from roarkar.saliency import available, describe
-from roarkar.store import RESULT_FILE, Cell, Claim, finished_result, git_commit, write_json_atomic
+from roarkar.store import Artifact, Cell, Claim, git_commit
 from roarkar.training import DistInfo, setup
 from roarkar.training.distributed import broadcast_object
 
@@ -117,12 +117,13 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
     tree never train one cell twice.
     """
     cell, identity, directory = cell_path(cfg)
-    existing = finished_result(directory)
+    artifact = Artifact("cell", identity, directory)
+    existing = artifact.finished()
     if existing is not None:
-        log.info("skip %s: finished (%s)", cell, directory / RESULT_FILE)
+        log.info("skip %s: finished (%s)", cell, artifact.record_path)
         return existing | {"skipped": True}
     dist = dist or setup(str(cfg.device))
-    claim = Claim(directory, float(cfg.get("claim_ttl_s", 3600)))
+    claim = artifact.claim(float(cfg.get("claim_ttl_s", 3600)))
     claimed = broadcast_object(claim.acquire() if dist.is_main else None, dist)
     if not claimed:
         holder = claim.holder() or {}
@@ -137,10 +138,10 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
             "skipped": True,
         }
     try:
-        existing = finished_result(directory)  # finished while we were acquiring the claim?
+        existing = artifact.finished()  # finished while we were acquiring the claim?
         if existing is not None:
             return existing | {"skipped": True}
-        return _run_claimed(cfg, cell, identity, directory, dist, claim)
+        return _run_claimed(cfg, cell, artifact, dist, claim)
     except Exception:
         if dist.is_main:
             claim.release()
@@ -148,8 +149,9 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
 
 
 def _run_claimed(
-    cfg: DictConfig, cell: Cell, identity: str, directory: Path, dist: DistInfo, claim: Claim
+    cfg: DictConfig, cell: Cell, artifact: Artifact, dist: DistInfo, claim: Claim
 ) -> dict:
+    identity, directory = artifact.identity, artifact.directory
     started = time.time()
     record = {
         "cell": cell.as_dict(),
@@ -213,7 +215,7 @@ def _run_claimed(
         log.error("cell %s FAILED: %s", cell, record["error"])
     record.update(cost_fields(dist, time.time() - started))
     if dist.is_main:
-        write_json_atomic(directory / RESULT_FILE, record)
+        record = artifact.write_record(record)
         if record["status"] == "ok":
             (directory / "checkpoint.pt").unlink(missing_ok=True)
         claim.release()

@@ -2,7 +2,8 @@
 
 1. Precompute (``precompute.py``): the trained base model explains every train and val image once
    (eval preprocessing, argmax class unless configured), and the map is stored as per-pixel ranks
-   with ties already broken, in webdataset shards beside a spec naming the base model and method.
+   with ties already broken, one part per image shard in the same container (``roarkar.data.npytar``)
+   beside a spec naming the base model and method.
 2. Retrain: a fresh model is trained from scratch on masked images; KAR keeps ``percent`` of the
    most salient pixels, ROAR removes them; removed pixels take ``protocol.replacement``: the
    dataset's channel mean (Hooker), black, a blurred copy or ROAD's noisy linear imputation, by the

@@ -1,17 +1,21 @@
 """Saliency precompute for the input protocol: one rank map per train and val image, in shards.
 
-Part i of a split holds the maps of the dataset's image shard i, in the same order, so a streaming
+Part i of a split holds the ranks of the dataset's image shard i, in the same order, in the image
+shards' container (``roarkar.data.npytar``): ``ranks.npy`` (uint16 [N, H, W], int32 above 65536
+pixels) and ``keys.json`` (the image shard's sample keys), memory-mapped when read, so a streaming
 reader zips the two. Each part is written atomically, so a killed precompute resumes where it
 stopped, and a SLURM array can share the parts out (``task=precompute precompute.part=I
-precompute.parts=N``: task I computes the parts p with p % N == I). A spec file pins what the maps are of — base model identity, the SHA-256 of its weights
-file, method and parameters, target — and a directory whose spec differs is stale: it is moved
-aside and recomputed, never reused. Before training reads the maps they are verified: every key
-present once, counts as in the dataset, every map a permutation of 0..H*W-1.
+precompute.parts=N``: task I computes the parts p with p % N == I). A spec file pins what the maps
+are of — base model identity, the SHA-256 of its weights file, method and parameters, target,
+the data's fingerprint, the parts' format version — and a directory whose spec differs is stale:
+it is moved aside and recomputed, never reused (so are directories of format 1, per-sample
+webdataset tars). Before training reads the maps they are verified: each part's keys those of its
+image shard, in order, every map a permutation of 0..H*W-1; the record ``manifest.json`` (the
+store's "finished") then says so, and streaming skips the permutation check.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shutil
@@ -20,18 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
 from tqdm.auto import tqdm
 
 from roarkar.data import ImageSplit, load_shard
-from roarkar.data.shards import sample_key
-from roarkar.files import atomic_write
+from roarkar.data.npytar import ArrayTar, write_arrays
 from roarkar.identity import precompute_identity, precompute_spec
 from roarkar.models import TappedNet
 from roarkar.protocols.context import Context
 from roarkar.removal import saliency_ranks
 from roarkar.saliency import create
-from roarkar.store import file_lock, write_json_atomic
+from roarkar.store import Artifact, file_lock, write_json_atomic
 from roarkar.training.batches import epoch_generator
 from roarkar.training.distributed import barrier
 
@@ -39,10 +41,14 @@ log = logging.getLogger(__name__)
 
 SPEC = "spec.json"
 MANIFEST = "manifest.json"
+RANKS, KEYS = "ranks.npy", "keys.json"
+# 2: one ranks.npy + keys.json per image shard (1: per-sample webdataset tars, recomputed)
+PARTS_FORMAT = 2
 
 
 def spec_for(ctx: Context, base_id: str, weights: Path) -> dict:
-    """What the maps are of (``roarkar.identity.precompute_spec``); any change makes them stale."""
+    """What the maps are of (``roarkar.identity.precompute_spec``) and how their parts are
+    stored; any change makes them stale."""
     return precompute_spec(
         dataset=ctx.spec.dataset,
         base_id=base_id,
@@ -51,22 +57,29 @@ def spec_for(ctx: Context, base_id: str, weights: Path) -> dict:
         target=str(ctx.spec.target),
         seed=ctx.spec.seed,
         data=ctx.info.fingerprint(),  # which image is behind each key (shard order, format)
-    )
+    ) | {"parts_format": PARTS_FORMAT}
 
 
 def precompute_dir(ctx: Context, base_id: str) -> Path:
     """``saliency/<dataset>/<method id>-<id8>`` below the results root."""
+    return precompute_artifact(ctx, base_id).directory
+
+
+def precompute_artifact(ctx: Context, base_id: str) -> Artifact:
+    """The maps in the store: ``saliency/<dataset>/<method id>-<id8>``, finished when their
+    ``manifest.json`` records a full verification."""
     pid = precompute_identity(base_id, ctx.spec.method, str(ctx.spec.target), ctx.spec.dataset)
-    return ctx.results / "saliency" / ctx.spec.dataset / f"{ctx.spec.method_id}-{pid[:8]}"
+    directory = ctx.results / "saliency" / ctx.spec.dataset / f"{ctx.spec.method_id}-{pid[:8]}"
+    return Artifact("precompute", pid, directory, record=MANIFEST)
 
 
 def _parts(ctx: Context, split: str) -> list[tuple[int, int, int]]:
     """(shard index, first sample, count) of every image shard of ``split``."""
-    out, first = [], 0
-    for index, entry in enumerate(ctx.info.shards[split]):
-        out.append((index, first, int(entry["count"])))
-        first += int(entry["count"])
-    return out
+    offsets, counts = ctx.info.shard_offsets(split), ctx.info.shard_counts(split)
+    return [
+        (index, first, count)
+        for index, (first, count) in enumerate(zip(offsets, counts, strict=True))
+    ]
 
 
 def _shard_images(ctx: Context, split: str, index: int, first: int, count: int) -> ImageSplit:
@@ -105,13 +118,12 @@ def _compute_part(ctx: Context, base: TappedNet, part: ImageSplit, first: int) -
     return torch.cat(out)
 
 
-def _write_part(path: Path, keys: list[str], ranks: torch.Tensor) -> None:
+def write_part(path: Path, keys: list[str], ranks: torch.Tensor) -> None:
+    """Write one part atomically: the ranks [N, H, W] of the samples ``keys``, in that order."""
+    if len(keys) != len(ranks):
+        raise ValueError(f"{path}: {len(keys)} keys for {len(ranks)} rank maps")
     dtype = np.uint16 if ranks[0].numel() <= 65536 else np.int32
-    with atomic_write(path) as tmp, wds.TarWriter(str(tmp)) as sink:
-        for key, rank in zip(keys, ranks, strict=True):
-            buffer = io.BytesIO()
-            np.save(buffer, rank.numpy().astype(dtype))
-            sink.write({"__key__": key, "ranks.npy": buffer.getvalue()})
+    write_arrays(path, {RANKS: ranks.numpy().astype(dtype)}, {KEYS: json.dumps(keys).encode()})
 
 
 def _open_directory(directory: Path, spec: dict) -> None:
@@ -152,7 +164,7 @@ def compute_parts(
         todo, desc=f"saliency {ctx.spec.method_id}", leave=False, disable=not ctx.settings.progress
     ):
         images = _shard_images(ctx, split, index, first, count)
-        _write_part(
+        write_part(
             _part_path(directory, split, index),
             images.keys,
             _compute_part(ctx, base, images, first),
@@ -160,81 +172,83 @@ def compute_parts(
     return directory
 
 
-def read_part(
-    directory: Path, split: str, index: int, first: int, count: int, *, verify: bool = True
-) -> torch.Tensor:
-    """Ranks of one part, checked: the image shard's keys in order and, with ``verify``, each map a
-    permutation (streaming skips that after the manifest records a full verification)."""
-    path = _part_path(directory, split, index)
+def read_part(path: Path, keys: list[str], size: int, *, verify: bool = True) -> np.ndarray:
+    """The ranks of one part, memory-mapped (uint16 or int32 [N, size, size]) and checked: the
+    part holds the samples ``keys`` (its image shard's), in order, and, with ``verify``, each map
+    is a permutation (streaming skips that once the manifest records a full verification). Every
+    error names the file."""
     if not path.exists():
         raise RuntimeError(
             f"saliency part {path} is missing; run task=precompute for it (or the cell again)"
         )
-    keys, maps = [], []
     try:
-        for sample in wds.WebDataset(
-            str(path), shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None
-        ):
-            keys.append(sample["__key__"])
-            maps.append(
-                np.load(io.BytesIO(sample["ranks.npy"]), allow_pickle=False).astype(np.int32)
-            )
-    except Exception as exc:
+        tar = ArrayTar(path)
+        tar.check({RANKS: ((len(keys), size, size), (np.uint16, np.int32))})
+        held = json.loads(tar.member(KEYS))
+        if not isinstance(held, list):
+            raise ValueError(f"{KEYS} holds a {type(held).__name__}, not a list of keys")
+    except Exception as exc:  # noqa: BLE001 - tar, npy, JSON or shape errors: an unusable part
         raise RuntimeError(
             f"saliency part {path} is unreadable ({exc}); delete it to recompute"
         ) from exc
-    expected = [sample_key(split, first + j) for j in range(count)]
-    if keys != expected:
-        missing = sorted(set(expected) - set(keys))[:3]
+    if held != keys:
+        j = next(j for j in range(max(len(held), len(keys))) if held[j : j + 1] != keys[j : j + 1])
         raise RuntimeError(
-            f"saliency part {path} holds {len(keys)} maps, not the {count} of image shard {index} "
-            f"in order (first missing: {missing}); delete it to recompute"
+            f"saliency part {path} holds the maps of other samples than its image shard (key "
+            f"{j}: {held[j] if j < len(held) else None!r}, expected "
+            f"{keys[j] if j < len(keys) else None!r}); delete it to recompute"
         )
-    ranks = torch.from_numpy(np.stack(maps))
-    flat = ranks.flatten(1)
-    if verify and not (flat.sort(1).values == torch.arange(flat.shape[1])).all():
+    ranks = tar.map(RANKS)
+    flat = ranks.reshape(len(keys), size * size)
+    if verify and not (np.sort(flat, axis=1) == np.arange(flat.shape[1])).all():
         raise RuntimeError(
             f"saliency part {path}: some maps are not a permutation of 0..{flat.shape[1] - 1}"
         )
     return ranks
 
 
-def _write_manifest(directory: Path, counts: dict[str, int]) -> None:
-    spec = json.loads((directory / SPEC).read_text())
-    write_json_atomic(directory / MANIFEST, spec | {"counts": counts, "verified": True})
+def _record_verified(artifact: Artifact, counts: dict[str, int]) -> None:
+    """Mark the maps finished: every part read and verified (``manifest.json``: spec and counts)."""
+    spec = json.loads((artifact.directory / SPEC).read_text())
+    artifact.write_record(spec | {"status": "ok", "counts": counts, "verified": True})
 
 
 def ensure_ranks(ctx: Context, base: TappedNet, base_id: str, weights: Path) -> dict[str, object]:
     """Ranks of every train and val image for the configured method, computed once (what is missing)
-    and verified. In memory: a tensor per split. Streaming: a function giving each image shard's
-    ranks, for :class:`~roarkar.training.streaming.ShardBatches`. Rank 0 computes; others wait."""
+    and verified. In memory: an int32 tensor per split. Streaming: a function giving each image
+    shard's ranks memory-mapped, for :class:`~roarkar.training.streaming.ShardBatches`. Rank 0
+    computes; others wait."""
     if ctx.dist.is_main:
         compute_parts(ctx, base, base_id, weights)
     barrier(ctx.dist)
-    directory = precompute_dir(ctx, base_id)
-    layout = {split: _parts(ctx, split) for split in ("train", "val")}
+    artifact = precompute_artifact(ctx, base_id)
+    size = ctx.info.image_size
+
+    def part(split: str, index: int, verify: bool = True) -> np.ndarray:
+        path = _part_path(artifact.directory, split, index)
+        return read_part(path, ctx.info.shard_keys(split, index), size, verify=verify)
+
+    counts = {split: len(ctx.info.shard_counts(split)) for split in ("train", "val")}
     if ctx.train is not None:
         ranks = {
-            split: torch.cat([read_part(directory, split, *part) for part in parts])
-            for split, parts in layout.items()
+            split: torch.cat([torch.from_numpy(part(split, i).astype(np.int32)) for i in range(n)])
+            for split, n in counts.items()
         }
-        if ctx.dist.is_main and not (directory / MANIFEST).exists():
-            _write_manifest(directory, {split: len(r) for split, r in ranks.items()})
+        if ctx.dist.is_main and artifact.finished() is None:
+            _record_verified(artifact, {split: len(r) for split, r in ranks.items()})
         return ranks
-    if not (directory / MANIFEST).exists():
+    if artifact.finished() is None:
         if ctx.dist.is_main:  # streaming: verify part by part, holding one part at a time
-            counts = {
-                split: sum(len(read_part(directory, split, *part)) for part in parts)
-                for split, parts in layout.items()
-            }
-            _write_manifest(directory, counts)
+            _record_verified(
+                artifact,
+                {split: sum(len(part(split, i)) for i in range(n)) for split, n in counts.items()},
+            )
         barrier(ctx.dist)
 
     def attach_for(split: str):
-        def attach(index: int) -> dict[str, torch.Tensor]:
-            _, first, count = layout[split][index]
-            return {"ranks": read_part(directory, split, index, first, count, verify=False)}
+        def attach(index: int) -> dict[str, np.ndarray]:
+            return {"ranks": part(split, index, verify=False)}
 
         return attach
 
-    return {split: attach_for(split) for split in layout}
+    return {split: attach_for(split) for split in counts}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.process import BaseProcess
 
 import numpy as np
@@ -32,8 +32,19 @@ from roarkar.data import DatasetInfo, ShardArrays
 from roarkar.training.distributed import DistInfo
 from roarkar.training.workers import WorkerPool
 
-# attach(shard index) -> extra per-sample tensors of that shard (e.g. its saliency ranks)
-Attach = Callable[[int], dict[str, Tensor]]
+# attach(shard index) -> extra per-sample arrays of that shard (e.g. its saliency ranks,
+# memory-mapped), numpy arrays or CPU tensors
+Attach = Callable[[int], Mapping[str, np.ndarray | Tensor]]
+
+
+def _batch_dtype(array: np.ndarray) -> torch.dtype:
+    """The dtype an attached array has in batches: its own, except uint16 (saliency ranks stored
+    compactly), widened to int32, which torch computes with."""
+    return (
+        torch.int32
+        if array.dtype == np.uint16
+        else torch.from_numpy(np.empty(0, array.dtype)).dtype
+    )
 
 
 class SplitReader:
@@ -60,7 +71,7 @@ class SplitReader:
             self._open.move_to_end(index)
             return self._open[index]
         shard = ShardArrays(self.info, self.split, index)
-        extra = {k: v.numpy() for k, v in (self.attach(index) if self.attach else {}).items()}
+        extra = {k: np.asarray(v) for k, v in (self.attach(index) if self.attach else {}).items()}
         for name, t in extra.items():
             if len(t) != shard.count:
                 raise RuntimeError(
@@ -79,7 +90,7 @@ class SplitReader:
             out["relevance"] = ((batch, size, size), torch.float32)
         if self.attach is not None and len(self.counts):
             for name, t in self.attach(0).items():
-                out[name] = ((batch, *t.shape[1:]), t.dtype)
+                out[name] = ((batch, *t.shape[1:]), _batch_dtype(np.asarray(t)))
         out["index"] = ((batch,), torch.int64)
         return out
 
@@ -100,7 +111,10 @@ class SplitReader:
             if self.relevance:
                 views["relevance"][a:b] = np.take(shard.relevance, local, axis=0)
             for name, t in extra.items():
-                np.take(t, local, axis=0, out=views[name][a:b], mode="clip")
+                if t.dtype == views[name].dtype:
+                    np.take(t, local, axis=0, out=views[name][a:b], mode="clip")
+                else:  # widened (see _batch_dtype)
+                    views[name][a:b] = t[local]
         views["index"][:] = index
         return batch
 

@@ -27,16 +27,26 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from roarkar.training.streaming import SplitReader
-
 Slot = dict[str, Tensor]
+
+
+class BatchReader(Protocol):
+    """What a worker gathers batches with (``roarkar.training.streaming.SplitReader`` is one).
+    Defined here, below streaming, so the two modules do not import each other."""
+
+    def layout(self, batch: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """Name -> (shape, dtype) of every tensor of a batch of ``batch`` samples."""
+        ...
+
+    def gather_into(self, index: np.ndarray, out: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Fill ``out`` with the samples ``index``; views of length ``len(index)``."""
+        ...
 
 
 def _shared_tensor(shape: tuple[int, ...], dtype: torch.dtype, keep: list[mmap.mmap]) -> Tensor:
@@ -48,7 +58,7 @@ def _shared_tensor(shape: tuple[int, ...], dtype: torch.dtype, keep: list[mmap.m
 
 def _worker(
     rank: int,
-    make_reader: Callable[[], SplitReader],
+    make_reader: Callable[[], BatchReader],
     slots: list[Slot],
     tasks: Any,
     results: Any,
@@ -96,7 +106,7 @@ class WorkerPool:
     """``workers`` processes, each with its own reader, and ``workers * prefetch + 1`` slots."""
 
     def __init__(
-        self, make_reader: Callable[[], SplitReader], batch_size: int, workers: int, prefetch: int
+        self, make_reader: Callable[[], BatchReader], batch_size: int, workers: int, prefetch: int
     ) -> None:
         if "fork" not in multiprocessing.get_all_start_methods():
             raise RuntimeError("loader.workers > 0 needs the fork start method (Linux); set 0")
