@@ -13,7 +13,6 @@ import webdataset as wds
 
 from roarkar.cli import run
 from roarkar.data.shards import sample_key
-from roarkar.masking import saliency_ranks
 from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model
 from roarkar.protocols.cell import run_cell
 from roarkar.protocols.context import make_context
@@ -26,6 +25,7 @@ from roarkar.protocols.precompute import (
     read_part,
     write_part,
 )
+from roarkar.removal import saliency_ranks
 from roarkar.training import DistInfo
 
 SMALL = [
