@@ -132,10 +132,10 @@ def register_resolvers() -> None:
 
 def main() -> None:
     """Console script entry point."""
-    from roarkar.saliency.configs import register_method_configs
+    from roarkar.config import register_configs
 
     register_resolvers()
-    register_method_configs()  # method=<registered name> without a YAML (a submitit job inherits it)
+    register_configs()  # the schema, and method=<name> without a YAML (a submitit job inherits them)
     _hydra_main()
 
 
