@@ -133,9 +133,11 @@ def register_resolvers() -> None:
 def main() -> None:
     """Console script entry point."""
     from roarkar.config import register_configs
+    from roarkar.config.overrides import check_override_keys
 
     register_resolvers()
     register_configs()  # the schema, and method=<name> without a YAML (a submitit job inherits them)
+    check_override_keys(CONF_DIR, sys.argv[1:])  # a key the config lacks: one line, nearest keys
     _hydra_main()
 
 
