@@ -132,10 +132,12 @@ def register_resolvers() -> None:
 
 def main() -> None:
     """Console script entry point."""
-    from roarkar.saliency.configs import register_method_configs
+    from roarkar.config import register_configs
+    from roarkar.config.overrides import check_override_keys
 
     register_resolvers()
-    register_method_configs()  # method=<registered name> without a YAML (a submitit job inherits it)
+    register_configs()  # the schema, and method=<name> without a YAML (a submitit job inherits them)
+    check_override_keys(CONF_DIR, sys.argv[1:])  # a key the config lacks: one line, nearest keys
     _hydra_main()
 
 

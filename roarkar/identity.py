@@ -6,8 +6,8 @@ An identity names a directory (``data/<name>-<hash8>``, ``models/...-<id8>``, ``
 enters each hash is decided here and nowhere else; a change here re-runs finished studies
 (``tests/test_identity_pins.py`` pins known identities). The functions take plain values (config
 nodes, a recipe, a seed), not a run's context: the protocols, the study and the cluster tools pass
-them. Bottom layer (no roarkar imports), so ``roarkar.data`` can name its shard directories with it;
-the state of a cell (finished, claimed, failed) is ``roarkar.store``'s.
+them. Bottom layer but for the config schema (``roarkar.config.schema``, whose field metadata says
+what enters an identity), so ``roarkar.data`` can name its shard directories with it; the state of a cell (finished, claimed, failed) is ``roarkar.store``'s.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from roarkar.config.schema import DatasetKeys, TrainerConfig, not_in_identity
 
 __all__ = [
     "DATASET_NOT_CONTENT",
@@ -37,21 +39,10 @@ __all__ = [
     "to_plain",
 ]
 
-# The one rule: keys that say where or how fast, not what; at any depth they never enter an
-# identity (a cell, a base model, a precompute).
-NOT_RESULT_RELEVANT = frozenset(
-    {
-        "root",
-        "progress",
-        "eval_batch_size",
-        "num_workers",
-        "train_list",
-        "val_list",
-        "shard_size",
-        "nominal_train_size",
-        "nominal_val_size",
-    }
-)
+# The one rule: keys that say where or how fast, not what (the fields of the hashed nodes' schemas
+# marked ``identity: False``); at any depth they never enter an identity (a cell, a base model, a
+# precompute).
+NOT_RESULT_RELEVANT = not_in_identity(DatasetKeys, TrainerConfig)
 # A dataset's shards are stored data, not a result: which files are listed and how they are cut
 # into shards decide what is stored, so these enter the dataset's content hash after all.
 STORAGE_KEYS = frozenset({"shard_size", "train_list", "val_list"})

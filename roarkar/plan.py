@@ -200,9 +200,9 @@ def cell_configs(cfg: DictConfig, overrides: list[str]) -> list[DictConfig]:
     once per (dataset, method, protocol); the scalar settings are then set on copies, which gives the
     same config as composing ``as_overrides(...)`` for each cell, ten times faster.
     """
-    from roarkar.saliency.configs import register_method_configs
+    from roarkar.config import register_configs
 
-    register_method_configs()  # the study's methods may have no YAML (method=<registered name>)
+    register_configs()  # the schema; the study's methods may have no YAML (method=<name>)
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs = []
     left_out: set[str] = set()

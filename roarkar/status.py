@@ -7,8 +7,9 @@ import logging
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from roarkar.config import Config, resolve
 from roarkar.plan import cell_configs
 from roarkar.protocols.cell import cell_path
 from roarkar.store import cell_state
@@ -16,25 +17,18 @@ from roarkar.store import cell_state
 log = logging.getLogger(__name__)
 
 
-def _split_size(dataset: DictConfig, split: str) -> int | None:
-    """Images in a split, from the config (no data is touched): the subset size, else the nominal."""
-    for key in (f"{split}_size", f"nominal_{split}_size"):
-        if dataset.get(key) is not None:
-            return int(dataset[key])
-    return None
-
-
-def forward_flops(cfg: DictConfig, num_classes: int) -> float:
+def forward_flops(config: Config, num_classes: int) -> float:
     """FLOPs of one forward pass of the configured model at the dataset's image size (counted on
     the meta device, so nothing is allocated)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from roarkar.models import build_model
 
-    params = OmegaConf.to_container(cfg.model.get("params", {}), resolve=True) or {}
-    size = int(cfg.dataset.image_size)
+    size = int(config.dataset.image_size)
     with torch.device("meta"):
-        model = build_model(str(cfg.model.name), num_classes, taps=cfg.model.get("taps"), **params)
+        model = build_model(
+            config.model.name, num_classes, taps=config.model.taps, **config.model.params
+        )
         images = torch.empty(1, 3, size, size)
     with FlopCounterMode(display=False) as counter:
         model(images)
@@ -43,17 +37,18 @@ def forward_flops(cfg: DictConfig, num_classes: int) -> float:
 
 def survey(cfg: DictConfig, overrides: list[str]) -> pd.DataFrame:
     """Every cell of the study with its state (done, failed, running, todo), what it cost if
-    finished, and what it will cost (image-epochs, FLOPs) if not. Touches no data."""
+    finished, and what it will cost (image-epochs, FLOPs) if not. Touches no data. An edge: the
+    plan composes the cells from ``cfg``, each is resolved here."""
     rows = []
     flops: dict[tuple, float] = {}
-    for cell_cfg in cell_configs(cfg, overrides):
-        cell, identity, directory = cell_path(cell_cfg)
+    for config in map(resolve, cell_configs(cfg, overrides)):
+        cell, identity, directory = cell_path(config)
         status, result = cell_state(directory)
-        epochs = int(cell_cfg.trainer.epochs[cell.protocol])
-        images = _split_size(cell_cfg.dataset, "train")
+        epochs = config.trainer.stage(cell.protocol).epochs
+        images = config.dataset.split_size("train")
         key = (cell.dataset, cell.model)
         if key not in flops:
-            flops[key] = forward_flops(cell_cfg, int(cell_cfg.dataset.get("num_classes") or 1000))
+            flops[key] = forward_flops(config, int(config.dataset.num_classes or 1000))
         rows.append(
             cell.as_dict()
             | {

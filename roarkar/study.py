@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from roarkar.config import Config, resolve
 from roarkar.plan import cell_configs
 from roarkar.protocols.cell import cell_path, run_cell
 from roarkar.report.aggregate import collect_results
@@ -67,11 +68,13 @@ def report(long: pd.DataFrame, out_dir: Path, log_base: float = math.e) -> str:
 
 
 def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
-    """Run (or skip, when finished) every cell of the study, then print and write the tables."""
-    configs = cell_configs(cfg, overrides)
+    """Run (or skip, when finished) every cell of the study, then print and write the tables.
+    An edge: the plan composes the cells from ``cfg``, each is resolved here."""
+    config = resolve(cfg)
+    configs = [resolve(c) for c in cell_configs(cfg, overrides)]
     todo = sum(not is_finished(cell_path(c)[2]) for c in configs)
     log.info("study: %d cells, %d to run", len(configs), todo)
-    dist = setup(str(cfg.device))
+    dist = setup(str(config.device))
     records = []
     if not configs:
         raise ValueError("the study plan is empty: set study.layer and/or study.input")
@@ -96,7 +99,7 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     running = [r for r in records if r["status"] == "running"]
     text = ""
     if dist.is_main:
-        text = report(records_to_long(records), Path(cfg.paths.results) / "tables")
+        text = report(records_to_long(records), Path(config.paths.results) / "tables")
         print(text, flush=True)
         for r in failed:
             print(f"FAILED {r['cell']}: {r['error']}", flush=True)
@@ -115,13 +118,14 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     }
 
 
-def run_tables(cfg: DictConfig) -> dict:
+def run_tables(cfg: DictConfig | Config) -> dict:
     """Aggregate every finished cell under ``paths.results`` into the tables.
 
     All or nothing: a failed or unreadable cell is an error naming it, and no table is written
-    (those of an earlier run stay, consistent with their own ``long.csv``).
+    (those of an earlier run stay, consistent with their own ``long.csv``). An edge.
     """
-    cells = Path(cfg.paths.results) / "cells"
+    results = Path(resolve(cfg).paths.results)
+    cells = results / "cells"
     long = collect_results(cells)
     bad = long.attrs["failed"] + long.attrs["unreadable"]
     if bad:
@@ -133,6 +137,6 @@ def run_tables(cfg: DictConfig) -> dict:
         )
     if long.empty:
         raise ValueError(f"{cells}: no finished cell to tabulate")
-    text = report(long, Path(cfg.paths.results) / "tables")
+    text = report(long, results / "tables")
     print(text, flush=True)
     return {"rows": len(long), "tables": text}

@@ -44,13 +44,13 @@ def compose_cfg(tmp_path):
     """compose(overrides) -> cfg with paths.results in a temp dir; Hydra stays initialised inside."""
     from hydra import compose, initialize_config_dir
 
-    from roarkar.saliency.configs import register_method_configs
+    from roarkar.config import register_configs
 
     contexts = []
 
     def _compose(overrides=(), results: Path | None = None):
         if not contexts:
-            register_method_configs()  # as the entry points do: method=<registered name>
+            register_configs()  # as the entry points do: the schema, method=<registered name>
             ctx = initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
             ctx.__enter__()
             contexts.append(ctx)

@@ -19,11 +19,11 @@ from roarkar.study import records_to_long
 def _study(tmp_path, *extra: str):
     from hydra import compose, initialize_config_dir
 
-    from roarkar.saliency.configs import register_method_configs
+    from roarkar.config import register_configs
     from tests.conftest import CONF_DIR
 
     overrides = [f"paths.results={tmp_path}", "trainer.progress=false", *extra]
-    register_method_configs()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         out = run(compose(config_name="config", overrides=overrides), overrides)
     assert out["failed"] == 0

@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
+from roarkar.config import resolve
 from roarkar.data.materialize import dataset_dir
 from roarkar.identity import base_identity
-from roarkar.protocols.base import base_dir, stage_recipe
+from roarkar.protocols.base import base_dir
 from roarkar.protocols.cell import cell_path
 from roarkar.protocols.precompute import precompute_dir
 from roarkar.protocols.settings import ProtocolSettings
@@ -58,17 +59,18 @@ DATASETS = {
 def _compose(results: Path, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from roarkar.saliency.configs import register_method_configs
+    from roarkar.config import register_configs
 
-    register_method_configs()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", [f"paths.results={results}", "task=cell", *overrides])
 
 
 def _ids(cfg, results: Path) -> tuple[str, Path, Path | None]:
     """Base identity, base directory and (input protocol) precompute directory of ``cfg``."""
-    ctx = SimpleNamespace(results=results, spec=ProtocolSettings.from_config(cfg))
-    base = base_identity(cfg.dataset, cfg.model, stage_recipe(cfg, "base"), cfg.seed)
+    ctx = SimpleNamespace(results=results, spec=ProtocolSettings.from_config(resolve(cfg)))
+    recipe = resolve(cfg).trainer.stage("base").recipe
+    base = base_identity(cfg.dataset, cfg.model, recipe, cfg.seed)
     pre = precompute_dir(ctx, base) if cfg.protocol.name == "input" else None
     return base, base_dir(ctx, base), pre
 

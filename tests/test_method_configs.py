@@ -30,10 +30,10 @@ def compose_method():
     """compose(method=<id>) -> the composed ``method`` node (Hydra initialised once)."""
     from hydra import compose, initialize_config_dir
 
-    from roarkar.saliency.configs import register_method_configs
+    from roarkar.config import register_configs
     from tests.conftest import CONF_DIR
 
-    register_method_configs()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         yield lambda method: compose("config", [f"method={method}", "task=cell"]).method
 

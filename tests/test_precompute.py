@@ -12,6 +12,7 @@ import torch
 import webdataset as wds
 
 from roarkar.cli import run
+from roarkar.config import resolve
 from roarkar.data.shards import sample_key
 from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model
 from roarkar.protocols.cell import run_cell
@@ -38,7 +39,7 @@ SMALL = [
 
 def _ctx(compose_cfg, extra=(), results=None):
     cfg = compose_cfg([*SMALL, *extra], results=results)
-    ctx = make_context(cfg, DistInfo())
+    ctx = make_context(resolve(cfg), DistInfo())
     base, base_id, _ = ensure_base_model(ctx)
     return cfg, ctx, base, base_id, base_dir(ctx, base_id) / MODEL_FILE
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
+from roarkar.config import resolve
 from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model
 from roarkar.protocols.cell import run_cell
 from roarkar.protocols.context import make_context
@@ -45,11 +46,11 @@ def test_input_protocol_accepts_every_method(compose_cfg):
             "trainer.eval_batch_size=8",
         ]
     )
-    ctx = make_context(cfg, DistInfo())
+    ctx = make_context(resolve(cfg), DistInfo())
     base, base_id, _ = ensure_base_model(ctx)
     failures = {}
     for name in available():
-        ctx = ctx.for_config(_with_method(cfg.copy(), name))
+        ctx = ctx.for_config(resolve(_with_method(cfg.copy(), name)))
         try:
             ranks = ensure_ranks(ctx, base, base_id, base_dir(ctx, base_id) / MODEL_FILE)
             assert ranks["train"].shape == (16, 32, 32) and ranks["val"].shape == (8, 32, 32)

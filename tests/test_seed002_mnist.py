@@ -19,7 +19,7 @@ from roarkar.study import records_to_long
 def test_nielsen2022_cpu_on_the_mnist_digits(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from roarkar.saliency.configs import register_method_configs
+    from roarkar.config import register_configs
     from tests.conftest import CONF_DIR
 
     overrides = [
@@ -27,7 +27,7 @@ def test_nielsen2022_cpu_on_the_mnist_digits(tmp_path):
         "trainer.progress=false",
         "experiment=nielsen2022_cpu",
     ]
-    register_method_configs()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         out = run(compose(config_name="config", overrides=overrides), overrides)
     assert out["cells"] == 100 and out["failed"] == 0

@@ -197,6 +197,7 @@ def test_a_long_csv_round_trips_the_score_with_gaps(tmp_path: Path, runs: Path) 
 def test_a_real_cell_and_its_base_model_record_the_score(compose_cfg, tmp_path: Path) -> None:
     """A smoke cell trains for real; the base model's score is recomputed here, independently of
     the trainer, from its saved weights on the val split."""
+    from roarkar.config import resolve
     from roarkar.data import normalize
     from roarkar.models import build_model
     from roarkar.protocols.cell import cell_path, run_cell
@@ -214,7 +215,7 @@ def test_a_real_cell_and_its_base_model_record_the_score(compose_cfg, tmp_path: 
     (base_json,) = (tmp_path / "results" / "models").rglob("result.json")
     base = json.loads(base_json.read_text())
     assert record["base_model"][SCORE] == base[SCORE]
-    ctx = make_context(cfg, DistInfo())
+    ctx = make_context(resolve(cfg), DistInfo())
     saved = torch.load(base_json.with_name("model.pt"), map_location="cpu", weights_only=True)
     model = build_model(str(cfg.model.name), ctx.info.num_classes, **dict(cfg.model.params or {}))
     model.load_state_dict(saved["state_dict"])

@@ -118,6 +118,7 @@ def stream_training_rows(
     side by side: images/s of each, the loader's own images/s, and 1 - streamed / resident as the
     fraction of time the device waits for data. Runs on CPU too (tests, small models)."""
     from roarkar.bench.loader import random_shards
+    from roarkar.config import LoaderConfig
     from roarkar.data import normalize
     from roarkar.models import build_model
     from roarkar.protocols.context import loader_workers
@@ -150,7 +151,7 @@ def stream_training_rows(
     images = batch * (steps + 5)
     with tempfile.TemporaryDirectory(prefix="roarkar-bench-") as tmp:
         info = random_shards(Path(tmp) / "s", images, px, max(batch, 64), classes)
-        workers = loader_workers({"workers": "auto"}, DistInfo(device=dev)) if cuda else 1
+        workers = loader_workers(LoaderConfig(workers="auto"), DistInfo(device=dev)) if cuda else 1
         loader = ShardBatches(info, "train", batch, DistInfo(device=dev), workers=workers)
         resident = normalize(torch.randint(0, 256, (batch, 3, px, px), dtype=torch.uint8), info)
         resident, labels = resident.to(dev), torch.randint(0, classes, (batch,), device=dev)

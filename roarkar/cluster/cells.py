@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from hydra import compose, initialize_config_dir
 
-    from roarkar.saliency.configs import register_method_configs
+    from roarkar.config import register_configs
 
-    register_method_configs()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=args.overrides)
         lines = write_cells_file(cfg, args.overrides, args.outfile, todo=args.todo)

@@ -27,19 +27,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from roarkar.config import Config, resolve
 from roarkar.metrics.agreement import agreement
 from roarkar.metrics.compute import compute_metrics, method_ranks, predictions, road_curves
 from roarkar.metrics.consistency import write_consistency
 from roarkar.metrics.delta import partners
 from roarkar.metrics.plots import plot_means, plot_road_curves, plot_wilcoxon, plot_win_rates
-from roarkar.metrics.run_settings import NOT_IN_IDENTITY, RunSettings, drop_ground_truth
+from roarkar.metrics.run_settings import RunSettings, drop_ground_truth
 from roarkar.metrics.settings import BASE_METRICS, ROAD_METRICS
 from roarkar.metrics.stats import all_statistics, summary
 from roarkar.store import Artifact, git_commit
@@ -65,11 +65,11 @@ def _previous(run: Artifact) -> tuple[pd.DataFrame, pd.DataFrame] | None:
         return None
 
 
-def _agreement(cfg: DictConfig, metrics: pd.DataFrame, out_dir: Path) -> pd.DataFrame | None:
+def _agreement(config: Config, metrics: pd.DataFrame, out_dir: Path) -> pd.DataFrame | None:
     from roarkar.report.aggregate import collect_results
 
-    dataset, model = str(cfg.dataset.name), str(cfg.model.name)
-    cells = Path(cfg.paths.results) / "cells"
+    dataset, model = str(config.dataset.name), config.model.name
+    cells = Path(config.paths.results) / "cells"
     long = collect_results(cells) if cells.is_dir() else pd.DataFrame()
     if len(long):
         long = long[(long["dataset"] == dataset) & (long["model"] == model)]
@@ -89,17 +89,19 @@ def _agreement(cfg: DictConfig, metrics: pd.DataFrame, out_dir: Path) -> pd.Data
     return table
 
 
-def run_perturbation(cfg: DictConfig) -> dict:
-    """Compute, write and print the metrics without retraining for ``cfg.dataset`` (see module doc)."""
+def run_perturbation(cfg: DictConfig | Config) -> dict:
+    """Compute, write and print the metrics without retraining for ``cfg.dataset`` (see module
+    doc). An edge: a composed config is resolved here."""
     from roarkar.identity import identity_hash
     from roarkar.protocols.base import ensure_base_model
     from roarkar.protocols.context import make_context
     from roarkar.training import setup
 
-    run = RunSettings.from_config(cfg.get("perturbation"))
+    config = resolve(cfg)
+    run = RunSettings.from_config(config.perturbation)
     started = time.time()
-    dist = setup(str(cfg.device))
-    ctx = make_context(cfg, dist)
+    dist = setup(str(config.device))
+    ctx = make_context(config, dist)
     model, base_id, base_record = ensure_base_model(ctx)
     if not dist.is_main:
         return {}
@@ -107,7 +109,7 @@ def run_perturbation(cfg: DictConfig) -> dict:
     split = ctx.val if run.split == "val" else ctx.train
     if split is None:
         raise ValueError(
-            f"perturbation: {cfg.dataset.name} is streamed from its shards, not held in memory; "
+            f"perturbation: {config.dataset.name} is streamed from its shards, not held in memory; "
             "set dataset.train_size and dataset.val_size so that both splits fit in "
             "loader.memory_limit_gb (ImageNet: dataset.train_size=1000 dataset.val_size=5000)"
         )
@@ -117,20 +119,16 @@ def run_perturbation(cfg: DictConfig) -> dict:
     relevance = split.relevance[:n] if split.relevance is not None else None
     keys = list(split.keys[:n])
     if relevance is None:
-        drop_ground_truth(run, str(cfg.dataset.name))
+        drop_ground_truth(run, str(config.dataset.name))
     batch = int(ctx.settings.eval_batch_size)
     targets = predictions(model, images, batch)
-    seed = int(cfg.seed)
+    seed = int(config.seed)
     pairs = partners(n, run.K, torch.Generator().manual_seed(seed)) if run.K else torch.empty(0)
 
-    dataset = str(cfg.dataset.name)
-    out_dir = Path(cfg.paths.results) / "perturbation" / dataset
-    settings_dict = asdict(run)
-    for key in NOT_IN_IDENTITY:
-        settings_dict.pop(key)
-    settings_dict["metrics"].pop("batch_size")
+    dataset = str(config.dataset.name)
+    out_dir = Path(config.paths.results) / "perturbation" / dataset
     identity = identity_hash(
-        {"base": base_id, "settings": settings_dict, "images": keys, "seed": seed}
+        {"base": base_id, "settings": run.identity(), "images": keys, "seed": seed}
     )
     artifact = Artifact("metric_run", identity, out_dir, record="run.json")
     previous = _previous(artifact) if run.reuse else None
@@ -173,7 +171,7 @@ def run_perturbation(cfg: DictConfig) -> dict:
     road = pd.concat(curves, ignore_index=True)
     road.to_csv(out_dir / "road_curves.csv", index=False)
     label = (
-        f"{dataset}, {cfg.model.name}, {n} images, replacement={run.metrics.replacement}, "
+        f"{dataset}, {config.model.name}, {n} images, replacement={run.metrics.replacement}, "
         f"count={run.metrics.count}"
     )
     shown = metrics[metrics["metric"].isin(run.figure_metrics or metrics["metric"])]
@@ -200,7 +198,7 @@ def run_perturbation(cfg: DictConfig) -> dict:
     )
     print(f"\nmetrics without retraining ({label}); mean over images:", flush=True)
     print(table.to_string(float_format=lambda v: f"{v:.3f}"), flush=True)
-    agree = _agreement(cfg, metrics, out_dir) if run.agreement else None
+    agree = _agreement(config, metrics, out_dir) if run.agreement else None
     if agree is not None:
         print("\nagreement with ROAR/KAR (rank correlation over methods):", flush=True)
         cols = ["protocol", "metric", "n_methods", "kendall_tau", "spearman_rho"]
@@ -210,11 +208,11 @@ def run_perturbation(cfg: DictConfig) -> dict:
         {
             "status": "ok",
             "dataset": dataset,
-            "model": str(cfg.model.name),
+            "model": config.model.name,
             "base_model": base_id,
             "base_accuracy": base_record.get("accuracy"),
             "images": n,
-            "settings": OmegaConf.to_container(cfg.get("perturbation") or {}, resolve=True),
+            "settings": config.perturbation,
             "method_seconds": timings,
             "wall_time_s": wall,
             "device": str(dist.device),

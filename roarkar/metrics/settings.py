@@ -4,9 +4,10 @@ block minus what to run on) and the names of the metrics, scores and pixel-count
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from roarkar import removal
+from roarkar.config.schema import NOT_IDENTITY
 from roarkar.removal import COUNTS, DEFAULT_BLUR_SIGMA, DEFAULT_NOISE, DEFAULT_TOL, SOLVERS
 
 __all__ = ["BASE_METRICS", "COUNTS", "REPLACEMENTS", "ROAD_METRICS", "SCORES", "Settings"]
@@ -23,21 +24,27 @@ REPLACEMENTS = tuple(name for name in removal.REPLACEMENTS if name != "zero")
 class Settings:
     """How the metrics are computed (the ``perturbation`` config block minus what to run on)."""
 
-    replacement: str = "mean"
+    replacement: str = "mean"  # AOPC/AFOC/n_*: mean (dataset mean) | blur | linear (ROAD's)
     score: str = "logit"
     aopc_fraction: float = 0.1
     aopc_steps: int = 10
     afoc_fraction: float = 0.1
     decision_coarse: int = 10
     decision_fine: int = 10
+    # ROAD: percent removed, MoRF and LeRF alike (ROAD's own LeRF percent is the percent kept)
     percents: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+    # ROAD's imputation noise, x the pixel range [0, 1] (std noise/std_c after normalisation), as
+    # the reference; 0 for none
     noise: float = DEFAULT_NOISE
     blur_sigma: float = DEFAULT_BLUR_SIGMA
+    # linear imputation: cg (batched, float64, tol solver_tol) | scipy (exact)
     solver: str = "cg"
     solver_tol: float = DEFAULT_TOL
     solver_max_iter: int | None = None
+    # pixels per percent: round (round-half-up(p*H*W)) | floor (ROAD's and Quantus's int(p*H*W);
+    # LeRF keeps ROAD's int((1-p)*H*W))
     count: str = "round"
-    batch_size: int = 256
+    batch_size: int = field(default=256, metadata=NOT_IDENTITY)  # a speed knob
 
     def __post_init__(self) -> None:
         if self.replacement not in REPLACEMENTS:

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from roarkar.files import atomic_write
 from roarkar.identity import base_identity, file_sha256
@@ -33,19 +32,7 @@ def new_model(ctx: Context) -> TappedNet:
 
 def recipe(ctx: Context, stage: str) -> dict:
     """The result-relevant part of the trainer config for one stage."""
-    return stage_recipe(ctx.cfg, stage)
-
-
-def stage_recipe(cfg, stage: str) -> dict:
-    """Trainer settings of one stage: its epochs and learning-rate scale, not the other stages'."""
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer.pop("log_every", None)  # how often the loss is read: no effect on the result
-    epochs = trainer.pop("epochs")
-    if stage not in epochs:
-        raise ValueError(f"trainer.epochs has no entry {stage!r}: expected keys base, layer, input")
-    trainer["epochs"] = int(epochs[stage])
-    trainer["lr_scale"] = float((trainer.pop("lr_scale", None) or {}).get(stage, 1.0))
-    return trainer
+    return ctx.config.trainer.stage(stage).recipe
 
 
 def base_dir(ctx: Context, base_id: str) -> Path:
@@ -144,7 +131,7 @@ def _save_base(
             "dataset": ctx.spec.dataset,
             "model": model.name,
             **how,
-            "config": OmegaConf.to_container(ctx.cfg, resolve=True),
+            "config": ctx.config.plain,
             "git_commit": git_commit(),
             "device": str(ctx.dist.device),
             "world_size": ctx.dist.world_size,
@@ -198,7 +185,10 @@ def _from_weights_file(ctx: Context, artifact: Artifact) -> None:
 
 def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
     """Return the trained base model, training it first if no finished copy exists."""
-    base_id = base_identity(ctx.cfg.dataset, ctx.cfg.model, recipe(ctx, "base"), ctx.spec.seed)
+    config = ctx.config
+    base_id = base_identity(
+        config.dataset.node, config.model.node, recipe(ctx, "base"), ctx.spec.seed
+    )
     artifact = base_artifact(ctx, base_id)
     directory = artifact.directory
     lock = file_lock(directory / ".lock") if ctx.dist.is_main else None

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import submitit
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from roarkar.config import Config, LayerProtocolConfig, resolve
 from roarkar.identity import cell_identity
 from roarkar.models import check_tap
-from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model, recipe, stage_recipe
+from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model, recipe
 from roarkar.protocols.context import Context, make_context
 from roarkar.protocols.input import run_input_cell
 from roarkar.protocols.layer import run_layer_cell
@@ -32,27 +33,29 @@ log = logging.getLogger(__name__)
 PROTOCOLS = ("layer", "input")
 
 
-def _layer_percent(cfg: DictConfig, mode: str) -> tuple[float, str]:
+def _layer_percent(config: Config, protocol: LayerProtocolConfig, mode: str) -> tuple[float, str]:
     """A layer cell's percent and the key it came from: ``protocol.percent``, else the study's
     percent for the mode (a multirun makes the study's cells), else ``protocol.<mode>_percent``.
     The protocol node itself is unchanged, so cell identities do not depend on where it came from."""
-    if cfg.protocol.percent is not None:
-        return cfg.protocol.percent, "protocol.percent"
-    study = OmegaConf.select(cfg, f"study.layer.percents.{mode}")
+    if protocol.percent is not None:
+        return protocol.percent, "protocol.percent"
+    study = config.study.layer.percents.get(mode) if config.study.layer else None
     if study is not None:
         return study, f"study.layer.percents.{mode}"
-    return cfg.protocol[f"{mode}_percent"], f"protocol.{mode}_percent"
+    return getattr(protocol, f"{mode}_percent"), f"protocol.{mode}_percent"
 
 
-def cell_from_config(cfg: DictConfig) -> Cell:
-    """The cell a config describes, validated: every bad value is named."""
-    protocol = cfg.protocol
+def cell_from_config(cfg: DictConfig | Config) -> Cell:
+    """The cell a config describes, validated: every bad value is named (an edge: a composed
+    config is resolved here)."""
+    config = resolve(cfg)
+    protocol = config.protocol
     if protocol.name not in PROTOCOLS:
         raise ValueError(f"protocol.name={protocol.name!r}: expected one of {', '.join(PROTOCOLS)}")
     mode = str(protocol.mode)
     if mode not in MODES:
         raise ValueError(f"protocol.mode={mode!r}: expected one of {', '.join(MODES)}")
-    method = cfg.method
+    method = config.method
     if method.name not in available():
         raise ValueError(
             f"method.name={method.name!r} is not a known saliency method; available: {', '.join(available())}"
@@ -65,13 +68,13 @@ def cell_from_config(cfg: DictConfig) -> Cell:
                 f"method {method.name!r} cannot run in the layer protocol (it needs the input image); "
                 "use protocol=input, or a per-tap statistic or control"
             )
-        percent, key = _layer_percent(cfg, mode)
+        percent, key = _layer_percent(config, protocol, mode)
         check_percent(percent, key)
     else:
         layer = ""
         percent = protocol.percent
         check_percent(percent, "protocol.percent")
-    spec = ProtocolSettings.from_config(cfg)  # checked here, before any data or model
+    spec = ProtocolSettings.from_config(config)  # checked here, before any data or model
     return Cell(
         dataset=spec.dataset,
         model=spec.model,
@@ -84,14 +87,23 @@ def cell_from_config(cfg: DictConfig) -> Cell:
     )
 
 
-def cell_path(cfg: DictConfig) -> tuple[Cell, str, Path]:
-    """The cell, its identity and its directory, computed without touching the data."""
-    cell = cell_from_config(cfg)
-    trainer = stage_recipe(cfg, cell.protocol) | {"base": stage_recipe(cfg, "base")}
-    protocol = OmegaConf.to_container(cfg.protocol, resolve=True)
-    protocol["percent"] = cell.percent
-    identity = cell_identity(cell.as_dict(), cfg.dataset, cfg.model, cfg.method, protocol, trainer)
-    return cell, identity, Path(cfg.paths.results) / cell.relative_dir(identity)
+def cell_path(cfg: DictConfig | Config) -> tuple[Cell, str, Path]:
+    """The cell, its identity and its directory, computed without touching the data (an edge:
+    a composed config is resolved here)."""
+    config = resolve(cfg)
+    cell = cell_from_config(config)
+    trainer = config.trainer
+    recipes = trainer.stage(cell.protocol).recipe | {"base": trainer.stage("base").recipe}
+    protocol = config.protocol.node | {"percent": cell.percent}
+    identity = cell_identity(
+        cell.as_dict(),
+        config.dataset.node,
+        config.model.node,
+        config.method.node,
+        protocol,
+        recipes,
+    )
+    return cell, identity, Path(config.paths.results) / cell.relative_dir(identity)
 
 
 def cost_fields(dist: DistInfo, wall_time_s: float) -> dict:
@@ -108,22 +120,23 @@ def cost_fields(dist: DistInfo, wall_time_s: float) -> dict:
     }
 
 
-def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
+def run_cell(cfg: DictConfig | Config, dist: DistInfo | None = None) -> dict:
     """Run one cell unless its result exists; always return its result record.
 
     A failure inside training (a NaN loss, say) stops this cell only: it is written as ``failed``
     with the error, and a later run retries it. Finished cells are never re-run. A cell another
     live process has claimed is left to it (``status: running``): two sweeps over the same results
-    tree never train one cell twice.
+    tree never train one cell twice. The edge of a cell: a composed config is resolved here.
     """
-    cell, identity, directory = cell_path(cfg)
+    config = resolve(cfg)
+    cell, identity, directory = cell_path(config)
     artifact = Artifact("cell", identity, directory)
     existing = artifact.finished()
     if existing is not None:
         log.info("skip %s: finished (%s)", cell, artifact.record_path)
         return existing | {"skipped": True}
-    dist = dist or setup(str(cfg.device))
-    claim = artifact.claim(float(cfg.get("claim_ttl_s", 3600)))
+    dist = dist or setup(str(config.device))
+    claim = artifact.claim(float(config.claim_ttl_s))
     claimed = broadcast_object(claim.acquire() if dist.is_main else None, dist)
     if not claimed:
         holder = claim.holder() or {}
@@ -141,7 +154,7 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
         existing = artifact.finished()  # finished while we were acquiring the claim?
         if existing is not None:
             return existing | {"skipped": True}
-        return _run_claimed(cfg, cell, artifact, dist, claim)
+        return _run_claimed(config, cell, artifact, dist, claim)
     except Exception:
         if dist.is_main:
             claim.release()
@@ -149,7 +162,7 @@ def run_cell(cfg: DictConfig, dist: DistInfo | None = None) -> dict:
 
 
 def _run_claimed(
-    cfg: DictConfig, cell: Cell, artifact: Artifact, dist: DistInfo, claim: Claim
+    config: Config, cell: Cell, artifact: Artifact, dist: DistInfo, claim: Claim
 ) -> dict:
     identity, directory = artifact.identity, artifact.directory
     started = time.time()
@@ -160,11 +173,11 @@ def _run_claimed(
         "accuracy": None,
         "true_class_score": None,
         "error": None,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": config.plain,
         "git_commit": git_commit(),
     }
     # Data and base-model problems are the user's to fix and stop the run with their own message.
-    ctx = make_context(cfg, dist)
+    ctx = make_context(config, dist)
     base, base_id, base_result = ensure_base_model(ctx)
     record["base_model"] = {
         "identity": base_id,
@@ -222,9 +235,10 @@ def _run_claimed(
     return record
 
 
-def run_base(cfg: DictConfig) -> dict:
-    """Train (or find) the base model alone."""
-    ctx: Context = make_context(cfg, setup(str(cfg.device)))
+def run_base(cfg: DictConfig | Config) -> dict:
+    """Train (or find) the base model alone (an edge: a composed config is resolved here)."""
+    config = resolve(cfg)
+    ctx: Context = make_context(config, setup(str(config.device)))
     _, base_id, result = ensure_base_model(ctx)
     return {
         "identity": base_id,
@@ -243,24 +257,23 @@ class CellJob(submitit.helpers.Checkpointable):
         return run_cell(cfg)
 
 
-def run_precompute(cfg: DictConfig) -> dict:
+def run_precompute(cfg: DictConfig | Config) -> dict:
     """Compute this worker's share of the saliency maps of the input protocol
-    (``precompute.part`` of ``precompute.parts``); cells then find them ready."""
-    cell_from_config(cfg)  # validates method, protocol and percent
-    if cfg.protocol.name != "input":
+    (``precompute.part`` of ``precompute.parts``); cells then find them ready. An edge: a composed
+    config is resolved here."""
+    config = resolve(cfg)
+    cell_from_config(config)  # validates method, protocol and percent
+    if config.protocol.name != "input":
         raise ValueError("task=precompute is for the input protocol: add protocol=input")
-    ctx = make_context(cfg, setup(str(cfg.device)))
+    ctx = make_context(config, setup(str(config.device)))
+    part, parts = int(config.precompute.part), int(config.precompute.parts)
     base, base_id, _ = ensure_base_model(ctx)
     directory = compute_parts(
         ctx,
         base,
         base_id,
         base_dir(ctx, base_id) / MODEL_FILE,
-        int(cfg.precompute.part),
-        int(cfg.precompute.parts),
+        part,
+        parts,
     )
-    return {
-        "directory": str(directory),
-        "part": int(cfg.precompute.part),
-        "parts": int(cfg.precompute.parts),
-    }
+    return {"directory": str(directory), "part": part, "parts": parts}

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from roarkar.config import Config, LoaderConfig
 from roarkar.data import DatasetInfo, ImageSplit, load_split, normalize, prepare
 from roarkar.protocols.settings import ProtocolSettings
 from roarkar.store import file_lock
@@ -29,31 +29,26 @@ _SPLITS: dict[tuple[str, bool], tuple[DatasetInfo, ImageSplit | None, ImageSplit
 class Context:
     """The dataset, recipe and placement shared by the stages of one run."""
 
-    cfg: DictConfig
+    config: Config
     info: DatasetInfo
     train: ImageSplit | None  # None when streamed from shards
     val: ImageSplit | None
     dist: DistInfo
     settings: TrainerSettings
     results: Path
-    spec: ProtocolSettings  # what the protocols read of cfg, checked once (make_context)
+    spec: ProtocolSettings  # what the protocols read of the config, checked once (make_context)
 
-    def for_config(self, cfg: DictConfig) -> Context:
+    def for_config(self, config: Config) -> Context:
         """This context (same data, device and recipe) for another config of the same dataset:
         its settings read and checked again."""
-        return dataclasses.replace(self, cfg=cfg, spec=ProtocolSettings.from_config(cfg))
+        return dataclasses.replace(self, config=config, spec=ProtocolSettings.from_config(config))
 
     @property
     def augmentation(self) -> str:
-        return str(self.cfg.dataset.get("augment", "crop_flip"))
+        return str(self.config.dataset.augment)
 
     def epochs(self, stage: str) -> int:
-        epochs = self.cfg.trainer.epochs
-        if stage not in epochs:
-            raise ValueError(
-                f"trainer.epochs has no entry {stage!r}: expected keys base, layer, input"
-            )
-        return int(epochs[stage])
+        return self.config.trainer.stage(stage).epochs
 
     @property
     def streaming(self) -> bool:
@@ -65,7 +60,7 @@ class Context:
         per-shard reader when streaming."""
         held = self.train if split == "train" else self.val
         if held is None:
-            loader = self.cfg.get("loader", {})
+            loader = self.config.loader
             return ShardBatches(
                 self.info,
                 split,
@@ -73,9 +68,9 @@ class Context:
                 self.dist,
                 relevance=relevance,
                 attach=ranks,
-                pool=int(loader.get("pool", 4)),
+                pool=int(loader.pool),
                 workers=loader_workers(loader, self.dist),
-                prefetch=int(loader.get("prefetch", 2)),
+                prefetch=int(loader.prefetch),
             )
         arrays = {
             "images": held.images,
@@ -111,7 +106,7 @@ class Context:
 
     def stage_settings(self, stage: str) -> TrainerSettings:
         """The recipe for one stage: ``trainer.lr_scale[stage]`` scales the learning rate."""
-        scale = float(self.cfg.trainer.get("lr_scale", {}).get(stage, 1.0))
+        scale = self.config.trainer.stage(stage).lr_scale
         return dataclasses.replace(self.settings, lr=self.settings.lr * scale)
 
     def inputs(self, images: Tensor) -> Tensor:
@@ -122,16 +117,16 @@ class Context:
         return augment(x, self.augmentation, generator)
 
 
-def load_data(cfg: DictConfig, dist: DistInfo) -> tuple[DatasetInfo, ImageSplit, ImageSplit]:
+def load_data(config: Config, dist: DistInfo) -> tuple[DatasetInfo, ImageSplit, ImageSplit]:
     """Make or find the dataset's shards (rank 0 only, under a lock) and load both splits (cached)."""
-    data_root = Path(cfg.paths.data)
+    data_root = Path(config.paths.data)
     if dist.is_main:
         with file_lock(data_root / ".prepare.lock"):
-            info = prepare(cfg.dataset, data_root)
+            info = prepare(config.dataset.node, data_root)
     barrier(dist)
     if not dist.is_main:
-        info = prepare(cfg.dataset, data_root)
-    in_memory = fits_in_memory(info, cfg.get("loader", {}))
+        info = prepare(config.dataset.node, data_root)
+    in_memory = fits_in_memory(info, config.loader)
     key = (str(info.root), in_memory)
     if key not in _SPLITS:
         _SPLITS.clear()  # keep one dataset in memory at a time
@@ -143,10 +138,10 @@ def load_data(cfg: DictConfig, dist: DistInfo) -> tuple[DatasetInfo, ImageSplit,
     return _SPLITS[key]
 
 
-def loader_workers(loader, dist: DistInfo) -> int:
+def loader_workers(loader: LoaderConfig, dist: DistInfo) -> int:
     """``loader.workers``: a number, or auto (none on a CPU, where training needs the cores; on a
     GPU node this rank's share of the cores it may use, less one, at most 8)."""
-    choice = str(loader.get("workers", "auto")).lower()
+    choice = str(loader.workers).lower()
     if choice != "auto":
         try:
             workers = int(choice)
@@ -162,22 +157,22 @@ def loader_workers(loader, dist: DistInfo) -> int:
     return max(1, min(8, (cores or 1) // per_node - 1))  # one core stays with the training process
 
 
-def fits_in_memory(info: DatasetInfo, loader) -> bool:
+def fits_in_memory(info: DatasetInfo, loader: LoaderConfig) -> bool:
     """``loader.in_memory``: true, false, or auto (both splits' images under ``memory_limit_gb``)."""
-    choice = str(loader.get("in_memory", "auto")).lower()
+    choice = str(loader.in_memory).lower()
     if choice in ("true", "false"):
         return choice == "true"
     if choice != "auto":
         raise ValueError(f"loader.in_memory={choice!r}: expected auto, true or false")
     per_image = 3 * info.image_size**2 + (4 * info.image_size**2 if info.has_relevance else 0)
     total = sum(info.counts.values()) * per_image
-    return total < float(loader.get("memory_limit_gb", 8)) * 2**30
+    return total < float(loader.memory_limit_gb) * 2**30
 
 
-def make_context(cfg: DictConfig, dist: DistInfo) -> Context:
-    """Build the context of a run from its resolved config (its settings checked before any data
-    is touched)."""
-    spec = ProtocolSettings.from_config(cfg)
-    info, train, val = load_data(cfg, dist)
-    settings = TrainerSettings.from_config(OmegaConf.to_container(cfg.trainer, resolve=True))
-    return Context(cfg, info, train, val, dist, settings, Path(cfg.paths.results), spec)
+def make_context(config: Config, dist: DistInfo) -> Context:
+    """Build the context of a run from its typed config (its settings checked before any data is
+    touched)."""
+    spec = ProtocolSettings.from_config(config)
+    info, train, val = load_data(config, dist)
+    settings = TrainerSettings.from_config(config.trainer.recipe())
+    return Context(config, info, train, val, dist, settings, Path(config.paths.results), spec)

@@ -1,24 +1,16 @@
-"""What the protocols read of a run's config, resolved and checked once at the edge (where a cell
-is read from its config and where a run's context is built), so no protocol digs in the raw config
-and a bad value is named before any data is touched or any model trained."""
+"""What the protocols read of a run's typed config (:class:`roarkar.config.Config`), checked once
+(where a cell is read from its config and where a run's context is built), so a bad value is named
+before any data is touched or any model trained."""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from roarkar.identity import to_plain
+from roarkar.config import Config
 from roarkar.removal import REPLACEMENTS  # input protocol: what removed pixels become
 
 TARGETS = ("predicted", "label")  # input protocol: the class a map explains
-
-
-def _plain(node: Any) -> dict:
-    """A fresh resolved plain dict of a config node ({} for a missing one)."""
-    return {} if node is None else to_plain(node)
 
 
 @dataclass(frozen=True)
@@ -38,26 +30,25 @@ class ProtocolSettings:
     replacement: str | None  # protocol.replacement (input protocol): mean | zero | blur | linear
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> ProtocolSettings:
+    def from_config(cls, config: Config) -> ProtocolSettings:
         """Read and check the settings; every bad value is named by its key."""
-        target = OmegaConf.select(cfg, "protocol.target")
+        protocol = config.protocol
+        target = getattr(protocol, "target", None)
         if target is not None and str(target) not in TARGETS:
             raise ValueError(f"protocol.target={target!r}: expected one of {', '.join(TARGETS)}")
-        replacement = OmegaConf.select(cfg, "protocol.replacement")
+        replacement = getattr(protocol, "replacement", None)
         if replacement is not None:  # every replacement the metrics have, and zero (black)
             REPLACEMENTS.get(str(replacement), key="protocol.replacement")
-        weights = cfg.model.get("weights")
-        taps = cfg.model.get("taps")
         return cls(
-            dataset=str(cfg.dataset.name),
-            model=str(cfg.model.name),
-            model_params=_plain(cfg.model.get("params")),
-            model_taps=tuple(str(t) for t in taps) if taps else None,
-            weights=str(weights) if weights else None,
-            seed=int(cfg.seed),
-            method_id=str(cfg.method.id),
-            method_name=str(cfg.method.name),
-            method=_plain(cfg.method),
+            dataset=str(config.dataset.name),
+            model=config.model.name,
+            model_params=copy.deepcopy(config.model.params),
+            model_taps=config.model.taps,
+            weights=config.model.weights,
+            seed=int(config.seed),
+            method_id=config.method.id,
+            method_name=config.method.name,
+            method=copy.deepcopy(config.method.node),
             target=None if target is None else str(target),
             replacement=None if replacement is None else str(replacement),
         )
