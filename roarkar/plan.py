@@ -46,7 +46,9 @@ def model_taps(cfg: DictConfig) -> tuple[str, ...]:
     name = str(cfg.model.name)
     params = cfg.model.get("params")
     params = OmegaConf.to_container(params, resolve=True) if params else {}
-    taps = cfg.model.get("taps")  # modules tapped by hooks (model.taps), else found from its graph
+    # modules tapped by hooks (+model.taps), else found from its graph
+    taps = OmegaConf.select(cfg, "model.taps", default=None)
+    taps = tuple(str(t) for t in taps) if taps else None
     key = (name, repr(sorted(params.items())), repr(taps))
     if key not in _TAPS:
         _TAPS[key] = build_model(name, 2, taps=taps, **params).taps

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from roarkar.config import resolve
 from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model
 from roarkar.protocols.cell import run_cell
 from roarkar.protocols.context import make_context
@@ -113,12 +114,12 @@ def test_unknown_replacement_names_its_key_and_the_four():
 def test_protocol_replacement_accepts_the_four_at_the_edge(compose_cfg):
     for kind in ("mean", "zero", "blur", "linear"):
         cfg = compose_cfg(["protocol=input", f"protocol.replacement={kind}"])
-        assert ProtocolSettings.from_config(cfg).replacement == kind
+        assert ProtocolSettings.from_config(resolve(cfg)).replacement == kind
     cfg = compose_cfg(["protocol=input", "protocol.replacement=noise"])
     with pytest.raises(
         ValueError, match=r"^protocol.replacement='noise'.*mean, zero, blur, linear"
     ):
-        ProtocolSettings.from_config(cfg)
+        ProtocolSettings.from_config(resolve(cfg))
 
 
 def test_imputation_noise_is_per_image_whatever_the_batch():
@@ -156,7 +157,7 @@ def test_a_linear_input_cell_resumes_to_the_uninterrupted_history(compose_cfg, t
     """Stopped after epoch 1 and resumed from its checkpoint, a linear cell ends with the history of
     the same cell run straight through: the imputation noise is seeded per image and epoch."""
     cfg = compose_cfg(["protocol=input", "protocol.replacement=linear", "trainer.epochs.input=2"])
-    ctx = make_context(cfg, DistInfo())
+    ctx = make_context(resolve(cfg), DistInfo())
     base, base_id, _ = ensure_base_model(ctx)
     ranks = ensure_ranks(ctx, base, base_id, base_dir(ctx, base_id) / MODEL_FILE)
     straight = run_input_cell(ctx, ranks, "roar", 0.5, "id", tmp_path / "straight.pt")
