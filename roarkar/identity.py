@@ -43,6 +43,7 @@ NOT_RESULT_RELEVANT = frozenset(
     {
         "root",
         "progress",
+        "logger",
         "eval_batch_size",
         "num_workers",
         "train_list",
