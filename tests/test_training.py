@@ -17,7 +17,6 @@ from roarkar.training import (
     CheckpointMismatchError,
     NonFiniteLossError,
     TrainerSettings,
-    fit,
     load_checkpoint,
 )
 from roarkar.training.distributed import DistInfo
@@ -116,22 +115,11 @@ def test_two_process_ddp_on_gloo(tmp_path):
 
 
 def _tiny_fit(tmp_path, lr=0.05, identity="x", epochs=1):
-    from tests.tiny_training import tiny_data
+    from tests.tiny_training import fit_in_process
 
     model = build_model("small_resnet", 4, width=4)
     settings = TrainerSettings(batch_size=16, lr=lr, lr_reference_batch=16, progress=False)
-    return fit(
-        model,
-        list(model.parameters()),
-        lambda b, t, g: (b["images"], b["labels"], {}),
-        ArrayBatches(tiny_data(32), 16),
-        ArrayBatches(tiny_data(16, 1), 16),
-        settings,
-        epochs=epochs,
-        seed=0,
-        checkpoint=tmp_path / "ckpt.pt",
-        identity=identity,
-    )
+    return fit_in_process(model, settings, tmp_path / "ckpt.pt", identity=identity, epochs=epochs)
 
 
 class _FixedLogits(torch.nn.Module):

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from roarkar.models import build_model
-from roarkar.training import ArrayBatches, TrainerSettings, fit, setup
+from roarkar.training import ArrayBatches, DistInfo, FitResult, TrainerSettings, fit, setup
 
 
 def tiny_data(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -29,6 +29,36 @@ def tiny_data(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
         r, c = divmod(label, 2)
         images[i, :, r * 8 : r * 8 + 8, c * 8 : c * 8 + 8] += 1.5
     return {"images": images, "labels": labels}
+
+
+def fit_in_process(
+    model: torch.nn.Module,
+    settings: TrainerSettings,
+    checkpoint: Path,
+    *,
+    identity: str,
+    epochs: int,
+    train_size: int = 32,
+    seed: int = 0,
+    dist: DistInfo | None = None,
+    on_step=None,
+) -> FitResult:
+    """``fit`` every parameter of ``model`` on ``train_size`` tiny images (16 held out) in this
+    process: the in-process tests' run."""
+    return fit(
+        model,
+        list(model.parameters()),
+        lambda b, t, g: (b["images"], b["labels"], {}),
+        ArrayBatches(tiny_data(train_size), settings.batch_size),
+        ArrayBatches(tiny_data(16, seed=1), 16),
+        settings,
+        epochs=epochs,
+        seed=seed,
+        checkpoint=checkpoint,
+        identity=identity,
+        dist=dist,
+        on_step=on_step,
+    )
 
 
 def main() -> None:

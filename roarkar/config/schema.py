@@ -100,6 +100,7 @@ class TrainerConfig:
     channels_last: Any = MISSING  # auto | true | false
     eval_batch_size: int = field(default=MISSING, metadata=NOT_IDENTITY)
     progress: bool = field(default=MISSING, metadata=NOT_IDENTITY)
+    logger: str = field(default=MISSING, metadata=NOT_IDENTITY)  # csv | tensorboard | none
     log_every: int = field(default=50, metadata=NOT_IDENTITY)  # steps between loss reads
     epochs: StageEpochs = field(default_factory=StageEpochs)
     lr_scale: StageScales = field(default_factory=StageScales)

@@ -1,6 +1,6 @@
 """The optimisation recipe (conf/trainer/*.yaml): SGD settings, the learning rate as a pure
 function of (epoch, step) so a resumed run needs no scheduler state, and the precision and memory
-layout (autocast, channels-last) the recipe asks for on a device."""
+layout (autocast, with a gradient scaler under fp16; channels-last) the recipe asks for on a device."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["TrainerSettings", "autocast", "use_channels_last"]
+__all__ = ["TrainerSettings", "amp_dtype", "autocast", "grad_scaler", "use_channels_last"]
 
 
 @dataclass
@@ -34,6 +34,7 @@ class TrainerSettings:
     eval_batch_size: int = 256
     progress: bool = True
     log_every: int = 50  # steps between reads of the loss from the device (and NaN checks)
+    logger: str = "csv"  # training curves: csv | tensorboard | none (roarkar.training.curves)
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> TrainerSettings:
@@ -66,17 +67,31 @@ class TrainerSettings:
         )
 
 
-def autocast(settings: TrainerSettings, device: torch.device):
-    """The autocast context of ``settings.amp`` on ``device`` (bf16 on CUDA by default)."""
+def amp_dtype(settings: TrainerSettings, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``settings.amp`` on ``device``; None for float32 (auto: bf16 on CUDA,
+    off on CPU)."""
     mode = settings.amp
     if mode == "auto":
         mode = "bf16" if device.type == "cuda" else "off"
     if mode == "off":
-        return nullcontext()
+        return None
     if mode not in ("bf16", "fp16"):
         raise ValueError(f"unknown trainer.amp {settings.amp!r}: expected auto, off, bf16 or fp16")
-    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def autocast(settings: TrainerSettings, device: torch.device):
+    """The autocast context of ``settings.amp`` on ``device`` (bf16 on CUDA by default)."""
+    dtype = amp_dtype(settings, device)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(settings: TrainerSettings, device: torch.device) -> torch.amp.GradScaler | None:
+    """A loss scaler for fp16 autocast, None otherwise: fp16's narrow range flushes small
+    gradients to zero without one (bf16 has float32's range and needs none)."""
+    if amp_dtype(settings, device) != torch.float16:
+        return None
+    return torch.amp.GradScaler(device.type)
 
 
 def use_channels_last(settings: TrainerSettings, device: torch.device) -> bool:

@@ -2,7 +2,8 @@
 
 He et al. (2016) SGD recipe by default; learning rate as a pure function of (epoch, step) so a
 resumed run needs no scheduler state; a checkpoint after every epoch; DDP when the process group is
-up; bf16 autocast and channels-last memory on CUDA; evaluation on the held-out split at the final
+up; bf16 autocast and channels-last memory on CUDA (fp16 with a gradient scaler); training curves
+(:mod:`roarkar.training.curves`) next to the checkpoint; evaluation on the held-out split at the final
 epoch only (no best-epoch selection on it; docs/ARCHITECTURE.md, "Pitfalls"). The recipe is
 :mod:`roarkar.training.settings`, checkpoints :mod:`roarkar.training.checkpoint`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +24,9 @@ from tqdm.auto import tqdm
 
 from roarkar.training.batches import ArrayBatches, epoch_generator
 from roarkar.training.checkpoint import load_checkpoint, save_atomic
+from roarkar.training.curves import open_logger
 from roarkar.training.distributed import DistInfo, all_reduce_sum
-from roarkar.training.settings import TrainerSettings, autocast, use_channels_last
+from roarkar.training.settings import TrainerSettings, autocast, grad_scaler, use_channels_last
 
 __all__ = [
     "Evaluation",
@@ -78,6 +81,11 @@ def _check_finite(
             f"{desc}: loss is {value} at epoch {epoch + 1}, {where} (lr {lr:.3g}; the loss is "
             "read from the device every trainer.log_every steps)"
         )
+
+
+def _curve_row(row: dict, images_per_s: float) -> dict:
+    """One epoch of the training curves: its history entry and its throughput."""
+    return {**row, "images_per_s": images_per_s}
 
 
 def evaluate(
@@ -154,15 +162,25 @@ def fit(
         weight_decay=settings.weight_decay,
         nesterov=settings.nesterov,
     )
+    scaler = grad_scaler(settings, device)
     history: list[dict] = []
+    throughput: list[float] = []  # images/s per epoch: for the curves only, never in the history
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, identity)
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         history = list(state["history"])
+        throughput = list(state.get("throughput") or [math.nan] * len(history))
         start_epoch = int(state["epoch"])
         log.info("resuming %s from %s at epoch %d", desc, checkpoint, start_epoch)
+    curves = open_logger(
+        settings.logger,
+        checkpoint.parent if checkpoint is not None and dist.is_main else None,
+        [_curve_row(row, speed) for row, speed in zip(history, throughput, strict=True)],
+    )
 
     model = net
     if dist.enabled:
@@ -194,6 +212,7 @@ def fit(
         totals = torch.zeros(4, dtype=torch.float64, device=device)
         checked = [0.0] * 4
         first_unchecked = 0
+        started = time.perf_counter()
         for step, batch in enumerate(train.train_epoch(seed, epoch)):
             if on_step is not None:
                 on_step(epoch * steps + step)
@@ -205,8 +224,13 @@ def fit(
                 logits = model(inputs, **kwargs)
                 loss = criterion(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:  # fp16: the step is skipped (and the scale lowered) when a gradient overflowed
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             with torch.no_grad():
                 loss = loss.detach()
                 totals[0] += loss.double() * len(targets)
@@ -222,6 +246,7 @@ def fit(
         totals = checked
         if dist.enabled:
             totals = all_reduce_sum(torch.tensor(checked, dtype=torch.float64), dist).tolist()
+        throughput.append(totals[2] / max(time.perf_counter() - started, 1e-9))
         history.append(
             {
                 "epoch": epoch + 1,
@@ -230,6 +255,9 @@ def fit(
                 "lr": lr,
             }
         )
+        # curves first: a kill before the checkpoint redoes the epoch, and the logger drops the
+        # row it wrote for it (csv rewritten from the checkpoint's rows, tensorboard purge_step)
+        curves.log(_curve_row(history[-1], throughput[-1]))
         if checkpoint is not None and dist.is_main:
             save_atomic(
                 {
@@ -237,11 +265,14 @@ def fit(
                     "epoch": epoch + 1,
                     "net": net.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
                     "history": history,
+                    "throughput": throughput,
                 },
                 checkpoint,
             )
     bar.close()
+    curves.close()
     if dist.enabled:  # BatchNorm statistics drift per rank after the last step: use rank 0's
         for buffer in net.buffers():
             torch.distributed.broadcast(buffer, 0)
