@@ -26,6 +26,7 @@ TASKS = (
     "sbatch",
     "precompute",
     "perturbation",
+    "leak",
 )
 
 
@@ -66,6 +67,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         from roarkar.metrics.run import run_perturbation
 
         return run_perturbation(cfg)
+    if task == "leak":
+        from roarkar.leak import run_leak
+
+        return run_leak(cfg, overrides)
     if task == "sbatch":
         from roarkar.cluster.sbatch import run_sbatch_dry_run
 

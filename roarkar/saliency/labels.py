@@ -35,6 +35,8 @@ def method_label(method: str) -> str:
     if name not in available():
         return method
     params = conf.get("params") or {}
+    if name == "blurred":  # a blur control names what it blurs: "Blurred Ground Truth"
+        return f"{describe(name).label} {method_label(str(params.get('inner', 'gradient')))}"
     suffix = "".join(s for (k, v), s in _SUFFIX.items() if str(params.get(k)) == v)
     return describe(name).label + (suffix or f" ({method})")
 

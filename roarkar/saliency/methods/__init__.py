@@ -1,6 +1,7 @@
 """Saliency method implementations; importing a module registers its methods."""
 
 from roarkar.saliency.methods import (
+    blurred,
     cams,
     controls,
     edges,
@@ -13,6 +14,7 @@ from roarkar.saliency.methods import (
 )
 
 __all__ = [
+    "blurred",
     "cams",
     "controls",
     "edges",
