@@ -59,7 +59,7 @@ def test_blurred_follows_its_inner_method(model):
         gt.saliency(torch.zeros(1, 3, 32, 32))
     with pytest.raises(ValueError, match="sigma"):
         S.create("blurred", model, sigma=-1.0)
-    with pytest.raises(ValueError, match="unknown saliency method"):
+    with pytest.raises(ValueError, match="is not a known saliency method"):
         S.create("blurred", model, inner="no_such_method")
     smooth = S.create(
         "blurred",

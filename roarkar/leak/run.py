@@ -59,6 +59,7 @@ def study_leak_table(
     """:func:`leak_table` of every dataset and seed of ``cfg.study``'s input protocol, with
     ``dataset``, ``model`` and ``seed`` columns first (base models trained or found as the cells
     do; Hydra must be initialised, as in ``@hydra.main``)."""
+    from roarkar.config import resolve
     from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model
     from roarkar.protocols.context import make_context
     from roarkar.protocols.precompute import ensure_ranks
@@ -70,7 +71,7 @@ def study_leak_table(
     frames = []
     for (dataset, seed), by_method in _input_configs(cfg, overrides).items():
         first = next(iter(by_method.values()))
-        ctx = make_context(first, dist)
+        ctx = make_context(resolve(first), dist)
         if ctx.streaming:
             raise ValueError(
                 f"task=leak: {dataset} is streamed from its shards; set dataset.train_size and "
@@ -81,7 +82,7 @@ def study_leak_table(
         ranks = {}
         for method, cell in by_method.items():
             started = time.time()
-            ranks[method] = ensure_ranks(ctx.for_config(cell), base, base_id, weights)
+            ranks[method] = ensure_ranks(ctx.for_config(resolve(cell)), base, base_id, weights)
             log.info("leak: %s ranks on %s in %.1f s", method, dataset, time.time() - started)
         labels = {"train": ctx.train.labels, "val": ctx.val.labels}
         table = leak_table(
