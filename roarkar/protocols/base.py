@@ -12,7 +12,14 @@ from omegaconf import OmegaConf
 from roarkar.files import atomic_write
 from roarkar.identity import base_identity, file_sha256
 from roarkar.models import TappedNet, build_model
-from roarkar.models.weights import classes_in, load_into, read_state_dict
+from roarkar.models.weights import (
+    classes_in,
+    link_model_file,
+    load_into,
+    read_state_dict,
+    shared_model_file,
+    weights_identity,
+)
 from roarkar.protocols.context import Context
 from roarkar.store import file_lock, git_commit, read_result, write_json_atomic
 from roarkar.training import CheckpointMismatchError, evaluate, fit
@@ -21,6 +28,7 @@ from roarkar.training.distributed import barrier, broadcast_object
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
+SHARED_WEIGHTS = "_weights"  # models/_weights/<sha256>-<model>.pt: one per weights file and model
 
 
 def new_model(ctx: Context) -> TappedNet:
@@ -67,15 +75,18 @@ def plain_prepare(ctx: Context):
     return prepare
 
 
-def load_model_file(path: Path, identity: str, model: TappedNet) -> TappedNet:
-    """Load weights saved by :func:`ensure_base_model`, refusing another run's or model's file."""
+def load_model_file(
+    path: Path, identity: str, model: TappedNet, shared: str | None = None
+) -> TappedNet:
+    """Load weights saved by :func:`ensure_base_model`, refusing another run's or model's file
+    (``shared``: the identity of the shared copy of a weights file, accepted too)."""
     try:  # weights_only: a file that would run code when unpickled is refused, not executed
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, foreign or crafted file
         raise CheckpointMismatchError(f"cannot read model file {path}: {exc}") from exc
     if (
         not isinstance(state, dict)
-        or state.get("identity") != identity
+        or state.get("identity") not in (identity, shared)
         or state.get("model") != model.name
     ):
         found = (
@@ -123,13 +134,18 @@ def _save_base(
     true_class_score: float,
     warnings: list[str],
     started: float,
+    shared: Path | None = None,
     **how: object,
 ) -> None:
-    """Write a finished base model: ``model.pt`` (atomic) and its ``result.json``; ``how`` says
-    how it was made (seed and history when trained, the weights file when loaded)."""
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    with atomic_write(directory / MODEL_FILE) as tmp:
-        torch.save({"identity": base_id, "model": model.name, "state_dict": state}, tmp)
+    """Write a finished base model: ``model.pt`` (atomic; a link to ``shared``, the one copy
+    of a weights file, when given) and its ``result.json``; ``how`` says how it was made (seed
+    and history when trained, the weights file when loaded)."""
+    if shared is not None:
+        link_model_file(shared, directory / MODEL_FILE)
+    else:
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        with atomic_write(directory / MODEL_FILE) as tmp:
+            torch.save({"identity": base_id, "model": model.name, "state_dict": state}, tmp)
     write_json_atomic(
         directory / "result.json",
         {
@@ -179,6 +195,9 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
         log.warning("BASE MODEL UNFIT for a study (weights %s): %s", source, w)
     if not ctx.dist.is_main:
         return
+    sha256 = file_sha256(source, "model.weights", "a weights file")
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    shared = shared_model_file(ctx.results / "models" / SHARED_WEIGHTS, sha256, model.name, state)
     _save_base(
         ctx,
         directory,
@@ -188,8 +207,10 @@ def _from_weights_file(ctx: Context, base_id: str, directory: Path) -> None:
         true_class_score=held_out.true_class_score,
         warnings=warnings,
         started=started,
+        shared=shared,
         weights_file=str(source),
-        weights_sha256=file_sha256(source, "model.weights", "a weights file"),
+        weights_sha256=sha256,
+        shared_model_file=str(shared),
         history=[],
     )
     log.info("base model from %s: held-out accuracy %.4f", source, accuracy)
@@ -249,7 +270,12 @@ def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
                 )
                 (directory / "checkpoint.pt").unlink(missing_ok=True)
             barrier(ctx.dist)
-        model = load_model_file(path, base_id, new_model(ctx))
+        shared = (
+            weights_identity(file_sha256(Path(str(ctx.spec.weights)).expanduser(), "model.weights"))
+            if ctx.spec.weights
+            else None
+        )
+        model = load_model_file(path, base_id, new_model(ctx), shared)
     finally:
         if lock:
             lock.__exit__(None, None, None)
