@@ -96,6 +96,8 @@ def _relative(path: str, root: str) -> tuple[str, bool]:
 
 
 def _content(path: str) -> str:
+    """SHA-256 of a file, read now (not ``identity.file_sha256``: its memo by size and time is
+    exactly what ``verify=content`` must not trust)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
