@@ -99,3 +99,22 @@ def test_list_entries_and_symlinks_outside_the_root(tmp_path, caplog):
         prepare({**conf, "allow_outside_root": False}, tmp_path / "fresh")
     assert not list((tmp_path / "fresh").glob("c-*/dataset.json"))
     assert len(load_split(info, "train").labels) == 4
+
+
+def test_a_places365_entry_climbing_out_of_its_folder_is_counted(tmp_path, caplog):
+    root = tmp_path / "deep" / "er" / "places"
+    (root / "categories_places365.txt").parent.mkdir(parents=True)
+    (root / "categories_places365.txt").write_text("/a/abbey 0\n/b/beach 1\n")
+    for c in ("a/abbey", "b/beach"):
+        png(root / "data_256" / c / "0.png")
+    png(tmp_path / "x.png")
+    lines = "/a/abbey/0.png 0\n/b/beach/0.png 1\n/../../../../x.png 1\n"
+    (root / "places365_train_standard.txt").write_text(lines)
+    for i in range(2):
+        png(root / "val_256" / f"v{i}.png")
+    (root / "places365_val.txt").write_text("v0.png 0\nv1.png 1\n")
+    conf = {"name": "p", "kind": "places365", "root": str(root), "image_size": 8}
+    with caplog.at_level(logging.WARNING):
+        info = prepare(conf, tmp_path / "data")
+    assert "1 listed file(s) lie outside dataset.root" in caplog.text
+    assert info.source["outside_root"] == {"count": 1, "files": ["../../../x.png"]}
