@@ -219,6 +219,10 @@ class DatasetKeys:
     # published split sizes, for the dry run's cost estimate only
     nominal_train_size: Optional[int] = field(default=None, metadata=NOT_IDENTITY)  # noqa: UP045
     nominal_val_size: Optional[int] = field(default=None, metadata=NOT_IDENTITY)  # noqa: UP045
+    # how the source tree is checked, not what the images are (roarkar.data.fingerprint)
+    verify: str = field(default="stat", metadata=NOT_IDENTITY)  # stat | content
+    allow_outside_root: bool = field(default=True, metadata=NOT_IDENTITY)
+    allow_class_mismatch: bool = field(default=False, metadata=NOT_IDENTITY)
 
 
 @dataclass

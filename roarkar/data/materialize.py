@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from roarkar.data import convert, sources, synthetic
+from roarkar.data import convert, fingerprint, sources, synthetic
 from roarkar.data.kinds import KINDS, resolve_root
 from roarkar.data.shards import (
     FORMAT_VERSION,
@@ -58,8 +58,11 @@ DEFAULT_SHARD_SIZE = 1000
 
 def content_hash(cfg: Mapping[str, Any], format_version: int = FORMAT_VERSION) -> str:
     """Eight hex digits naming a dataset's shard directory (``roarkar.identity``'s dataset content
-    hash at this shard format version)."""
-    return dataset_content_hash(cfg, format_version)
+    hash at this shard format version); how the source is checked (``verify``,
+    ``allow_outside_root``, ``allow_class_mismatch``: fields marked ``identity: False`` in
+    ``roarkar.config.schema.DatasetKeys``) is left out with every key that is not a result.
+    ``dataset.rebuild`` enters it: another value, other shards."""
+    return dataset_content_hash(to_plain(cfg), format_version)
 
 
 def dataset_dir(cfg: Mapping[str, Any], data_root: str | Path) -> Path:
@@ -120,24 +123,78 @@ def prepare(cfg: Mapping[str, Any], data_root: str | Path) -> DatasetInfo:
         generator = plain.get("generator")
         synthetic.class_names(str(generator), **_generator_params(plain))  # validate before locking
     out = dataset_dir(plain, data_root)
+    # image files: listed (and fingerprinted) on every prepare; arrays: read only to convert
     found = _find(out)
-    if found is not None:
+    if found is not None and source == "files" and _tree_absent(plain, found):
         return found
+    real = sources.read_source(plain, plain["kind"]) if source == "files" else None
+    if found is not None:
+        return _checked(found, plain, real)
     out.parent.mkdir(parents=True, exist_ok=True)
     _warn_old_format(plain, out.parent)
     with file_lock(out.parent / f"{out.name}.lock"):
         found = _find(out)  # another process may have finished while we waited
         if found is not None:
-            return found
+            return _checked(found, plain, real)
+        tree = _fingerprint(plain, real, out, mode=fingerprint.verify_mode(plain))
         partial = out.parent / f".{out.name}.partial"  # kept on failure: the next attempt resumes
         partial.mkdir(exist_ok=True)
-        info = _build(plain, source, partial)
+        info = _build(plain, source, partial, real, tree)
         info.root = out
         if out.exists():  # an incomplete earlier attempt of the old layout
             shutil.rmtree(out)
         os.rename(partial, out)
     log.info("prepared %s in %s", plain.get("name"), out)
     return load_info(out)
+
+
+def _fingerprint(
+    plain: Mapping[str, Any], real: sources.RealSource | None, out: Path, mode: str
+) -> fingerprint.Fingerprint | None:
+    """The source tree of an image-file dataset, fingerprinted; files outside its root warned
+    about or refused (arrays and generated data: None)."""
+    if real is None or real.items is None:
+        return None
+    assert real.root is not None
+    tree = fingerprint.fingerprint(real.root, real.files(), mode, desc=str(plain.get("name")))
+    fingerprint.check_outside(tree, plain, out)
+    return tree
+
+
+def _tree_absent(plain: Mapping[str, Any], found: DatasetInfo) -> bool:
+    """True, with a warning, when ``dataset.root`` is unset or missing but its shards are found
+    (a machine that holds the shards, not the source): they are used unchecked."""
+    root = plain.get("root")
+    if root not in (None, "", "???") and Path(str(root)).expanduser().exists():
+        return False
+    log.warning(
+        "%s: dataset.root=%s is not here, so the shards in %s are used without checking that "
+        "they came from it",
+        plain.get("name"),
+        root,
+        found.root,
+    )
+    return True
+
+
+def _checked(
+    found: DatasetInfo, plain: Mapping[str, Any], real: sources.RealSource | None
+) -> DatasetInfo:
+    """``found`` if it was converted from the source tree ``real`` lists (by the mode it was
+    recorded in), else :class:`roarkar.data.fingerprint.SourceChangedError`."""
+    mode = (found.source or {}).get("verify") or fingerprint.verify_mode(plain)
+    tree = _fingerprint(plain, real, found.root, mode)
+    if tree is not None:
+        assert real is not None and real.root is not None
+        fingerprint.check_source(
+            found.source,
+            found.root,
+            tree,
+            name=str(plain.get("name")),
+            root=real.root,
+            rebuild=plain.get("rebuild"),
+        )
+    return found
 
 
 def _generator_params(plain: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,8 +210,15 @@ def _require(plain: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def _build(plain: dict[str, Any], source: str, directory: Path) -> DatasetInfo:
-    """Write both splits and ``dataset.json`` into ``directory`` (``source``: the kind's)."""
+def _build(
+    plain: dict[str, Any],
+    source: str,
+    directory: Path,
+    real: sources.RealSource | None = None,
+    tree: fingerprint.Fingerprint | None = None,
+) -> DatasetInfo:
+    """Write both splits and ``dataset.json`` into ``directory`` (``source``: the kind's; ``real``
+    what a real dataset is made from, ``tree`` its source files' fingerprint, recorded)."""
     name = str(plain["name"])
     image_size = int(_require(plain, "image_size"))
     shard_size = int(plain.get("shard_size") or DEFAULT_SHARD_SIZE)
@@ -171,7 +235,9 @@ def _build(plain: dict[str, Any], source: str, directory: Path) -> DatasetInfo:
         has_relevance = True
         order = f"generated (labels drawn i.i.d. from seed {int(plain.get('seed') or 0)})"
     else:
-        names, tasks = sources.real_tasks(plain, plain["kind"], directory, image_size, shard_size)
+        real = real or sources.read_source(plain, plain["kind"])
+        names = real.names
+        tasks = sources.real_tasks(real, plain, directory, image_size, shard_size)
         seed = int(plain.get("shuffle_seed") or 0)
         workers = int(plain.get("workers") or 1)
         if workers < 1:
@@ -205,7 +271,10 @@ def _build(plain: dict[str, Any], source: str, directory: Path) -> DatasetInfo:
         config=plain,
         order=order,
         skipped=len(skipped),
+        source=None if tree is None else tree.record(),
     )
+    if tree is not None:
+        fingerprint.write_entries(tree, directory)
     write_info(info, directory)
     return info
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_EXT = "(" + ", ".join(IMAGE_EXTENSIONS) + "): remove it or add its images"
 
 
 class UpscaledImageWarning(UserWarning):
@@ -39,10 +40,12 @@ class CorruptImageError(ValueError):
 
 @dataclass
 class Listing:
-    """What a real layout holds: per split ``[(path, label)]`` and the class names."""
+    """What a real layout holds: per split ``[(path, label)]``, the class names and the list
+    files it read (``meta``: they enter the source fingerprint, :mod:`roarkar.data.fingerprint`)."""
 
     samples: dict[str, list[tuple[Path, int]]]
     class_names: list[str]
+    meta: list[Path] = field(default_factory=list)
 
 
 def need_dir(path: Path, key: str, expected: str) -> None:
@@ -101,9 +104,10 @@ def list_imagefolder(root: Path, cfg: Mapping[str, Any]) -> Listing:
                 raise ValueError(
                     f"dataset.root={root}: class folder {cdir} is not in {split_dirs['train']}"
                 )
-            for f in sorted(cdir.iterdir()):
-                if f.suffix.lower() in IMAGE_EXTENSIONS:
-                    found.append((f, index[cdir.name]))
+            files = [f for f in sorted(cdir.iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS]
+            if not files:
+                raise ValueError(f"dataset.root={root}: class folder {cdir} holds no images {_EXT}")
+            found += [(f, index[cdir.name]) for f in files]
         samples[s] = found
     return Listing(samples, classes)
 
@@ -130,7 +134,7 @@ def list_places365(root: Path, cfg: Mapping[str, Any]) -> Listing:
     if sorted(names) != list(range(len(names))):
         raise ValueError(f"dataset.categories={cats}: class indices are not 0..{len(names) - 1}")
     class_names = [names[i] for i in range(len(names))]
-    samples = {}
+    samples, meta = {}, [cats]
     for s, list_key, list_default, dir_key, dir_default in (
         ("train", "train_list", "places365_train_standard.txt", "train_dir", "data_256"),
         ("val", "val_list", "places365_val.txt", "val_dir", "val_256"),
@@ -140,14 +144,15 @@ def list_places365(root: Path, cfg: Mapping[str, Any]) -> Listing:
         base = root / str(cfg.get(dir_key) or dir_default)
         need_dir(base, f"dataset.{dir_key}", f"the images listed in {lst.name}")
         samples[s] = _read_list(lst, f"dataset.{list_key}", base, len(class_names))
-    return Listing(samples, class_names)
+        meta.append(lst)
+    return Listing(samples, class_names, meta)
 
 
 def list_cowc(root: Path, cfg: Mapping[str, Any]) -> Listing:
     """COWC-style list files ``relative/path.png label`` per split, paths relative to ``root``."""
     need_dir(root, "dataset.root", "a folder with the COWC patches and train/val list files")
     num_classes = cfg.get("num_classes")
-    samples = {}
+    samples, meta = {}, []
     for s in ("train", "val"):
         key = f"{s}_list"
         lst = root / str(cfg.get(key) or f"{s}.txt")
@@ -155,10 +160,11 @@ def list_cowc(root: Path, cfg: Mapping[str, Any]) -> Listing:
         samples[s] = _read_list(
             lst, f"dataset.{key}", root, None if num_classes is None else int(num_classes)
         )
+        meta.append(lst)
     labels = [lab for s in samples.values() for _, lab in s]
     n = int(num_classes) if num_classes is not None else (max(labels) + 1 if labels else 0)
     names = cfg.get("class_names")
-    return Listing(samples, [str(c) for c in names] if names else [str(i) for i in range(n)])
+    return Listing(samples, [str(c) for c in names] if names else [str(i) for i in range(n)], meta)
 
 
 def release_dir(root: Path, name: str) -> Path:
@@ -185,6 +191,8 @@ def list_tiny_imagenet(root: Path, cfg: Mapping[str, Any]) -> Listing:
         folder = root / "train" / w / "images"
         need_dir(folder, "dataset.root", f"the training images of {w} (listed in {wnids_file})")
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise ValueError(f"dataset.root={root}: class folder {folder} holds no images {_EXT}")
         train += [(f, index[w]) for f in files]
     extra = sorted({p.name for p in (root / "train").iterdir() if p.is_dir()} - set(index))
     if extra:
@@ -202,7 +210,7 @@ def list_tiny_imagenet(root: Path, cfg: Mapping[str, Any]) -> Listing:
                 f"got {line!r}"
             )
         val.append((root / "val" / "images" / parts[0].strip(), index[parts[1].strip()]))
-    return Listing({"train": train, "val": val}, classes)
+    return Listing({"train": train, "val": val}, classes, [wnids_file, notes])
 
 
 def load_image(path: Path, image_size: int, resize: int | None) -> np.ndarray:
@@ -212,13 +220,28 @@ def load_image(path: Path, image_size: int, resize: int | None) -> np.ndarray:
     check_resize(image_size, resize)
     try:
         with Image.open(path) as im:
-            return fit_image(im.convert("RGB"), image_size, resize, str(path))
+            return fit_image(as_rgb(im, path), image_size, resize, str(path))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         # PIL: UnidentifiedImageError (an OSError), "image file is truncated", bad headers
         raise CorruptImageError(
             f"image {path} cannot be decoded ({type(e).__name__}: {e}); fix or remove it, or set "
             "dataset.skip_corrupt=true to leave such images out (listed in skipped.json)"
         ) from e
+
+
+def as_rgb(im: Image.Image, path: Path) -> Image.Image:
+    """An image as 8-bit RGB; 16-bit grey (``I;16*``, or ``I`` within 0..65535) scaled to
+    0..255 (PIL's ``convert`` clips it to white); other wide modes refused, naming the file."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        arr = np.asarray(im)
+        if im.mode == "F" or arr.min() < 0 or arr.max() > 65535:
+            raise CorruptImageError(
+                f"image {path} has {im.mode} pixels in {arr.min()}..{arr.max()}, not 8- or 16-bit "
+                "integers; convert it to 8-bit RGB first"
+            )
+        scaled = (arr.astype(np.uint32) * 255 + 32767) // 65535  # round(v * 255 / 65535)
+        return Image.fromarray(scaled.astype(np.uint8)).convert("RGB")
+    return im.convert("RGB")
 
 
 def check_resize(image_size: int, resize: int | None) -> int:

@@ -62,6 +62,7 @@ class DatasetInfo:
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     order: str = ""
     skipped: int = 0
+    source: dict[str, Any] | None = None  # real data: the source tree's record (fingerprint.py)
 
     def shard_paths(self, split: str) -> list[Path]:
         """The shard files of ``split`` in sample order."""
@@ -194,6 +195,7 @@ def info_to_json(info: DatasetInfo) -> dict[str, Any]:
         "order": info.order,
         "skipped": info.skipped,
         "complete": True,
+        **({"source": info.source} if info.source is not None else {}),
     }
 
 
@@ -259,6 +261,7 @@ def load_info(root: str | Path, *, check_files: bool = True) -> DatasetInfo:
         config=doc.get("config", {}),
         order=str(doc.get("order", "")),
         skipped=int(doc.get("skipped", 0)),
+        source=doc.get("source"),
     )
     if check_files:
         for split in SPLITS:

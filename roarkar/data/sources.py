@@ -4,7 +4,9 @@ normalisation statistics."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +30,34 @@ def limit_samples(items: list[Any], size: Any, split: str, seed: int = 0) -> lis
     return [items[i] for i in sorted(order.tolist())]
 
 
-def real_tasks(
-    plain: dict[str, Any], kind: str, directory: Path, image_size: int, shard_size: int
-) -> tuple[list[str], list[convert.ShardTask]]:
-    """The class names and the shard tasks of both splits of a real dataset (files or arrays)."""
-    arrays = listing = None
+@dataclass
+class RealSource:
+    """What a real dataset's shards are made from: class names and, per split, the chosen
+    ``(path, label)`` items of an image-file layout (``root``: its resolved root, ``meta``: the
+    list files it read) or the chosen indices of an array release (``arrays``)."""
+
+    names: list[str]
+    items: dict[str, list[tuple[Path, int]]] | None = None
+    root: Path | None = None
+    meta: list[Path] = field(default_factory=list)
+    arrays: Any = None
+    keep: dict[str, list[int]] = field(default_factory=dict)
+
+    def files(self) -> list[Path]:
+        """Every file the conversion reads: the chosen images and the layout's list files."""
+        assert self.items is not None
+        return [p for items in self.items.values() for p, _ in items] + list(self.meta)
+
+
+def read_source(plain: Mapping[str, Any], kind: str) -> RealSource:
+    """List a real dataset (files or arrays), check its classes, choose each split's samples."""
     spec = KINDS.get(kind)
     if spec.source == "arrays":
         arrays = spec.read(plain, lambda: resolve_root(plain, kind))
         names = arrays.class_names
     elif spec.source == "files":
-        listing = spec.read(resolve_root(plain, kind), plain)  # checks its paths first
+        root = resolve_root(plain, kind)
+        listing = spec.read(root, plain)  # checks its paths first
         for s, items in listing.samples.items():
             if not items:
                 raise FileNotFoundError(f"dataset.root={plain.get('root')}: no {s} images found")
@@ -51,6 +70,53 @@ def real_tasks(
             f"dataset.num_classes={expected} but dataset.root={plain.get('root')} has "
             f"{len(names)} classes; set dataset.num_classes={len(names)} (or null)"
         )
+    if spec.source == "arrays":
+        keep = {
+            s: limit_samples(list(range(len(arrays.labels[s]))), plain.get(f"{s}_size"), s)
+            for s in ("train", "val")
+        }
+        return RealSource(names, arrays=arrays, keep=keep)
+    check_classes(listing.samples, names, plain)
+    items = {
+        s: limit_samples(listing.samples[s], plain.get(f"{s}_size"), s) for s in ("train", "val")
+    }
+    return RealSource(names, items, root, list(listing.meta))
+
+
+def check_classes(
+    samples: Mapping[str, list[tuple[Path, int]]], names: list[str], plain: Mapping[str, Any]
+) -> None:
+    """Every class has train and val images: else an error naming the classes, or a warning
+    listing them with ``dataset.allow_class_mismatch=true``."""
+    problems = []
+    for split in ("train", "val"):
+        present = {label for _, label in samples[split]}
+        absent = [names[i] for i in range(len(names)) if i not in present]
+        if absent:
+            more = f" (+{len(absent) - 10} more)" if len(absent) > 10 else ""
+            problems.append(f"{len(absent)} class(es) have no {split} images: {absent[:10]}{more}")
+    if not problems:
+        return
+    what = f"dataset {plain.get('name')!r} at dataset.root={plain.get('root')}: " + "; ".join(
+        problems
+    )
+    if plain.get("allow_class_mismatch") in (True, "true", "True", 1):
+        warnings.warn(f"{what} (dataset.allow_class_mismatch=true)", stacklevel=2)
+        return
+    raise ValueError(
+        f"{what}; fix the tree (or its list files), or pass +dataset.allow_class_mismatch=true "
+        "to go on with them"
+    )
+
+
+def real_tasks(
+    source: RealSource,
+    plain: Mapping[str, Any],
+    directory: Path,
+    image_size: int,
+    shard_size: int,
+) -> list[convert.ShardTask]:
+    """The shard tasks of both splits of a real dataset (files or arrays)."""
     how = {
         "image_size": image_size,
         "resize": plain.get("resize"),
@@ -59,9 +125,8 @@ def real_tasks(
     }
     tasks = []
     for split in ("train", "val"):
-        size = plain.get(f"{split}_size")
-        if arrays is not None:
-            keep = limit_samples(list(range(len(arrays.labels[split]))), size, split)
+        if source.arrays is not None:
+            arrays, keep = source.arrays, source.keep[split]
             tasks += convert.plan_array_tasks(
                 directory,
                 split,
@@ -71,16 +136,16 @@ def real_tasks(
                 **how,
             )
         else:
-            assert listing is not None
+            assert source.items is not None and source.root is not None
             tasks += convert.plan_tasks(
                 directory,
                 split,
-                limit_samples(listing.samples[split], size, split),
-                resolve_root(plain, kind),
+                source.items[split],
+                source.root,
                 skip_corrupt=bool(plain.get("skip_corrupt", False)),
                 **how,
             )
-    return names, tasks
+    return tasks
 
 
 def fixed_stats(

@@ -3,18 +3,31 @@ files, a ``state_dict`` a user saved, or a roarkar ``model.pt``.
 
 Loading never runs code from the file (``weights_only=True``). The file's identity is its content
 (SHA-256, see ``roarkar.identity.model_identity``), not its path: the same weights anywhere are the
-same base model, other weights another.
+same base model, other weights another. The loaded network is saved once per content hash and
+model (``shared_model_file``), and every base model made from it (one per dataset subset) links
+that one file (``link_model_file``) instead of holding its own copy.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["classes_in", "load_into", "read_state_dict"]
+from roarkar.files import atomic_write, file_lock
+
+__all__ = [
+    "classes_in",
+    "link_model_file",
+    "load_into",
+    "read_state_dict",
+    "shared_model_file",
+    "weights_identity",
+]
 
 #: Prefixes other tools put before a network's own keys (DDP, roarkar's TappedNet, Lightning).
 _PREFIXES = ("module.", "net.", "model.")
@@ -78,3 +91,36 @@ def load_into(net: nn.Module, state: dict[str, Tensor], path: str | Path) -> Non
             + "; ".join(parts)
         )
     net.load_state_dict(state)
+
+
+def weights_identity(sha256: str) -> str:
+    """The identity a shared model file records: the weights file's content, not a base model
+    (every dataset subset's base model of those weights links the same file)."""
+    return f"weights:{sha256}"
+
+
+def shared_model_file(store: Path, sha256: str, model: str, state: dict[str, Tensor]) -> Path:
+    """``store/<sha256>-<model>.pt``, the one saved copy of ``model`` loaded from the weights
+    file of content ``sha256`` (a roarkar model file: identity, model, state_dict), written once
+    (atomically, under a lock) and kept."""
+    store.mkdir(parents=True, exist_ok=True)
+    path = store / f"{sha256}-{model}.pt"
+    with file_lock(store / f".{path.name}.lock"):
+        if not path.is_file():
+            with atomic_write(path) as tmp:
+                torch.save(
+                    {"identity": weights_identity(sha256), "model": model, "state_dict": state}, tmp
+                )
+    return path
+
+
+def link_model_file(shared: Path, dest: Path) -> None:
+    """``dest`` as a hard link to ``shared`` (a copy where the file system has no links),
+    replacing ``dest`` atomically."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(shared, tmp)
+    except OSError:  # another file system, or links not allowed: one copy more
+        shutil.copyfile(shared, tmp)
+    os.replace(tmp, dest)

@@ -11,7 +11,14 @@ import torch
 from roarkar.files import atomic_write
 from roarkar.identity import base_identity, file_sha256
 from roarkar.models import TappedNet, build_model
-from roarkar.models.weights import classes_in, load_into, read_state_dict
+from roarkar.models.weights import (
+    classes_in,
+    link_model_file,
+    load_into,
+    read_state_dict,
+    shared_model_file,
+    weights_identity,
+)
 from roarkar.protocols.context import Context
 from roarkar.store import Artifact, file_lock, git_commit
 from roarkar.training import CheckpointMismatchError, evaluate, fit
@@ -20,6 +27,7 @@ from roarkar.training.distributed import barrier, broadcast_object
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
+SHARED_WEIGHTS = "_weights"  # models/_weights/<sha256>-<model>.pt: one per weights file and model
 
 
 def new_model(ctx: Context) -> TappedNet:
@@ -54,15 +62,18 @@ def plain_prepare(ctx: Context):
     return prepare
 
 
-def load_model_file(path: Path, identity: str, model: TappedNet) -> TappedNet:
-    """Load weights saved by :func:`ensure_base_model`, refusing another run's or model's file."""
+def load_model_file(
+    path: Path, identity: str, model: TappedNet, shared: str | None = None
+) -> TappedNet:
+    """Load weights saved by :func:`ensure_base_model`, refusing another run's or model's file
+    (``shared``: the identity of the shared copy of a weights file, accepted too)."""
     try:  # weights_only: a file that would run code when unpickled is refused, not executed
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, foreign or crafted file
         raise CheckpointMismatchError(f"cannot read model file {path}: {exc}") from exc
     if (
         not isinstance(state, dict)
-        or state.get("identity") != identity
+        or state.get("identity") not in (identity, shared)
         or state.get("model") != model.name
     ):
         found = (
@@ -115,13 +126,20 @@ def _save_base(
     true_class_score: float,
     warnings: list[str],
     started: float,
+    shared: Path | None = None,
     **how: object,
 ) -> None:
-    """Write a finished base model: ``model.pt`` (atomic), then its ``result.json`` record; ``how``
-    says how it was made (seed and history when trained, the weights file when loaded)."""
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    with atomic_write(artifact.directory / MODEL_FILE) as tmp:
-        torch.save({"identity": artifact.identity, "model": model.name, "state_dict": state}, tmp)
+    """Write a finished base model: ``model.pt`` (atomic; a link to ``shared``, the one copy
+    of a weights file, when given), then its ``result.json`` record; ``how`` says how it was made
+    (seed and history when trained, the weights file when loaded)."""
+    if shared is not None:
+        link_model_file(shared, artifact.directory / MODEL_FILE)
+    else:
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        with atomic_write(artifact.directory / MODEL_FILE) as tmp:
+            torch.save(
+                {"identity": artifact.identity, "model": model.name, "state_dict": state}, tmp
+            )
     artifact.write_record(
         {
             "status": "ok",
@@ -168,6 +186,9 @@ def _from_weights_file(ctx: Context, artifact: Artifact) -> None:
         log.warning("BASE MODEL UNFIT for a study (weights %s): %s", source, w)
     if not ctx.dist.is_main:
         return
+    sha256 = file_sha256(source, "model.weights", "a weights file")
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    shared = shared_model_file(ctx.results / "models" / SHARED_WEIGHTS, sha256, model.name, state)
     _save_base(
         ctx,
         artifact,
@@ -176,8 +197,10 @@ def _from_weights_file(ctx: Context, artifact: Artifact) -> None:
         true_class_score=held_out.true_class_score,
         warnings=warnings,
         started=started,
+        shared=shared,
         weights_file=str(source),
-        weights_sha256=file_sha256(source, "model.weights", "a weights file"),
+        weights_sha256=sha256,
+        shared_model_file=str(shared),
         history=[],
     )
     log.info("base model from %s: held-out accuracy %.4f", source, accuracy)
@@ -239,7 +262,12 @@ def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
                 )
                 (directory / "checkpoint.pt").unlink(missing_ok=True)
             barrier(ctx.dist)
-        model = load_model_file(directory / MODEL_FILE, base_id, new_model(ctx))
+        shared = (
+            weights_identity(file_sha256(Path(str(ctx.spec.weights)).expanduser(), "model.weights"))
+            if ctx.spec.weights
+            else None
+        )
+        model = load_model_file(directory / MODEL_FILE, base_id, new_model(ctx), shared)
     finally:
         if lock:
             lock.__exit__(None, None, None)
