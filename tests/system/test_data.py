@@ -26,7 +26,7 @@ from roarkar.data import (
     prepare,
 )
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 
 
 def tiny(generator: str = "synth_objects", **over) -> dict:

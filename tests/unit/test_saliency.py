@@ -13,8 +13,7 @@ from torch import nn
 import roarkar.saliency as S
 from roarkar.models import TAPS, TappedNet, build_model, fused
 from roarkar.saliency.base import HookSet, SaliencyMethod
-
-from .conftest import randomize_batchnorm
+from tests.conftest import randomize_batchnorm
 
 METHODS = S.available()
 

@@ -22,7 +22,7 @@ from roarkar.training import (
 )
 from roarkar.training.distributed import DistInfo
 
-SCRIPT = Path(__file__).with_name("tiny_training.py")
+SCRIPT = Path(__file__).resolve().parents[1] / "tiny_training.py"
 
 
 def _run(out: Path, *args: str) -> subprocess.CompletedProcess:

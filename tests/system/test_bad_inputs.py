@@ -29,7 +29,7 @@ from roarkar.report.cli import main as tables_main
 from roarkar.report.long import normalize_long, read_long
 from roarkar.report.scores import parse_log_base
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD = dict(
     dataset="d", model="m", protocol="layer", method="smoe_scale", layer="L1", mode="kar",
     percent=12.5, seed=0, accuracy=0.5,
