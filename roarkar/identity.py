@@ -4,7 +4,7 @@ content, a base model, a cell and a saliency precompute, and the SHA-256 of a fi
 An identity names a directory (``data/<name>-<hash8>``, ``models/...-<id8>``, ``cells/...-<id8>``,
 ``saliency/<method>-<id8>``) and a result is reused exactly when its identity matches, so what
 enters each hash is decided here and nowhere else; a change here re-runs finished studies
-(``tests/test_identity_pins.py`` pins known identities). The functions take plain values (config
+(``tests/integration/test_identity_pins.py`` pins known identities). The functions take plain values (config
 nodes, a recipe, a seed), not a run's context: the protocols, the study and the cluster tools pass
 them. Bottom layer but for the config schema (``roarkar.config.schema``, whose field metadata says
 what enters an identity), so ``roarkar.data`` can name its shard directories with it; the state of a cell (finished, claimed, failed) is ``roarkar.store``'s.

@@ -30,7 +30,7 @@ matrix-vector product, on CPU or GPU, until every system's residual is below ``t
 :data:`DEFAULT_TOL` = 1e-6) of its right-hand side, or after ``max_iter`` (default
 ``4 (H + W) + 20``) iterations, with a warning. Measured against the exact solve at 224 px on a
 smooth map (holes of up to 90 % of the image, MoRF and LeRF): at most 4.4e-5 in normalised units
-(0.44 % of ROAD's noise of 0.01 / std) after 130-690 iterations; ``tests/test_metrics.py`` holds it
+(0.44 % of ROAD's noise of 0.01 / std) after 130-690 iterations; ``tests/integration/test_metrics.py`` holds it
 below 1e-3 at every percent 10..90. ``solver="scipy"`` builds the same system with ``scipy.sparse``
 and solves it exactly (one ``spsolve`` per image, all channels at once; on a CPU it is the faster
 of the two for a few images at 224 px, see ``roarkar-bench --only imputation``).

@@ -1,7 +1,6 @@
 """Saliency method implementations; importing a module registers its methods."""
 
-from roarkar.saliency.methods import (
-    blurred,
+from roarkar.saliency.methods import (  # noqa: I001 - registration order: the wrappers over others last
     cams,
     controls,
     edges,
@@ -11,6 +10,7 @@ from roarkar.saliency.methods import (
     signed,
     statistics,
     wrappers,
+    blurred,
 )
 
 __all__ = [

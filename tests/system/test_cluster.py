@@ -21,7 +21,7 @@ from roarkar.cluster.sbatch import render, run_sbatch_dry_run
 from roarkar.plan import cell_configs, plan
 from roarkar.protocols.cell import cell_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = sorted((REPO / "slurm").glob("*.sbatch"))
 # a small plan mixing both protocols: 2 methods x 2 taps x 2 modes + 1 method x 2 percents x 2 modes
 SMALL = [

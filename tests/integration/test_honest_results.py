@@ -13,7 +13,7 @@ from roarkar.cli import run
 from roarkar.report.cli import main as tables_main
 from roarkar.report.write import write_tables
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ONE_LAYER = [
     "study.layer.methods=[random,smoe_scale]",
     "study.layer.layers=[L1]",

@@ -18,8 +18,8 @@ from roarkar.saliency.methods.noise import NoiseTunnel, noise_tunnel
 from roarkar.saliency.methods.path import PathIntegral
 from roarkar.saliency.methods.quadrature import quadrature
 from roarkar.saliency.registry import cheap_params
+from tests.conftest import randomize_batchnorm
 
-from .conftest import randomize_batchnorm
 from .test_saliency import hook_dicts
 
 captum_attr = pytest.importorskip("captum.attr")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "roarkar"
+PACKAGE = Path(__file__).resolve().parents[2] / "roarkar"
 
 
 def _modules() -> dict[str, Path]:
@@ -74,7 +74,7 @@ def test_no_private_name_is_imported_across_modules():
     assert private == [], f"private names imported from another module: {private}"
 
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def _private_uses_in_tests() -> list[str]:

@@ -17,9 +17,9 @@ from PIL import Image
 
 from roarkar.data import dataset_dir, load_split, prepare
 from roarkar.data.layouts import IDX_IMAGES, IDX_LABELS, UnsafePickleError, read_batch
-from tests.test_data_real import shard_sources
+from tests.unit.test_data_real import shard_sources
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 
 
 def dataset_cfg(name: str, **over) -> dict:

@@ -31,7 +31,7 @@ from roarkar.data import (
 )
 from roarkar.registry import UnknownName
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 
 
 def tiny(generator: str = "synth_objects", **over) -> dict:

@@ -28,10 +28,9 @@ from roarkar.report import (
     write_tables,
 )
 from roarkar.report.cli import main as tables_main
+from tests.conftest import cell_record
 
-from .conftest import cell_record
-
-PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
+PAPER = Path(__file__).resolve().parents[2] / "results" / "paper"
 
 # --------------------------------------------------------------------------- Eq 8 and Eq 9
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-FROZEN = Path(__file__).resolve().parent / "data" / "method_configs_30caee5.json"
+FROZEN = Path(__file__).resolve().parents[1] / "data" / "method_configs_30caee5.json"
 EXPECTED = json.loads(FROZEN.read_text())
 
 

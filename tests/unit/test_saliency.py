@@ -14,8 +14,7 @@ import roarkar.saliency as S
 from roarkar.models import TAPS, TappedNet, build_model, fused
 from roarkar.registry import UnknownName
 from roarkar.saliency.base import HookSet, SaliencyMethod
-
-from .conftest import randomize_batchnorm
+from tests.conftest import randomize_batchnorm
 
 METHODS = S.available()
 

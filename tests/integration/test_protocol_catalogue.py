@@ -27,14 +27,24 @@ def _with_method(cfg, name):
 
 @pytest.mark.parametrize("name", LAYER_METHODS)
 def test_layer_protocol_accepts_every_per_tap_statistic(compose_cfg, name):
+    """Each statistic trains its cell: an accuracy in [0, 1], one history entry per configured
+    epoch (two, one step each), and the recorded config is this case's method and tap."""
     cfg = _with_method(
         compose_cfg(
-            ["task=cell", "protocol.layer=L2", "dataset.train_size=32", "trainer.batch_size=32"]
+            ["task=cell", "protocol.layer=L2", "dataset.train_size=32", "trainer.batch_size=32",
+             "trainer.epochs.layer=2"]
         ),
         name,
-    )
+    )  # fmt: skip
     record = run_cell(cfg)
     assert record["status"] == "ok", record.get("error")
+    accuracy = record["accuracy"]
+    assert isinstance(accuracy, float) and 0.0 <= accuracy <= 1.0, accuracy
+    assert [h["epoch"] for h in record["history"]] == [1, 2]
+    recorded = record["config"]
+    assert recorded["method"] == {"id": name, "name": name, "params": cheap_params(name)}
+    assert recorded["protocol"]["layer"] == "L2" and recorded["trainer"]["epochs"]["layer"] == 2
+    assert record["cell"]["method"] == name and record["cell"]["layer"] == "L2"
 
 
 def test_input_protocol_accepts_every_method(compose_cfg):

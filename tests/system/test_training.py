@@ -21,7 +21,7 @@ from roarkar.training import (
 )
 from roarkar.training.distributed import DistInfo
 
-SCRIPT = Path(__file__).with_name("tiny_training.py")
+SCRIPT = Path(__file__).resolve().parents[1] / "tiny_training.py"
 
 
 def _run(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -114,10 +114,10 @@ def test_two_process_ddp_on_gloo(tmp_path):
     assert (acc0, score0) == pytest.approx(_held_out_by_hand(tmp_path / "final-rank0.pt"), abs=1e-6)
 
 
-def _tiny_fit(tmp_path, lr=0.05, identity="x", epochs=1):
+def _tiny_fit(tmp_path, lr=0.05, identity="x", epochs=1, model=None):
     from tests.tiny_training import fit_in_process
 
-    model = build_model("small_resnet", 4, width=4)
+    model = model or build_model("small_resnet", 4, width=4)
     settings = TrainerSettings(batch_size=16, lr=lr, lr_reference_batch=16, progress=False)
     return fit_in_process(model, settings, tmp_path / "ckpt.pt", identity=identity, epochs=epochs)
 
@@ -161,7 +161,19 @@ def test_evaluate_reports_the_mean_true_class_probability():
 
 
 def test_fit_returns_the_true_class_score_beside_accuracy(tmp_path):
-    result = _tiny_fit(tmp_path, epochs=2)
+    """fit's score is the mean softmax probability of the true class on its val split, and its
+    accuracy the top-1 rate, both recomputed here in float64 on the trained model."""
+    from tests.tiny_training import tiny_data
+
+    model = build_model("small_resnet", 4, width=4)
+    result = _tiny_fit(tmp_path, epochs=2, model=model)
+    val = tiny_data(16, 1)
+    with torch.no_grad():
+        logits = model.eval()(val["images"]).double()
+    true_class = torch.softmax(logits, 1)[torch.arange(16), val["labels"]]
+    correct = (logits.argmax(1) == val["labels"]).double()
+    assert result.true_class_score == pytest.approx(float(true_class.mean()), abs=1e-6)
+    assert result.accuracy == pytest.approx(float(correct.mean()), abs=1e-12)
     assert 0.0 < result.true_class_score <= 1.0
     assert result.true_class_score != result.accuracy
 

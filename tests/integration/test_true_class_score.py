@@ -17,10 +17,9 @@ from roarkar.report.cli import main as tables_main
 from roarkar.report.long import normalize_long, read_long
 from roarkar.report.metric import MissingMetricError, select_metric
 from roarkar.report.write import write_tables
+from tests.conftest import cell_record
 
-from .conftest import cell_record
-
-PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
+PAPER = Path(__file__).resolve().parents[2] / "results" / "paper"
 SCORE = "true_class_score"
 
 # (method, mode) -> (accuracy, true-class score); layer cells at L2 and L4, one seed

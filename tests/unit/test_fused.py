@@ -9,8 +9,7 @@ from torch import nn
 import roarkar.saliency as S
 from roarkar.models import build_model
 from roarkar.models.fused import fold_batchnorm, inference_copy
-
-from .conftest import randomize_batchnorm
+from tests.conftest import randomize_batchnorm
 
 
 @pytest.fixture()

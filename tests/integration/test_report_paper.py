@@ -26,7 +26,7 @@ from roarkar.report.prior import (
 )
 from roarkar.report.rows import MissingBaselineError
 
-PAPER = Path(__file__).resolve().parents[1] / "results" / "paper"
+PAPER = Path(__file__).resolve().parents[2] / "results" / "paper"
 
 
 @pytest.fixture(scope="module")

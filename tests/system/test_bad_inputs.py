@@ -29,7 +29,7 @@ from roarkar.report.cli import main as tables_main
 from roarkar.report.long import normalize_long, read_long
 from roarkar.report.scores import parse_log_base
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD = dict(
     dataset="d", model="m", protocol="layer", method="smoe_scale", layer="L1", mode="kar",
     percent=12.5, seed=0, accuracy=0.5,
@@ -253,13 +253,12 @@ CASES: list[tuple[str, Callable[[Path, object], object], str]] = [
 @pytest.mark.parametrize(("what", "make"), [(c[2], c[1]) for c in CASES],
                          ids=[c[0] for c in CASES])  # fmt: skip
 def test_bad_input_gets_a_message_naming_it(tmp_path, compose_cfg, what, make):
+    """The message names the input, and the error is one the entry points end in one line
+    (ValueError or OSError, roarkar/entry.py): any other type would show the user a traceback."""
     with pytest.raises(Exception) as info:  # noqa: PT011 - the message is what is checked
         make(tmp_path, compose_cfg)
     assert re.search(what, str(info.value), re.S), f"message was: {info.value}"
-
-
-def test_the_table_is_long_enough():
-    assert len(CASES) >= 40
+    assert isinstance(info.value, ValueError | OSError), type(info.value).__mro__
 
 
 def test_a_crafted_pickle_never_runs(tmp_path):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from roarkar import gallery
+from roarkar.data import prepare
 from roarkar.gallery_grid import grid_figure
 from roarkar.models import build_model
 
@@ -14,8 +16,16 @@ pytest.importorskip("matplotlib")
 TINY = ["train_size=8", "val_size=8"]
 
 
-def test_gallery_writes_every_figure(tmp_path, capsys):
+def test_gallery_writes_every_figure(tmp_path, capsys, monkeypatch):
     out = tmp_path / "gallery"
+    grids = {}  # file name -> (cells, scale) as the gallery laid them out
+    save_grid = gallery.save_grid
+
+    def recording(path, cells, title, scale=1.35):
+        grids[path.name] = (cells, scale)
+        save_grid(path, cells, title, scale)
+
+    monkeypatch.setattr(gallery, "save_grid", recording)
     gallery.main(
         [
             "--dataset",
@@ -42,6 +52,65 @@ def test_gallery_writes_every_figure(tmp_path, capsys):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     printed = capsys.readouterr().out.split()
     assert [p.rsplit("/", 1)[-1] for p in printed] == list(gallery.FIGURES)
+    assert sorted(grids) == names
+    info = prepare(gallery.load_dataset_cfg("synth_objects", TINY), tmp_path / "data")
+    fill = torch.tensor(info.mean).mul(255).round() / 255  # the dataset mean, as shown
+    for name, (cells, scale) in grids.items():
+        _assert_png_shows_the_grid(out / name, cells, scale)
+    _assert_masks_keep_and_remove_what_they_say(grids["masks.png"][0], fill)
+    _assert_png_shows_the_fill(out / "masks.png", fill, grids["masks.png"][0])
+
+
+def _assert_png_shows_the_grid(path, cells, scale: float) -> None:
+    """The PNG decodes, is as wide as its columns of ``scale``-inch panels (0.12 in gaps) and as
+    tall as its rows at least, and shows more than a blank page."""
+    from PIL import Image
+
+    from roarkar.gallery_grid import DPI
+
+    with Image.open(path) as img:
+        img.load()
+        pixels = np.asarray(img.convert("RGB"))
+    cols, rows = max(len(r) for r in cells), len(cells)
+    assert pixels.shape[1] == round((cols * scale + (cols + 1) * 0.12) * DPI), path.name
+    assert pixels.shape[0] >= rows * scale * DPI, path.name
+    colours = np.unique(pixels.reshape(-1, 3), axis=0)
+    assert len(colours) > 50, f"{path.name}: {len(colours)} colours"
+    for row in cells:  # each input panel is a real image, not a constant
+        assert row[1][1].std() > 0 and row[0][1].std() > 0
+
+
+def _assert_masks_keep_and_remove_what_they_say(cells, fill: torch.Tensor) -> None:
+    """masks.png: the KAR p% panel keeps exactly p% of the input's pixels and sets every other
+    one to the dataset mean; the ROAR p% panel removes exactly p% (the top-k mask is exact)."""
+    assert len(cells) == 4  # 2 images x (KAR row, ROAR row)
+    for r, row in enumerate(cells):
+        mode = "KAR" if r % 2 == 0 else "ROAR"
+        image = row[0][1]
+        assert not (image == fill).all(-1).any()  # so a mean pixel is a replaced one
+        assert len(row) == 1 + len(gallery.PERCENTS)
+        for (caption, panel, _), p in zip(row[1:], gallery.PERCENTS, strict=True):
+            word = "kept" if mode == "KAR" else "removed"
+            assert caption == f"{mode} {p:g}% {word}"
+            replaced = (panel == fill).all(-1)
+            assert ((panel == image).all(-1) | replaced).all(), caption
+            pixels = replaced.numel()
+            kept = round(p / 100 * pixels) if mode == "KAR" else pixels - round(p / 100 * pixels)
+            assert int((~replaced).sum()) == kept, caption
+
+
+def _assert_png_shows_the_fill(path, fill: torch.Tensor, cells) -> None:
+    """The mask panels' replaced pixels reach the PNG: the mean colour covers about as many PNG
+    pixels as the replaced share of the panels (nearest-neighbour upscaling keeps colours)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        pixels = torch.from_numpy(np.asarray(img.convert("RGB")).copy())
+    shown = (pixels.float().sub(fill * 255).abs() <= 1).all(-1).sum()
+    replaced = sum(float((panel == fill).all(-1).float().mean()) for row in cells
+                   for _, panel, _ in row[1:])  # fmt: skip
+    panel_px = (1.35 * 100) ** 2
+    assert 0.8 * replaced * panel_px <= int(shown) <= 1.2 * replaced * panel_px
 
 
 def test_gallery_with_checkpoint_and_errors(tmp_path):

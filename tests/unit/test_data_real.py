@@ -14,7 +14,7 @@ from PIL import Image
 
 from roarkar.data import load_split, prepare
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
 
 

@@ -67,9 +67,24 @@ def test_live_claim_is_respected_and_dead_one_taken_over(compose_cfg):
 
 def test_a_training_cell_keeps_its_claim_alive_every_step(compose_cfg, monkeypatch):
     """The trainer's one per-step hook carries the claim's heartbeat: a long cell is not taken
-    over by another sweep while it trains (the heartbeat itself rate-limits its writes)."""
-    beats = []
+    over by another sweep while it trains (the heartbeat itself rate-limits its writes). Every
+    training step, over two epochs, beats exactly once, in step order."""
+    from roarkar.protocols import layer
+
+    events = []
     heartbeat = Claim.heartbeat
-    monkeypatch.setattr(Claim, "heartbeat", lambda self: beats.append(1) or heartbeat(self))
-    record = run_cell(compose_cfg(["task=cell", "protocol.layer=L5"]))
-    assert record["status"] == "ok" and len(beats) > 0
+    monkeypatch.setattr(Claim, "heartbeat", lambda self: events.append("beat") or heartbeat(self))
+    fit = layer.fit
+
+    def fit_seeing_steps(*args, on_step=None, **kwargs):
+        assert on_step is not None, "the cell gave the trainer no per-step hook"
+        return fit(*args, on_step=lambda s: events.append(s) or on_step(s), **kwargs)
+
+    monkeypatch.setattr(layer, "fit", fit_seeing_steps)
+    cfg = compose_cfg(["task=cell", "protocol.layer=L5", "trainer.epochs.layer=2"])
+    record = run_cell(cfg)
+    assert record["status"] == "ok", record.get("error")
+    steps = cfg.trainer.epochs.layer * (cfg.dataset.train_size // cfg.trainer.batch_size)
+    assert steps == 6  # 2 epochs of 96 images in batches of 32 (debug=smoke)
+    assert len(record["history"]) == 2
+    assert events == [e for s in range(steps) for e in (s, "beat")]

@@ -154,7 +154,7 @@ def test_a_list_file_is_part_of_the_tree(tmp_path):
             Image.new("RGB", (8, 8), (10 * i, 0, 0)).save(path)
         (root / f"{split}.txt").write_text(f"p/{split}0.png 0\np/{split}1.png 1\n")
     conf = OmegaConf.to_container(
-        OmegaConf.load(Path(__file__).parents[1] / "conf/dataset/cowc.yaml")
+        OmegaConf.load(Path(__file__).parents[2] / "conf/dataset/cowc.yaml")
     )
     conf |= {"root": str(root), "image_size": 8, "resize": 8}
     prepare(conf, tmp_path / "data")

@@ -12,7 +12,7 @@ from roarkar.cli import run
 from roarkar.plan import cell_configs, plan
 from roarkar.protocols.cell import run_cell
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 STUDIES = sorted(p.stem for p in (CONF / "study").glob("*.yaml"))
 
 

@@ -29,7 +29,7 @@ from roarkar.store import CLAIM_FILE
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "slurm" / "local-cluster.sh"
 PARTITION = "local"  # the script's one partition
 ENV = os.environ | {"OMP_NUM_THREADS": "1"}
