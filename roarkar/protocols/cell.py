@@ -23,6 +23,7 @@ from roarkar.protocols.layer import run_layer_cell
 from roarkar.protocols.precompute import compute_parts, ensure_ranks
 from roarkar.protocols.settings import ProtocolSettings
 from roarkar.saliency import available, describe
+from roarkar.saliency.conformance import check_before_training
 from roarkar.store import RESULT_FILE, Cell, Claim, finished_result, git_commit, write_json_atomic
 from roarkar.training import DistInfo, setup
 from roarkar.training.distributed import broadcast_object
@@ -72,6 +73,7 @@ def cell_from_config(cfg: DictConfig) -> Cell:
         percent = protocol.percent
         check_percent(percent, "protocol.percent")
     spec = ProtocolSettings.from_config(cfg)  # checked here, before any data or model
+    check_before_training(cfg.method, cfg.model, cfg.dataset, layer)  # an external method's checks
     return Cell(
         dataset=spec.dataset,
         model=spec.model,

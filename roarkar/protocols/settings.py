@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from roarkar.identity import to_plain
+from roarkar.saliency.configs import result_id
 
 TARGETS = ("predicted", "label")  # input protocol: the class a map explains
 REPLACEMENTS = ("mean", "zero")  # input protocol: what removed pixels become
@@ -30,7 +31,7 @@ class ProtocolSettings:
     model_params: dict  # model.params: keyword arguments of the architecture
     weights: str | None  # model.weights: a pretrained file (loaded, never trained), else None
     seed: int
-    method_id: str  # method.id: the name a method's results go by
+    method_id: str  # the name a method's results go by: method.id, or an adaptor's label
     method_name: str  # method.name: the registered saliency method
     method: dict  # the whole method node, resolved (it enters the precompute's identity)
     target: str | None  # protocol.target (input protocol): predicted | label
@@ -54,7 +55,7 @@ class ProtocolSettings:
             model_params=_plain(cfg.model.get("params")),
             weights=str(weights) if weights else None,
             seed=int(cfg.seed),
-            method_id=str(cfg.method.id),
+            method_id=result_id(cfg.method),
             method_name=str(cfg.method.name),
             method=_plain(cfg.method),
             target=None if target is None else str(target),

@@ -12,6 +12,7 @@ A cell identity hashes the composed ``method`` node, so what a config shows is p
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "preset_ids",
     "register_method_configs",
     "registry_config",
+    "result_id",
 ]
 
 CONF_METHODS = Path(__file__).resolve().parents[1] / "conf" / "method"
@@ -115,3 +117,30 @@ def _load_preset(path: Path) -> dict[str, Any]:
                 "'<id>' (same folder) or '/method/<id>@_here_'"
             )
     return OmegaConf.to_container(OmegaConf.merge(*parts), resolve=True)
+
+
+def result_id(method: Mapping[str, Any]) -> str:
+    """The name a method node's results go by (the cell's ``method``, a table's row, a folder):
+    ``params.label`` when set; a generic adaptor under its own id (``external``, ``captum``,
+    ``gradcam_lib``) is named by its target's object or its class (``smoothed_gradient``,
+    ``DeepLift``); any other node by its ``id``. A label that is another method's id (its rows
+    would mix with that method's) or no folder name is a ValueError."""
+    method_id, name = str(method["id"]), str(method.get("name"))
+    params = method.get("params") or {}
+    label = params.get("label")
+    if label is None and method_id == name and name in available():
+        key = describe(name).label_param
+        value = params.get(key) if key else None
+        if value is not None:
+            label = re.split(r"[:.]", str(value))[-1]
+    if label is None:
+        return method_id
+    label = str(label)
+    if not label or "/" in label or label.startswith(".") or label != label.strip():
+        raise ValueError(f"method.params.label={label!r}: a method's label must be a folder name")
+    if label != method_id and label in method_ids():
+        raise ValueError(
+            f"method.params.label={label!r} is the id of a roarkar method: its results would mix "
+            "with that method's in the tables; give another label"
+        )
+    return label
