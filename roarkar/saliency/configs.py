@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from roarkar.saliency.registry import available, describe
+from roarkar.targets import absolute_target
 
 __all__ = [
     "CONF_METHODS",
@@ -28,6 +29,7 @@ __all__ = [
     "preset_ids",
     "register_method_configs",
     "registry_config",
+    "pin_targets",
     "result_id",
 ]
 
@@ -144,3 +146,28 @@ def result_id(method: Mapping[str, Any]) -> str:
             "with that method's in the tables; give another label"
         )
     return label
+
+
+def pin_targets(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """An external method's ``path/to/file.py:obj`` made absolute against the directory the user
+    ran from, in ``cfg`` (its result records show it) and in the overrides (``method.params.target``
+    and a study's ``study.<protocol>.method_params.<id>.target``) that a study, a multirun
+    job or a SLURM array passes on (a job on another node, or in another folder, imports the same
+    file); returns the overrides. A module target is left as it is."""
+    pinned = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        name = key.lstrip("+~")
+        method_key = name.endswith("method.params.target") or (
+            name.startswith("study.") and ".method_params." in name and name.endswith(".target")
+        )
+        if sep and method_key and ":" in value:
+            value = absolute_target(value)
+            override = f"{key}={value}"
+            if OmegaConf.select(cfg, name) is not None:
+                OmegaConf.update(cfg, name, value, merge=False)
+        pinned.append(override)
+    target = OmegaConf.select(cfg, "method.params.target")
+    if isinstance(target, str) and ":" in target:
+        OmegaConf.update(cfg, "method.params.target", absolute_target(target), merge=False)
+    return pinned

@@ -111,9 +111,11 @@ def check_batch_independent(
     rtol: float,
     atol: float,
     batch: Tensor | None = None,
+    who: str | None = None,
 ) -> Tensor:
     """Each image's map is the same computed alone as in its batch (``batch``: the batch's maps,
-    computed here when not given); returns the batch's maps."""
+    computed here when not given; ``who`` names the method, default its name); returns the
+    batch's maps."""
     batch = run(method, images, relevance) if batch is None else batch
     for i in range(images.shape[0]):
         alone = run(method, images[i : i + 1], None if relevance is None else relevance[i : i + 1])
@@ -121,7 +123,7 @@ def check_batch_independent(
             torch.testing.assert_close(batch[i : i + 1], alone, rtol=rtol, atol=atol)
         except AssertionError as exc:
             raise ConformanceError(
-                method.name,
+                who or method.name,
                 "independent of its batch",
                 f"image {i}'s map alone differs from its map in a batch of {images.shape[0]} "
                 f"(draw any noise per image): {_first_line(exc)}",
@@ -168,8 +170,12 @@ def check_before_training(
     key = describe(name).label_param
     who = f"{name!r} ({key} {(node.get('params') or {}).get(key)!r})"
     model_node, data = to_plain(model), to_plain(dataset)
+    try:
+        identity = method_identity(node)  # its source file's content: an edited file is new
+    except (ValueError, OSError) as exc:
+        raise ConformanceError(who, "loads", str(exc)) from None
     signature = json.dumps(
-        [method_identity(node), model_node, data.get("image_size"), data.get("num_classes"), tap],
+        [identity, model_node, data.get("image_size"), data.get("num_classes"), tap],
         sort_keys=True,
         default=str,
     )
@@ -227,12 +233,12 @@ def _check_pixel(who: str, method: SaliencyMethod, net: TappedNet, images: Tenso
     again = _guarded(who, run, method, images, None)
     check_state(who, net, training=False)
     check_deterministic(who, again, first)
-    _guarded(who, _independent, method, images, first)
+    _guarded(who, _independent, who, method, images, first)
 
 
-def _independent(method: SaliencyMethod, images: Tensor, batch: Tensor) -> None:
+def _independent(who: str, method: SaliencyMethod, images: Tensor, batch: Tensor) -> None:
     scale = float(batch.abs().max()) or 1.0
-    check_batch_independent(method, images, None, rtol=1e-4, atol=1e-4 * scale, batch=batch)
+    check_batch_independent(method, images, None, 1e-4, 1e-4 * scale, batch=batch, who=who)
 
 
 def _check_tap(who: str, method: SaliencyMethod, net: TappedNet, images: Tensor, tap: str) -> None:
