@@ -162,7 +162,8 @@ def pin_targets(cfg: DictConfig, overrides: list[str]) -> list[str]:
             name.startswith("study.") and ".method_params." in name and name.endswith(".target")
         )
         if sep and method_key and ":" in value:
-            value = absolute_target(value)
+            # a multirun job's overrides come back escaped (``file.py\\:obj``)
+            value = absolute_target(re.sub(r"\\(.)", r"\1", value))
             override = f"{key}={value}"
             if OmegaConf.select(cfg, name) is not None:
                 OmegaConf.update(cfg, name, value, merge=False)
