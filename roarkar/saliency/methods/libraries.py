@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from roarkar.identity import METHOD_LIBRARIES
 from roarkar.models.taps import TappedNet
+from roarkar.registry import Registry
 from roarkar.saliency.base import SaliencyMethod, resize_map
 from roarkar.saliency.methods.external import seeded_rng
 from roarkar.saliency.methods.gradients import REDUCTIONS, reduce_channels
@@ -59,15 +60,11 @@ def library_class(method: str, name: str, key: str) -> type:
             f"method={method} needs {METHOD_LIBRARIES[method]}: pip install 'roarkar[{extra}]' "
             f"({exc})"
         ) from exc
-    short = str(name).rpartition(".")[2]
-    cls = getattr(module, short, None)
-    if not inspect.isclass(cls):
-        known = sorted(n for n, v in vars(module).items() if inspect.isclass(v) and n[0].isupper())
-        raise ValueError(
-            f"method.params.{key}={name!r}: {module_name} has no class {short!r}; it has "
-            f"{', '.join(known)}"
-        )
-    return cls
+    classes: Registry[type] = Registry(f"{module_name} class", key=f"method.params.{key}")
+    for class_name, value in sorted(vars(module).items()):
+        if inspect.isclass(value) and class_name[0].isupper():
+            classes.register(class_name, value)
+    return classes.get(str(name).rpartition(".")[2])  # unknown: the nearest and every class named
 
 
 def split_kwargs(
