@@ -88,7 +88,10 @@ def test_bad_classes_and_arguments_are_named():
         _check("GradientShap")
     with pytest.raises(ConformanceError, match=r"'loads'.*attribution_method"):
         _check("NoiseTunnel")
-    with pytest.raises(ConformanceError, match="'Saliancy' is not a known captum.attr class .did you mean 'Saliency'"):
+    with pytest.raises(
+        ConformanceError,
+        match="'Saliancy' is not a known captum.attr class .did you mean 'Saliency'",
+    ):
         _check("Saliancy")
     with pytest.raises(ConformanceError, match="takes no argument.*n_step"):
         _check("IntegratedGradients", kwargs={"n_step": 4})

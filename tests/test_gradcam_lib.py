@@ -55,7 +55,10 @@ def test_gradcam_matches_roarkar_gradcam():
 def test_bad_cams_are_named_and_identity_has_the_version():
     model = {"name": "small_resnet", "params": {"width": 8}}
     node = {"id": "gradcam_lib", "name": "gradcam_lib", "params": {"cam": "GradCAMM"}}
-    with pytest.raises(ConformanceError, match="'GradCAMM' is not a known pytorch_grad_cam class .did you mean 'GradCAM'"):
+    with pytest.raises(
+        ConformanceError,
+        match="'GradCAMM' is not a known pytorch_grad_cam class .did you mean 'GradCAM'",
+    ):
         check_before_training(node, model, {"image_size": 32, "num_classes": 4}, "")
     node["params"] = {"cam": "GradCAM", "layer": "L9"}
     with pytest.raises(ConformanceError, match="'loads'.*L9"):

@@ -38,7 +38,16 @@ from roarkar.saliency.methods.seeds import image_seeds, mix_seed
 from roarkar.saliency.registry import register
 from roarkar.targets import load_target
 
-__all__ = ["CONTRACTS", "ExternalMethod", "PixelFn", "Reference", "TapFn", "seeded_rng"]
+__all__ = [
+    "CONTRACTS",
+    "ExternalMethod",
+    "PixelFn",
+    "Reference",
+    "TapFn",
+    "check_signature",
+    "given_or_predicted",
+    "seeded_rng",
+]
 
 #: A pixel method: (model, images [B, C, H, W], targets [B]) -> [B, H, W] | [B, C, H, W].
 PixelFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -80,6 +89,14 @@ def seeded_rng(images: Tensor, generator: torch.Generator | None) -> Iterator[in
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield seed
+
+
+def given_or_predicted(model: nn.Module, images: Tensor, targets: Tensor | None) -> Tensor:
+    """``targets`` on the images' device, or the model's predicted classes when None [B]."""
+    if targets is None:
+        with torch.no_grad():
+            return model(images).argmax(dim=1)
+    return targets.to(images.device)
 
 
 def _callable_for(obj: Any, contract: str, target: str) -> Callable[..., Any]:
@@ -162,11 +179,9 @@ class ExternalMethod(SaliencyMethod):
 
     def _saliency(self, images, targets, *, relevance, generator):
         fn = self.function("pixel")
-        if targets is None:
-            with torch.no_grad():
-                targets = self.model(images).argmax(dim=1)
+        targets = given_or_predicted(self.model, images, targets)
         with seeded_rng(images, generator), torch.enable_grad():
-            out = fn(self.model, images.detach().clone(), targets.to(images.device), **self.kwargs)
+            out = fn(self.model, images.detach().clone(), targets, **self.kwargs)
         out = torch.as_tensor(out, device=images.device)
         return reduce_channels(out, self.reduce) if out.dim() == 4 else out
 

@@ -32,7 +32,7 @@ from roarkar.identity import METHOD_LIBRARIES
 from roarkar.models.taps import TappedNet
 from roarkar.registry import Registry
 from roarkar.saliency.base import SaliencyMethod, resize_map
-from roarkar.saliency.methods.external import seeded_rng
+from roarkar.saliency.methods.external import given_or_predicted, seeded_rng
 from roarkar.saliency.methods.gradients import REDUCTIONS, reduce_channels
 from roarkar.saliency.methods.seeds import image_seeds
 from roarkar.saliency.registry import register
@@ -220,10 +220,7 @@ class CaptumMethod(_LibraryMethod):
         return (out[0] if isinstance(out, tuple) else out).detach()
 
     def _saliency(self, images, targets, *, relevance, generator):
-        if targets is None:
-            with torch.no_grad():
-                targets = self.model(images).argmax(dim=1)
-        targets = targets.to(images.device)
+        targets = given_or_predicted(self.model, images, targets)
         if self.stochastic:
             seeds = image_seeds(images, generator)
             parts = []
@@ -275,9 +272,7 @@ class GradCamLibMethod(_LibraryMethod):
     def _saliency(self, images, targets, *, relevance, generator):
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        if targets is None:
-            with torch.no_grad():
-                targets = self.model(images).argmax(dim=1)
+        targets = given_or_predicted(self.model, images, targets)
         classes = [ClassifierOutputTarget(int(t)) for t in targets]
         # ScoreCAM and AblationCAM draw a progress bar per call: on stderr, kept out of the logs
         with (
