@@ -171,6 +171,18 @@ def test_pin_targets_makes_file_targets_absolute(compose_cfg, monkeypatch):
     assert cfg.method.params.target == absolute
 
 
+def test_slurm_array_lines_carry_the_absolute_target(compose_cfg, monkeypatch):
+    """The plain-sbatch path (python -m roarkar.cluster.cells, slurm/array.sbatch) and task=sbatch."""
+    from roarkar.cluster.cells import cell_override_lines
+
+    monkeypatch.chdir(REPO)
+    cfg = compose_cfg(EXAMPLE_STUDY)
+    lines = cell_override_lines(cfg, compose_cfg.overrides)
+    absolute = f"{REPO / 'examples' / 'my_method.py'}:smoothed_gradient"
+    external = [line for line in lines if "method=external" in line]
+    assert len(external) == 2 and all(f"++method.params.target={absolute}" in ln for ln in external)
+
+
 def test_worked_example_study(compose_cfg, tmp_path, monkeypatch):
     """The README's study: examples/my_method.py beside random, ground_truth and smoe_scale."""
     monkeypatch.chdir(REPO)
