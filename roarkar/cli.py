@@ -44,12 +44,14 @@ def resolve_task(cfg: DictConfig) -> str:
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Do what ``cfg.task`` says; ``overrides`` are the command-line overrides (for the study)."""
     from roarkar.protocols.cell import run_base, run_cell, run_precompute
+    from roarkar.saliency.configs import pin_targets
     from roarkar.status import run_plan, run_status
     from roarkar.study import run_study, run_tables
 
     task = resolve_task(cfg)
     if overrides is None:
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    overrides = pin_targets(cfg, overrides)  # an external method's file, from where the user ran
     if task == "study":
         return run_study(cfg, overrides)
     if task == "plan":

@@ -7,22 +7,26 @@ enters each hash is decided here and nowhere else; a change here re-runs finishe
 (``tests/integration/test_identity_pins.py`` pins known identities). The functions take plain values (config
 nodes, a recipe, a seed), not a run's context: the protocols, the study and the cluster tools pass
 them. Bottom layer but for the config schema (``roarkar.config.schema``, whose field metadata says
-what enters an identity), so ``roarkar.data`` can name its shard directories with it; the state of a cell (finished, claimed, failed) is ``roarkar.store``'s.
+what enters an identity) and ``roarkar.targets`` (itself bottom), so ``roarkar.data`` can name its
+shard directories with it; the state of a cell (finished, claimed, failed) is ``roarkar.store``'s.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from roarkar import targets
 from roarkar.config.schema import DatasetKeys, TrainerConfig, not_in_identity
 
 __all__ = [
     "DATASET_NOT_CONTENT",
+    "METHOD_LIBRARIES",
     "NAMING_KEYS",
     "NOT_RESULT_RELEVANT",
     "STORAGE_KEYS",
@@ -32,6 +36,7 @@ __all__ = [
     "dataset_content_hash",
     "file_sha256",
     "identity_hash",
+    "method_identity",
     "model_identity",
     "precompute_identity",
     "precompute_spec",
@@ -51,6 +56,9 @@ STORAGE_KEYS = frozenset({"shard_size", "train_list", "val_list"})
 NAMING_KEYS = frozenset({"name", "workers", "skip_corrupt"})
 # Top-level keys of a dataset config left out of its content hash.
 DATASET_NOT_CONTENT = (NOT_RESULT_RELEVANT - STORAGE_KEYS) | NAMING_KEYS
+# Saliency methods that run a library's class by name -> the library's distribution, whose
+# installed version enters their identity (another version may compute another map).
+METHOD_LIBRARIES = {"captum": "captum", "gradcam_lib": "grad-cam"}
 
 
 def to_plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,6 +145,31 @@ def model_identity(model: Mapping[str, Any]) -> dict:
     return node
 
 
+def method_identity(method: Mapping[str, Any]) -> dict:
+    """The method node as it enters every identity. An external method (``params.target``, a
+    ``pkg.module:obj`` or ``file.py:obj``) adds ``source_sha256``, the content of the file that
+    defines it (editing the method re-runs its cells), and a file target is named by its file name,
+    not its path (the same file anywhere is the same method); a library method
+    (:data:`METHOD_LIBRARIES`) adds ``library_version``. Any other node is unchanged."""
+    node = to_plain(method)
+    params = node.get("params") or {}
+    target = params.get("target") if isinstance(params, dict) else None
+    if isinstance(target, str):
+        node["source_sha256"] = file_sha256(
+            targets.source_file(target), "method.params.target", "a python file"
+        )
+        where, attr = targets.split_target(target)
+        if targets.is_file(where):
+            node["params"] = params | {"target": f"{Path(where).name}:{attr}"}
+    library = METHOD_LIBRARIES.get(str(node.get("name")))
+    if library is not None:
+        try:
+            node["library_version"] = importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            node["library_version"] = None  # the method itself says to install it
+    return node
+
+
 def base_identity(dataset: Mapping, model: Mapping, recipe: Mapping, seed: int) -> str:
     """A trained base model: its data, model, recipe (trainer settings of the base stage) and
     seed; pretrained weights (``model.weights``): the data and the weights file's content (nothing
@@ -168,7 +201,7 @@ def cell_identity(
             "cell": dict(cell),
             "dataset": dataset,
             "model": model_identity(model),
-            "method": method,
+            "method": method_identity(method),
             "protocol": protocol,
             "trainer": trainer,
         }
@@ -177,7 +210,9 @@ def cell_identity(
 
 def precompute_identity(base_id: str, method: Mapping, target: str, dataset: str) -> str:
     """The input protocol's saliency maps: base model, method node, target and dataset name."""
-    return identity_hash({"base": base_id, "method": method, "target": target, "dataset": dataset})
+    return identity_hash(
+        {"base": base_id, "method": method_identity(method), "target": target, "dataset": dataset}
+    )
 
 
 def precompute_spec(
@@ -197,7 +232,7 @@ def precompute_spec(
         "dataset": str(dataset),
         "base_model": base_id,
         "weights_sha256": file_sha256(weights),
-        "method": to_plain(method),
+        "method": method_identity(method),
         "target": str(target),
         "seed": int(seed),
         "data": data,

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from roarkar.files import write_text_atomic
 from roarkar.plan import CONF_DIR, as_overrides, kept_overrides, override_key, plan
+from roarkar.saliency.configs import pin_targets
 
 
 def is_hydra_override(override: str) -> bool:
@@ -31,8 +32,10 @@ def cell_override_lines(cfg: DictConfig, overrides: list[str]) -> list[list[str]
 
     The same filtering as :func:`roarkar.plan.cell_configs`: a user override is kept unless the
     cell sets that key itself, or it is a ``protocol.<key>`` the cell's protocol lacks; Hydra's own
-    overrides (``hydra/launcher=...``, ``hydra.*``) are dropped.
+    overrides (``hydra/launcher=...``, ``hydra.*``) are dropped. An external method's file target
+    is made absolute (``pin_targets``): an array task on another node imports the same file.
     """
+    overrides = pin_targets(cfg, overrides)
     user = [o for o in overrides if not is_hydra_override(o)]
     lines = []
     for groups, scalars in plan(cfg):

@@ -24,6 +24,7 @@ from roarkar.protocols.precompute import compute_parts, ensure_ranks
 from roarkar.protocols.settings import ProtocolSettings
 from roarkar.removal import MODES, check_percent
 from roarkar.saliency import available, describe
+from roarkar.saliency.conformance import check_before_training
 from roarkar.store import Artifact, Cell, Claim, git_commit
 from roarkar.training import DistInfo, setup
 from roarkar.training.distributed import broadcast_object
@@ -75,6 +76,8 @@ def cell_from_config(cfg: DictConfig | Config) -> Cell:
         percent = protocol.percent
         check_percent(percent, "protocol.percent")
     spec = ProtocolSettings.from_config(config)  # checked here, before any data or model
+    # an external or library method's conformance checks, before any data or training
+    check_before_training(config.method.node, config.model.node, config.dataset.node, layer)
     return Cell(
         dataset=spec.dataset,
         model=spec.model,

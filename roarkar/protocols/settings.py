@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from roarkar.config import Config
 from roarkar.removal import REPLACEMENTS  # input protocol: what removed pixels become
+from roarkar.saliency.configs import result_id
 
 TARGETS = ("predicted", "label")  # input protocol: the class a map explains
 
@@ -23,7 +24,7 @@ class ProtocolSettings:
     model_taps: tuple[str, ...] | None  # model.taps: modules tapped by forward hooks, else None
     weights: str | None  # model.weights: a pretrained file (loaded, never trained), else None
     seed: int
-    method_id: str  # method.id: the name a method's results go by
+    method_id: str  # the name a method's results go by: method.id, or an adaptor's label
     method_name: str  # method.name: the registered saliency method
     method: dict  # the whole method node, resolved (it enters the precompute's identity)
     target: str | None  # protocol.target (input protocol): predicted | label
@@ -46,7 +47,7 @@ class ProtocolSettings:
             model_taps=config.model.taps,
             weights=config.model.weights,
             seed=int(config.seed),
-            method_id=config.method.id,
+            method_id=result_id(config.method.node),
             method_name=config.method.name,
             method=copy.deepcopy(config.method.node),
             target=None if target is None else str(target),

@@ -104,13 +104,22 @@ def resize_map(maps: Tensor, size: tuple[int, int], mode: str = "area") -> Tenso
     return F.interpolate(maps[:, None].float(), size=tuple(size), mode=mode, **kwargs)[:, 0]
 
 
+class MapShapeError(RuntimeError):
+    """A method's maps are not ``[B, H, W]`` (the conformance check "output shape")."""
+
+
+class NonFiniteMapError(RuntimeError):
+    """A method's maps hold NaN or infinity (the conformance check "finite")."""
+
+
 class SaliencyMethod:
     """A saliency method bound to a model. Subclasses implement :meth:`_saliency` for one chunk.
 
     Class attributes: ``kind`` (one of :data:`KINDS`), ``supports_layer`` (the layer protocol may call
     :meth:`tap_saliency`), ``needs_pre_relu`` (the protocol must supply ``act.pre``), ``uses_model``
     (False for controls that never run the network), ``freeze_parameters`` (freeze the weights while
-    the method runs; a method that needs weight gradients sets it False).
+    the method runs; a method that needs weight gradients sets it False), ``label_param`` (a
+    generic adaptor's parameter whose value names its results, e.g. ``external``'s ``target``).
     """
 
     kind: ClassVar[str] = "pixel"
@@ -118,6 +127,7 @@ class SaliencyMethod:
     needs_pre_relu: bool = False
     uses_model: ClassVar[bool] = True
     freeze_parameters: ClassVar[bool] = True
+    label_param: ClassVar[str | None] = None
 
     def __init__(self, model: nn.Module, *, batch_size: int | None = None):
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
@@ -236,12 +246,12 @@ class SaliencyMethod:
         """``out`` detached as float32 maps, after checking its shape ``[B, H, W]`` and that every
         value is finite (a method that overrides ``saliency`` calls it on what it returns)."""
         if tuple(out.shape) != shape:
-            raise RuntimeError(f"{self.name}: produced maps {tuple(out.shape)}, expected {shape}")
+            raise MapShapeError(f"{self.name}: produced maps {tuple(out.shape)}, expected {shape}")
         out = out.detach().float()
         # A finite sum means every value is finite (NaN and inf propagate): one reduction, no
         # [B, H, W] mask, in the common case; a non-finite sum is checked value by value.
         if not math.isfinite(float(out.sum())) and not torch.isfinite(out).all():
-            raise RuntimeError(f"{self.name}: produced non-finite saliency values")
+            raise NonFiniteMapError(f"{self.name}: produced non-finite saliency values")
         return out
 
 
@@ -276,6 +286,8 @@ class PixelMethod(SaliencyMethod):
 __all__ = [
     "KINDS",
     "HookSet",
+    "MapShapeError",
+    "NonFiniteMapError",
     "PixelMethod",
     "SaliencyMethod",
     "Targets",

@@ -12,12 +12,14 @@ A cell identity hashes the composed ``method`` node, so what a config shows is p
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from roarkar.saliency.registry import available, describe
+from roarkar.targets import absolute_target
 
 __all__ = [
     "CONF_METHODS",
@@ -27,6 +29,8 @@ __all__ = [
     "preset_ids",
     "register_method_configs",
     "registry_config",
+    "pin_targets",
+    "result_id",
 ]
 
 CONF_METHODS = Path(__file__).resolve().parents[1] / "conf" / "method"
@@ -115,3 +119,56 @@ def _load_preset(path: Path) -> dict[str, Any]:
                 "'<id>' (same folder) or '/method/<id>@_here_'"
             )
     return OmegaConf.to_container(OmegaConf.merge(*parts), resolve=True)
+
+
+def result_id(method: Mapping[str, Any]) -> str:
+    """The name a method node's results go by (the cell's ``method``, a table's row, a folder):
+    ``params.label`` when set; a generic adaptor under its own id (``external``, ``captum``,
+    ``gradcam_lib``) is named by its target's object or its class (``smoothed_gradient``,
+    ``DeepLift``); any other node by its ``id``. A label that is another method's id (its rows
+    would mix with that method's) or no folder name is a ValueError."""
+    method_id, name = str(method["id"]), str(method.get("name"))
+    params = method.get("params") or {}
+    label = params.get("label")
+    if label is None and method_id == name and name in available():
+        key = describe(name).label_param
+        value = params.get(key) if key else None
+        if value is not None:
+            label = re.split(r"[:.]", str(value))[-1]
+    if label is None:
+        return method_id
+    label = str(label)
+    if not label or "/" in label or label.startswith(".") or label != label.strip():
+        raise ValueError(f"method.params.label={label!r}: a method's label must be a folder name")
+    if label != method_id and label in method_ids():
+        raise ValueError(
+            f"method.params.label={label!r} is the id of a roarkar method: its results would mix "
+            "with that method's in the tables; give another label"
+        )
+    return label
+
+
+def pin_targets(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """An external method's ``path/to/file.py:obj`` made absolute against the directory the user
+    ran from, in ``cfg`` (its result records show it) and in the overrides (``method.params.target``
+    and a study's ``study.<protocol>.method_params.<id>.target``) that a study, a multirun
+    job or a SLURM array passes on (a job on another node, or in another folder, imports the same
+    file); returns the overrides. A module target is left as it is."""
+    pinned = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        name = key.lstrip("+~")
+        method_key = name.endswith("method.params.target") or (
+            name.startswith("study.") and ".method_params." in name and name.endswith(".target")
+        )
+        if sep and method_key and ":" in value:
+            # a multirun job's overrides come back escaped (``file.py\\:obj``)
+            value = absolute_target(re.sub(r"\\(.)", r"\1", value))
+            override = f"{key}={value}"
+            if OmegaConf.select(cfg, name) is not None:
+                OmegaConf.update(cfg, name, value, merge=False)
+        pinned.append(override)
+    target = OmegaConf.select(cfg, "method.params.target")
+    if isinstance(target, str) and ":" in target:
+        OmegaConf.update(cfg, "method.params.target", absolute_target(target), merge=False)
+    return pinned

@@ -33,6 +33,7 @@ class MethodInfo:
     supports_layer: bool
     needs_pre_relu: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
+    label_param: str | None = None  # the parameter whose value names a generic adaptor's results
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def register(
             supports_layer=cls.supports_layer,
             needs_pre_relu=bool(bind.get("needs_pre_relu", cls.needs_pre_relu)),
             params={k: v for k, v in params.items() if k not in bind},
+            label_param=cls.label_param,
         )
         _REGISTRY.register(name, _Entry(info, cls, bind))
         return cls

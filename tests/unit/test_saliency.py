@@ -14,6 +14,14 @@ import roarkar.saliency as S
 from roarkar.models import TAPS, TappedNet, build_model, fused
 from roarkar.registry import UnknownName
 from roarkar.saliency.base import HookSet, SaliencyMethod
+from roarkar.saliency.conformance import (
+    check_batch_independent,
+    check_deterministic,
+    check_maps,
+    check_state,
+    hook_dicts,
+    run,
+)
 from tests.conftest import randomize_batchnorm
 
 METHODS = S.available()
@@ -48,54 +56,23 @@ def relevance() -> torch.Tensor:
     return torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
 
 
-def hook_dicts(model: nn.Module) -> list[str]:
-    """Names of every non-empty hook registry on any module of ``model`` or of the BatchNorm-folded
-    copies the gradient methods run (and the global module hooks)."""
-    found = []
-    copies = [(f"fused{i}", c) for i, c in enumerate(fused.cached_copies())]
-    for prefix, root in [("", model), *copies]:
-        for name, module in root.named_modules():
-            for attr, value in vars(module).items():
-                if (
-                    "hook" in attr
-                    and "state_dict" not in attr
-                    and isinstance(value, dict)
-                    and value
-                ):
-                    found.append(f"{prefix}{name or '<root>'}.{attr}")
-    g = nn.modules.module
-    for attr in dir(g):
-        if attr.startswith("_global") and "hook" in attr:
-            value = getattr(g, attr)
-            if isinstance(value, dict) and value:
-                found.append(attr)
-    return found
-
-
-def run(method: SaliencyMethod, images, relevance, seed: int = 0) -> torch.Tensor:
-    return method.saliency(
-        images, relevance=relevance, generator=torch.Generator().manual_seed(seed)
-    )
-
-
 # -- conformance over the registry --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_conformance(name, model, images, relevance):
+    """The checks of roarkar.saliency.conformance (shape, float32, finite, deterministic, no hook
+    left, train mode and frozen weights restored, eval mode kept), the ones an external method
+    passes before any training."""
     model.train()
     method = make(name, model)
     out = run(method, images[:2], relevance[:2])
-    assert out.shape == (2, 32, 32) and out.dtype == torch.float32
-    assert torch.isfinite(out).all()
-    torch.testing.assert_close(run(method, images[:2], relevance[:2]), out, rtol=0, atol=0)
-    assert hook_dicts(model) == []
-    assert all(m.training for m in model.modules())  # train mode restored
-    assert all(p.requires_grad for p in model.parameters())
-    assert all(p.grad is None for p in model.parameters())  # no weight gradients accumulated
+    check_maps(name, out, (2, 32, 32))
+    check_deterministic(name, run(method, images[:2], relevance[:2]), out, rtol=0, atol=0)
+    check_state(name, model, training=True)  # hooks removed, train mode, no weight gradients
     model.eval()
     run(method, images[:2], relevance[:2])
-    assert not any(m.training for m in model.modules())  # eval mode kept
+    check_state(name, model, training=False)  # eval mode kept
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -180,10 +157,7 @@ def test_one_target_per_image(name, model, images, relevance):
     m64 = copy.deepcopy(model).double().eval()
     x = images.double()
     method = make(name, m64)
-    batch = run(method, x, relevance)
-    for i in range(3):
-        alone = run(method, x[i : i + 1], relevance[i : i + 1])
-        torch.testing.assert_close(batch[i : i + 1], alone, rtol=1e-5, atol=1e-6)
+    batch = check_batch_independent(method, x, relevance, rtol=1e-5, atol=1e-6)
     chunked = run(make(name, m64, batch_size=2), x, relevance)
     torch.testing.assert_close(chunked, batch, rtol=1e-5, atol=1e-6)
 
