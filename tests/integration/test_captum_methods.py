@@ -13,7 +13,6 @@ from roarkar.models import build_model
 from roarkar.protocols.cell import run_cell
 from roarkar.saliency.configs import result_id
 from roarkar.saliency.conformance import ConformanceError, check_before_training
-
 from tests.conftest import randomize_batchnorm
 
 captum = pytest.importorskip("captum")

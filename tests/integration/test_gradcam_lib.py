@@ -13,7 +13,6 @@ from roarkar.identity import method_identity
 from roarkar.models import build_model
 from roarkar.protocols.cell import run_cell
 from roarkar.saliency.conformance import ConformanceError, check_before_training
-
 from tests.conftest import randomize_batchnorm
 
 pytest.importorskip("pytorch_grad_cam")

@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 
 import roarkar.saliency as S
-from roarkar.models import TAPS, TappedNet, build_model, fused
+from roarkar.models import TAPS, TappedNet, build_model
 from roarkar.registry import UnknownName
 from roarkar.saliency.base import HookSet, SaliencyMethod
 from roarkar.saliency.conformance import (
