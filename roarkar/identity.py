@@ -30,6 +30,7 @@ __all__ = [
     "dataset_content_hash",
     "file_sha256",
     "identity_hash",
+    "method_identity",
     "model_identity",
     "precompute_identity",
     "precompute_spec",
@@ -146,6 +147,31 @@ def model_identity(model: Mapping[str, Any]) -> dict:
     return node
 
 
+def method_identity(method: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The method node as it enters every identity: ``method=precomputed`` by its files' content
+    (``params.path`` replaced by the SHA-256 of every file in that directory, so changed files
+    re-run the cells and the same files at any path are the same maps); any other method as it is
+    (so their identities are unchanged)."""
+    node = to_plain(method)
+    if node.get("name") != "precomputed":
+        return method
+    params = dict(node.get("params") or {})
+    path = params.pop("path", None)
+    if not path:
+        raise ValueError("method=precomputed needs method.params.path=<directory of the maps>")
+    directory = Path(path)
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"method.params.path={directory} is not a directory (expected the maps' train.npz, "
+            "val.npz and meta.json)"
+        )
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    return node | {
+        "params": params,
+        "maps_sha256": {p.name: file_sha256(p, "method.params.path") for p in files},
+    }
+
+
 def base_identity(dataset: Mapping, model: Mapping, recipe: Mapping, seed: int) -> str:
     """A trained base model: its data, model, recipe (trainer settings of the base stage) and
     seed; pretrained weights (``model.weights``): the data and the weights file's content (nothing
@@ -177,7 +203,7 @@ def cell_identity(
             "cell": dict(cell),
             "dataset": dataset,
             "model": model_identity(model),
-            "method": method,
+            "method": method_identity(method),
             "protocol": protocol,
             "trainer": trainer,
         }
@@ -186,7 +212,9 @@ def cell_identity(
 
 def precompute_identity(base_id: str, method: Mapping, target: str, dataset: str) -> str:
     """The input protocol's saliency maps: base model, method node, target and dataset name."""
-    return identity_hash({"base": base_id, "method": method, "target": target, "dataset": dataset})
+    return identity_hash(
+        {"base": base_id, "method": method_identity(method), "target": target, "dataset": dataset}
+    )
 
 
 def precompute_spec(
@@ -206,7 +234,7 @@ def precompute_spec(
         "dataset": str(dataset),
         "base_model": base_id,
         "weights_sha256": file_sha256(weights),
-        "method": to_plain(method),
+        "method": to_plain(method_identity(method)),
         "target": str(target),
         "seed": int(seed),
         "data": data,
