@@ -44,6 +44,18 @@ def test_exported_gradient_maps_run_back_bit_identical(compose_cfg, tmp_path):
     )
     for split in ("train", "val"):
         assert torch.equal(ours[split], theirs[split])
+    # streamed shard by shard: the same ranks
+    streamed_cfg = compose_cfg(
+        [*_precomputed(out["directory"]), "loader.in_memory=false"], results=tmp_path / "streamed"
+    )
+    streamed = make_context(streamed_cfg, DistInfo())
+    sbase, sbase_id, _ = ensure_base_model(streamed)
+    attach = ensure_ranks(streamed, sbase, sbase_id, base_dir(streamed, sbase_id) / MODEL_FILE)
+    for split in ("train", "val"):
+        offsets = streamed.info.shard_offsets(split)
+        for index, first in enumerate(offsets):
+            part = torch.from_numpy(attach[split](index)["ranks"].astype(np.int64))
+            assert torch.equal(part, theirs[split][first : first + len(part)].long())
     for mode in ("kar", "roar"):
         cell = [f"protocol.mode={mode}", "protocol.percent=30"]
         gradient = run_cell(compose_cfg([*INPUT, "method=gradient", *cell]))
