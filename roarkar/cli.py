@@ -25,6 +25,7 @@ TASKS = (
     "status",
     "sbatch",
     "precompute",
+    "export_maps",
     "perturbation",
     "leak",
 )
@@ -64,6 +65,12 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
             f"saliency maps, part {result['part']} of {result['parts']}: {result['directory']}",
             flush=True,
         )
+        return result
+    if task == "export_maps":
+        from roarkar.protocols.export import run_export_maps
+
+        result = run_export_maps(cfg)
+        print(f"saliency maps ({result['counts']}): {result['directory']}", flush=True)
         return result
     if task == "perturbation":
         from roarkar.metrics.run import run_perturbation

@@ -119,8 +119,9 @@ def make_gallery(
     from roarkar.saliency import stats
     from roarkar.saliency.combine import combine, squash_map, upsample
     from roarkar.saliency.lovi import lovi
+    from roarkar.saliency.methods.precomputed import PRECOMPUTED  # maps by key, not from images
 
-    wanted = list(methods) if methods else S.available()
+    wanted = list(methods) if methods else [m for m in S.available() if m != PRECOMPUTED]
     unknown = sorted(set(wanted) - set(S.available()))
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}: available are {S.available()}")

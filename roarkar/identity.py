@@ -150,9 +150,14 @@ def method_identity(method: Mapping[str, Any]) -> dict:
     ``pkg.module:obj`` or ``file.py:obj``) adds ``source_sha256``, the content of the file that
     defines it (editing the method re-runs its cells), and a file target is named by its file name,
     not its path (the same file anywhere is the same method); a library method
-    (:data:`METHOD_LIBRARIES`) adds ``library_version``. Any other node is unchanged."""
+    (:data:`METHOD_LIBRARIES`) adds ``library_version``; ``method=precomputed`` is its files'
+    content (``params.path`` replaced by the SHA-256 of every file in that directory, so changed
+    files re-run the cells and the same files at any path are the same maps). Any other node is
+    unchanged."""
     node = to_plain(method)
     params = node.get("params") or {}
+    if node.get("name") == "precomputed":
+        return _precomputed_identity(node, dict(params))
     target = params.get("target") if isinstance(params, dict) else None
     if isinstance(target, str):
         node["source_sha256"] = file_sha256(
@@ -168,6 +173,23 @@ def method_identity(method: Mapping[str, Any]) -> dict:
         except importlib.metadata.PackageNotFoundError:
             node["library_version"] = None  # the method itself says to install it
     return node
+
+
+def _precomputed_identity(node: dict, params: dict) -> dict:
+    path = params.pop("path", None)
+    if not path:
+        raise ValueError("method=precomputed needs method.params.path=<directory of the maps>")
+    directory = Path(path)
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"method.params.path={directory} is not a directory (expected the maps' train.npz, "
+            "val.npz and meta.json)"
+        )
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    return node | {
+        "params": params,
+        "maps_sha256": {p.name: file_sha256(p, "method.params.path") for p in files},
+    }
 
 
 def base_identity(dataset: Mapping, model: Mapping, recipe: Mapping, seed: int) -> str:

@@ -100,8 +100,9 @@ QUICK_STUDY = (
 
 def full_small_methods() -> tuple[str, ...]:
     from roarkar.saliency import available
+    from roarkar.saliency.methods.precomputed import PRECOMPUTED  # maps by key, not from images
 
-    skip = set(NESTED) | {"noise", "path_integral"}
+    skip = set(NESTED) | {"noise", "path_integral", PRECOMPUTED}
     return tuple(n for n in available() if n not in skip)
 
 

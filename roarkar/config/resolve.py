@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from roarkar.config.nodes import DatasetConfig, MethodConfig, ModelConfig, ProtocolConfig
 from roarkar.config.schema import (
+    ExportConfig,
     LoaderConfig,
     PathsConfig,
     PrecomputeConfig,
@@ -40,6 +41,7 @@ class Config:
     trainer: TrainerConfig
     study: StudyConfig
     precompute: PrecomputeConfig
+    export: ExportConfig
     loader: LoaderConfig
     perturbation: dict  # RunSettings.from_config reads and checks it
     plain: dict = field(default_factory=dict, repr=False)  # all of it as plain data (records)

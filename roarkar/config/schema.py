@@ -191,6 +191,14 @@ class PrecomputeConfig:
 
 
 @dataclass
+class ExportConfig:
+    """``export``: where ``task=export_maps`` writes a method's maps (None:
+    ``<paths.results>/maps/<method id>-<id8>``), the format ``method=precomputed`` reads."""
+
+    path: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
 class PathsConfig:
     """``paths``: where results and data go (``conf/paths/default.yaml``; nothing is written elsewhere)."""
 
@@ -249,6 +257,7 @@ class RoarkarConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     precompute: PrecomputeConfig = field(default_factory=PrecomputeConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     # task=perturbation: RunSettings' and Settings' keys, with their defaults (register_configs
     # puts roarkar.metrics.run_settings.config_schema() here)

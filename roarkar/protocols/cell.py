@@ -20,7 +20,7 @@ from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model, reci
 from roarkar.protocols.context import Context, make_context
 from roarkar.protocols.input import run_input_cell
 from roarkar.protocols.layer import run_layer_cell
-from roarkar.protocols.precompute import compute_parts, ensure_ranks
+from roarkar.protocols.precompute import compute_parts, ensure_ranks, stored_maps
 from roarkar.protocols.settings import ProtocolSettings
 from roarkar.removal import MODES, check_percent
 from roarkar.saliency import available, describe
@@ -181,6 +181,7 @@ def _run_claimed(
     }
     # Data and base-model problems are the user's to fix and stop the run with their own message.
     ctx = make_context(config, dist)
+    stored_maps(ctx)  # method=precomputed: its files checked before any training
     base, base_id, base_result = ensure_base_model(ctx)
     record["base_model"] = {
         "identity": base_id,
@@ -269,6 +270,7 @@ def run_precompute(cfg: DictConfig | Config) -> dict:
     if config.protocol.name != "input":
         raise ValueError("task=precompute is for the input protocol: add protocol=input")
     ctx = make_context(config, setup(str(config.device)))
+    stored_maps(ctx)  # method=precomputed: its files checked before any training
     part, parts = int(config.precompute.part), int(config.precompute.parts)
     base, base_id, _ = ensure_base_model(ctx)
     directory = compute_parts(

@@ -20,6 +20,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,10 @@ from roarkar.data.npytar import ArrayTar, write_arrays
 from roarkar.identity import precompute_identity, precompute_spec
 from roarkar.models import TappedNet
 from roarkar.protocols.context import Context
+from roarkar.protocols.maps_file import StoredMaps, read_maps
 from roarkar.removal import saliency_ranks
 from roarkar.saliency import create
+from roarkar.saliency.methods.precomputed import PRECOMPUTED
 from roarkar.store import Artifact, file_lock, write_json_atomic
 from roarkar.training.batches import epoch_generator
 from roarkar.training.distributed import barrier
@@ -73,7 +76,7 @@ def precompute_artifact(ctx: Context, base_id: str) -> Artifact:
     return Artifact("precompute", pid, directory, record=MANIFEST)
 
 
-def _parts(ctx: Context, split: str) -> list[tuple[int, int, int]]:
+def image_parts(ctx: Context, split: str) -> list[tuple[int, int, int]]:
     """(shard index, first sample, count) of every image shard of ``split``."""
     offsets, counts = ctx.info.shard_offsets(split), ctx.info.shard_counts(split)
     return [
@@ -82,7 +85,7 @@ def _parts(ctx: Context, split: str) -> list[tuple[int, int, int]]:
     ]
 
 
-def _shard_images(ctx: Context, split: str, index: int, first: int, count: int) -> ImageSplit:
+def shard_images(ctx: Context, split: str, index: int, first: int, count: int) -> ImageSplit:
     held = ctx.train if split == "train" else ctx.val
     if held is None:  # streaming: read the shard itself
         return load_shard(ctx.info, split, index)
@@ -99,23 +102,52 @@ def _part_path(directory: Path, split: str, index: int) -> Path:
     return directory / f"{split}-{index:06d}.tar"
 
 
-def _compute_part(ctx: Context, base: TappedNet, part: ImageSplit, first: int) -> torch.Tensor:
-    method = create(ctx.spec.method_name, base, **ctx.method_params())
+def stored_maps(ctx: Context) -> dict[str, StoredMaps] | None:
+    """``method=precomputed``: its files (``method.params.path``) read and checked against the
+    dataset, each error naming the file and the key; None for any other method. Called before
+    any model is trained, so a bad file stops the run first."""
+    if ctx.spec.method_name != PRECOMPUTED:
+        return None
+    return read_maps(ctx.method_params()["path"], ctx.info)
+
+
+def shard_maps(
+    ctx: Context, base: TappedNet, part: ImageSplit, first: int, stored: StoredMaps | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Generator]]:
+    """The float32 maps of one image shard per eval batch (CPU), each with the generator seeded
+    by the batch's image position that its ranks then draw from: the method's maps, or with
+    ``stored`` those read by sample key (the same ranks as the method's own, when the method
+    draws no randomness)."""
+    method = (
+        None if stored is not None else create(ctx.spec.method_name, base, **ctx.method_params())
+    )
     by_label = ctx.spec.target == "label"
     base.eval()
-    out = []
     batch = ctx.settings.eval_batch_size
     for start in range(0, len(part.labels), batch):
         stop = min(start + batch, len(part.labels))
+        generator = epoch_generator(ctx.spec.seed, first + start, salt=11)  # by image position
+        if stored is not None:
+            yield stored.maps(part.keys[start:stop]), generator
+            continue
         images = ctx.inputs(part.images[start:stop])
         targets = part.labels[start:stop].to(images.device) if by_label else None
         relevance = (
             part.relevance[start:stop].to(images.device) if part.relevance is not None else None
         )
-        generator = epoch_generator(ctx.spec.seed, first + start, salt=11)  # by image position
         maps = method.saliency(images, targets, relevance=relevance, generator=generator)
-        out.append(saliency_ranks(maps.float().cpu(), generator).to(torch.int32))
-    return torch.cat(out)
+        yield maps.float().cpu(), generator
+
+
+def _compute_part(
+    ctx: Context, base: TappedNet, part: ImageSplit, first: int, stored: StoredMaps | None
+) -> torch.Tensor:
+    return torch.cat(
+        [
+            saliency_ranks(maps, generator).to(torch.int32)
+            for maps, generator in shard_maps(ctx, base, part, first, stored)
+        ]
+    )
 
 
 def write_part(path: Path, keys: list[str], ranks: torch.Tensor) -> None:
@@ -156,18 +188,19 @@ def compute_parts(
     jobs = [
         (split, index, first, count)
         for split in ("train", "val")
-        for index, first, count in _parts(ctx, split)
+        for index, first, count in image_parts(ctx, split)
         if index % parts == part
     ]
     todo = [job for job in jobs if not _part_path(directory, job[0], job[1]).exists()]
+    stored = stored_maps(ctx) if todo else None
     for split, index, first, count in tqdm(
         todo, desc=f"saliency {ctx.spec.method_id}", leave=False, disable=not ctx.settings.progress
     ):
-        images = _shard_images(ctx, split, index, first, count)
+        images = shard_images(ctx, split, index, first, count)
         write_part(
             _part_path(directory, split, index),
             images.keys,
-            _compute_part(ctx, base, images, first),
+            _compute_part(ctx, base, images, first, stored and stored[split]),
         )
     return directory
 
