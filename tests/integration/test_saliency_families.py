@@ -11,7 +11,7 @@ from roarkar.saliency import available
 from roarkar.saliency.methods.precomputed import PRECOMPUTED
 from roarkar.saliency.registry import cheap_params
 
-# precomputed reads its maps by sample key, never from images (tests/test_precomputed_maps.py)
+# precomputed reads its maps by sample key, never from images (tests/integration/test_precomputed_maps.py)
 METHODS = [n for n in available() if n != PRECOMPUTED]
 
 FAMILIES = {
