@@ -33,6 +33,11 @@ class ProtocolSettings:
     @classmethod
     def from_config(cls, config: Config) -> ProtocolSettings:
         """Read and check the settings; every bad value is named by its key."""
+        if not isinstance(config, Config):  # a composed node must pass the edge first
+            raise TypeError(
+                f"ProtocolSettings.from_config takes a typed Config, got {type(config).__name__}: "
+                "call roarkar.config.resolve(cfg) at the edge first"
+            )
         protocol = config.protocol
         target = getattr(protocol, "target", None)
         if target is not None and str(target) not in TARGETS:

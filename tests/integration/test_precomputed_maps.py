@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from roarkar.cli import run
+from roarkar.config import resolve
 from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model
 from roarkar.protocols.cell import cell_path, run_cell
 from roarkar.protocols.context import make_context
@@ -35,12 +36,12 @@ def test_exported_gradient_maps_run_back_bit_identical(compose_cfg, tmp_path):
     with np.load(maps_path(out["directory"], "train"), allow_pickle=False) as held:
         assert held["maps"].dtype == np.float32 and held["maps"].shape == (96, 32, 32)
     # the same ranks, then the same cells
-    ctx = make_context(compose_cfg([*INPUT, "method=gradient"]), DistInfo())
+    ctx = make_context(resolve(compose_cfg([*INPUT, "method=gradient"])), DistInfo())
     base, base_id, _ = ensure_base_model(ctx)
     weights = base_dir(ctx, base_id) / MODEL_FILE
     theirs = ensure_ranks(ctx, base, base_id, weights)
     ours = ensure_ranks(
-        ctx.for_config(compose_cfg(_precomputed(out["directory"]))), base, base_id, weights
+        ctx.for_config(resolve(compose_cfg(_precomputed(out["directory"])))), base, base_id, weights
     )
     for split in ("train", "val"):
         assert torch.equal(ours[split], theirs[split])
@@ -48,7 +49,7 @@ def test_exported_gradient_maps_run_back_bit_identical(compose_cfg, tmp_path):
     streamed_cfg = compose_cfg(
         [*_precomputed(out["directory"]), "loader.in_memory=false"], results=tmp_path / "streamed"
     )
-    streamed = make_context(streamed_cfg, DistInfo())
+    streamed = make_context(resolve(streamed_cfg), DistInfo())
     sbase, sbase_id, _ = ensure_base_model(streamed)
     attach = ensure_ranks(streamed, sbase, sbase_id, base_dir(streamed, sbase_id) / MODEL_FILE)
     for split in ("train", "val"):
@@ -67,7 +68,7 @@ def test_exported_gradient_maps_run_back_bit_identical(compose_cfg, tmp_path):
 
 def _valid_maps(compose_cfg, directory):
     """A whole, valid directory of maps for the smoke dataset (no model trained)."""
-    ctx = make_context(compose_cfg(INPUT), DistInfo())
+    ctx = make_context(resolve(compose_cfg(INPUT)), DistInfo())
     info = ctx.info
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
@@ -94,7 +95,7 @@ def _refused(compose_cfg, tmp_path, directory, match, extra=()):
 def test_bad_precomputed_files_are_refused_by_name_before_training(compose_cfg, tmp_path):
     good = tmp_path / "good"
     _valid_maps(compose_cfg, good)
-    ok = make_context(compose_cfg(_precomputed(good)), DistInfo())
+    ok = make_context(resolve(compose_cfg(_precomputed(good))), DistInfo())
     from roarkar.protocols.precompute import stored_maps
 
     assert set(stored_maps(ok)) == {"train", "val"}
