@@ -18,7 +18,18 @@ from roarkar.bench.table import COLUMNS, meets
 from roarkar.bench.timing import Samples, paired_quartiles, paired_ratio
 from roarkar.bench.workload import sizes_for
 
-TINY = ("saliency", "smoe", "captum", "training", "layer", "loader", "runtime", "imputation", "gpu")
+TINY = (
+    "saliency",
+    "smoe",
+    "captum",
+    "training",
+    "layer",
+    "group",
+    "loader",
+    "runtime",
+    "imputation",
+    "gpu",
+)
 
 
 @pytest.fixture(scope="module")

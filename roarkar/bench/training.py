@@ -29,7 +29,7 @@ def _batch(n: int, size: int, classes: int, seed: int = 0):
     return images, labels, ranks
 
 
-def _stepper(net: nn.Module, params, prepare, device: str, bf16: bool = False):
+def sgd_stepper(net: nn.Module, params, prepare, device: str, bf16: bool = False):
     """One SGD training step on the batch ``prepare`` returns (forward, loss, backward, update);
     ``bf16``: the forward under bf16 autocast (``trainer.amp=bf16``)."""
     optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
@@ -81,13 +81,16 @@ def run_training(sz: Sizes) -> list[dict]:
 
     tasks = [
         Task(
-            "masked", _stepper(nets["masked"], nets["masked"].parameters(), masked_prepare, device)
+            "masked",
+            sgd_stepper(nets["masked"], nets["masked"].parameters(), masked_prepare, device),
         ),
-        Task("plain", _stepper(nets["plain"], nets["plain"].parameters(), plain_prepare, device)),
+        Task(
+            "plain", sgd_stepper(nets["plain"], nets["plain"].parameters(), plain_prepare, device)
+        ),
         Task("mask_only", mask_only, memory=False),
         Task(
             "bf16",
-            _stepper(nets["bf16"], nets["bf16"].parameters(), bf16_prepare, device, bf16=True),
+            sgd_stepper(nets["bf16"], nets["bf16"].parameters(), bf16_prepare, device, bf16=True),
             memory=False,
         ),
     ]
@@ -183,8 +186,8 @@ def _layer_pair(base: nn.Module, tap: str, x: Tensor, y: Tensor, device: str):
         return augment(x, "crop_flip", generator), y, {}
 
     return (
-        _stepper(frozen, trainable, prep, device),
-        _stepper(full, list(full_model.parameters()), prep, device),
+        sgd_stepper(frozen, trainable, prep, device),
+        sgd_stepper(full, list(full_model.parameters()), prep, device),
     )
 
 
