@@ -6,13 +6,12 @@ from __future__ import annotations
 import copy
 from itertools import cycle, islice
 
-import torch
 from torch import Tensor, nn
 
-from roarkar.bench.table import config_str, row
-from roarkar.bench.timing import Task, interleave, paired_ratio
-from roarkar.bench.training import sgd_stepper
-from roarkar.bench.workload import Sizes, bench_model
+from roarkar.bench.table import row
+from roarkar.bench.timing import paired_ratio
+from roarkar.bench.training import sgd_stepper, timed_tap_pairs
+from roarkar.bench.workload import Sizes
 from roarkar.protocols.group import SharedPrefix
 from roarkar.protocols.layer import TapMaskedNet
 from roarkar.saliency import create
@@ -49,21 +48,14 @@ def _cell_steps(base: nn.Module, tap: str, n: int, x: Tensor, y: Tensor, device:
 def _group_rows(
     sz: Sizes, model_name: str, size: int, classes: int, batch: int, rounds: int, n: int
 ) -> list[dict]:
-    device = sz.device
-    base = bench_model(model_name, classes, device)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, size, size, generator=g).to(device)
-    y = torch.randint(0, classes, (batch,), generator=g).to(device)
-    tasks = []
-    for tap in sz.layer_taps:
+    def pair(base, tap, x, y, device):
         alone = _cell_steps(base, tap, n, x, y, device, None)
         group = _cell_steps(base, tap, n, x, y, device, SharedPrefix())
-        tasks += [
-            Task(f"alone:{tap}", lambda s=alone: [step() for step in s], memory=False),
-            Task(f"group:{tap}", lambda s=group: [step() for step in s], memory=False),
-        ]
-    s = interleave(tasks, rounds, device)
-    config = config_str(model=model_name, px=size, batch=batch, cells=n, device=device)
+        return (lambda: [step() for step in alone]), (lambda: [step() for step in group])
+
+    s, config = timed_tap_pairs(
+        sz, model_name, size, classes, batch, rounds, pair, ("alone", "group"), cells=n
+    )
     rows = []
     for tap in sz.layer_taps:
         a, b = s[f"alone:{tap}"], s[f"group:{tap}"]
