@@ -28,6 +28,7 @@ SECTIONS = (
     "captum",
     "training",
     "layer",
+    "group",
     "loader",
     "runtime",
     "imputation",
@@ -48,6 +49,8 @@ def _runner(name: str) -> Callable[[Sizes], list[dict]]:
         from roarkar.bench.training import run_training as fn
     elif name == "layer":
         from roarkar.bench.training import run_layer as fn
+    elif name == "group":
+        from roarkar.bench.group import run_group as fn
     elif name == "loader":
         from roarkar.bench.loader import run_loader as fn
     elif name == "runtime":

@@ -4,6 +4,7 @@ protocol's frozen-prefix fine-tuning against full fine-tuning, each step timed s
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import torch
@@ -29,7 +30,7 @@ def _batch(n: int, size: int, classes: int, seed: int = 0):
     return images, labels, ranks
 
 
-def _stepper(net: nn.Module, params, prepare, device: str, bf16: bool = False):
+def sgd_stepper(net: nn.Module, params, prepare, device: str, bf16: bool = False):
     """One SGD training step on the batch ``prepare`` returns (forward, loss, backward, update);
     ``bf16``: the forward under bf16 autocast (``trainer.amp=bf16``)."""
     optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
@@ -81,13 +82,16 @@ def run_training(sz: Sizes) -> list[dict]:
 
     tasks = [
         Task(
-            "masked", _stepper(nets["masked"], nets["masked"].parameters(), masked_prepare, device)
+            "masked",
+            sgd_stepper(nets["masked"], nets["masked"].parameters(), masked_prepare, device),
         ),
-        Task("plain", _stepper(nets["plain"], nets["plain"].parameters(), plain_prepare, device)),
+        Task(
+            "plain", sgd_stepper(nets["plain"], nets["plain"].parameters(), plain_prepare, device)
+        ),
         Task("mask_only", mask_only, memory=False),
         Task(
             "bf16",
-            _stepper(nets["bf16"], nets["bf16"].parameters(), bf16_prepare, device, bf16=True),
+            sgd_stepper(nets["bf16"], nets["bf16"].parameters(), bf16_prepare, device, bf16=True),
             memory=False,
         ),
     ]
@@ -183,12 +187,25 @@ def _layer_pair(base: nn.Module, tap: str, x: Tensor, y: Tensor, device: str):
         return augment(x, "crop_flip", generator), y, {}
 
     return (
-        _stepper(frozen, trainable, prep, device),
-        _stepper(full, list(full_model.parameters()), prep, device),
+        sgd_stepper(frozen, trainable, prep, device),
+        sgd_stepper(full, list(full_model.parameters()), prep, device),
     )
 
 
-def _layer_rows(sz: Sizes, model_name: str, size: int, classes: int, batch: int, rounds: int):
+def timed_tap_pairs(
+    sz: Sizes,
+    model_name: str,
+    size: int,
+    classes: int,
+    batch: int,
+    rounds: int,
+    pair: Callable,
+    names: tuple[str, str],
+    **config: object,
+) -> tuple[dict, str]:
+    """Two kinds of training step at each of :attr:`Sizes.layer_taps`, timed side by side on one
+    model and batch: ``pair(base, tap, x, y, device)`` gives the two step functions. Returns the
+    samples by ``f"{name}:{tap}"`` and the rows' config (``config`` added before the device)."""
     device = sz.device
     base = bench_model(model_name, classes, device)
     g = torch.Generator().manual_seed(0)
@@ -196,13 +213,19 @@ def _layer_rows(sz: Sizes, model_name: str, size: int, classes: int, batch: int,
     y = torch.randint(0, classes, (batch,), generator=g).to(device)
     tasks = []
     for tap in sz.layer_taps:
-        frozen, full = _layer_pair(base, tap, x, y, device)
+        steps = pair(base, tap, x, y, device)
         tasks += [
-            Task(f"frozen:{tap}", frozen, memory=False),
-            Task(f"full:{tap}", full, memory=False),
+            Task(f"{name}:{tap}", step, memory=False)
+            for name, step in zip(names, steps, strict=True)
         ]
-    s = interleave(tasks, rounds, device)
-    config = config_str(model=model_name, px=size, batch=batch, device=device)
+    samples = interleave(tasks, rounds, device)
+    return samples, config_str(model=model_name, px=size, batch=batch, **config, device=device)
+
+
+def _layer_rows(sz: Sizes, model_name: str, size: int, classes: int, batch: int, rounds: int):
+    s, config = timed_tap_pairs(
+        sz, model_name, size, classes, batch, rounds, _layer_pair, ("frozen", "full")
+    )
     rows = []
     for tap in sz.layer_taps:
         a, b = s[f"frozen:{tap}"], s[f"full:{tap}"]

@@ -49,6 +49,10 @@ class Sizes:
     layer_big: bool = False
     layer_big_batch: int = 8
     layer_big_rounds: int = 3
+    group_cells: int = 20  # cells of one group (Table 4: 20 cells per layer)
+    group_big_cells: int = (
+        4  # cells of the big model's group (a few: each step is seconds on a CPU)
+    )
     # loader
     loader_train: int = 1200
     loader_val: int = 400
@@ -186,6 +190,7 @@ def sizes_for(mode: str, repeats: int | None = None, device: str = "cpu") -> Siz
             train_batch=8,
             train_rounds=2,
             layer_taps=("L3",),
+            group_cells=2,
             runtime_pairs=1,
             loader_train=32,
             loader_val=16,

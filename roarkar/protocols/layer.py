@@ -8,6 +8,9 @@ layers after the tap. The frozen prefix runs without autograd and keeps its Batc
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +38,9 @@ class TapMaskedNet(nn.Module):
             fraction,
         )
         self.generator = torch.Generator().manual_seed(0)  # set per batch by the protocol
+        # (folded prefix, input) -> activation: a cell group (roarkar.protocols.group) puts its
+        # one shared computation here; None runs the prefix
+        self.prefix_activation: Callable[[nn.Module, Tensor], Tensor] | None = None
         method.bind_tap(tap)
         # The frozen prefix (eval mode, no autograd) runs as a BatchNorm-folded, channels-last copy
         # (roarkar.models.fused): the same function, and ResNet-50's L3 step 1.48x -> ~1.55x faster
@@ -65,7 +71,11 @@ class TapMaskedNet(nn.Module):
         with torch.no_grad():
             # NCHW again for the trained suffix: channels-last training on CPU is unsafe
             # (roarkar/training/settings.py)
-            act = TapActivation(inference_copy(self._prefix[0])(x).contiguous())
+            folded = inference_copy(self._prefix[0])
+            if self.prefix_activation is None:
+                act = TapActivation(folded(x).contiguous())
+            else:
+                act = TapActivation(self.prefix_activation(folded, x))
             h = self._masked(act, relevance)
         return self.model.forward_from(h, self.tap)
 
@@ -80,24 +90,29 @@ def _augment_with_relevance(
     return both[:, :-1], both[:, -1]
 
 
-def run_layer_cell(
-    ctx: Context,
-    base: TappedNet,
-    method_name: str,
-    method_params: dict,
-    tap: str,
-    mode: str,
-    fraction: float,
-    identity: str,
-    checkpoint,
-    on_step=None,
-) -> FitResult:
-    """Fine-tune a copy of ``base`` after a masked tap and return the final held-out accuracy
-    and true-class score."""
+@dataclass
+class LayerCell:
+    """One layer cell, what :func:`run_layer_cell` takes besides the base model and the tap
+    (``ctx`` is the cell's own: its method and identity)."""
+
+    ctx: Context
+    method_name: str
+    method_params: dict
+    mode: str
+    fraction: float
+    identity: str
+    checkpoint: Path | None
+    on_step: Callable[[int], None] | None = None
+
+
+def layer_fit_args(base: TappedNet, tap: str, cell: LayerCell) -> dict:
+    """The arguments of :func:`roarkar.training.fit` for one layer cell: a copy of ``base`` masked
+    at ``tap`` (``["net"]``, a :class:`TapMaskedNet`), its trainable suffix, batches and recipe."""
+    ctx, mode = cell.ctx, cell.mode
     model = copy.deepcopy(base)
-    method = create(method_name, model, **method_params)
+    method = create(cell.method_name, model, **cell.method_params)
     trainable = model.freeze_prefix(tap)
-    net = TapMaskedNet(model, tap, method, mode, fraction).to(ctx.dist.device)
+    net = TapMaskedNet(model, tap, method, mode, cell.fraction).to(ctx.dist.device)
     prefix = model.prefix_modules(tap)
     use_relevance = ctx.info.has_relevance
 
@@ -116,19 +131,37 @@ def run_layer_cell(
         for module in prefix:
             module.eval()
 
-    return fit(
-        net,
-        trainable,
-        prepare,
-        ctx.batches("train", ctx.rank_batch_size, relevance=use_relevance),
-        ctx.batches("val", ctx.settings.eval_batch_size, relevance=use_relevance),
-        ctx.stage_settings("layer"),
+    return dict(
+        net=net,
+        parameters=trainable,
+        prepare=prepare,
+        train=ctx.batches("train", ctx.rank_batch_size, relevance=use_relevance),
+        val=ctx.batches("val", ctx.settings.eval_batch_size, relevance=use_relevance),
+        settings=ctx.stage_settings("layer"),
         epochs=ctx.epochs("layer"),
         seed=ctx.spec.seed,
-        checkpoint=checkpoint,
-        identity=identity,
+        checkpoint=cell.checkpoint,
+        identity=cell.identity,
         dist=ctx.dist,
         desc=f"layer {tap} {mode} {ctx.spec.method_id}",
         on_train_mode=freeze_statistics,
-        on_step=on_step,
+        on_step=cell.on_step,
     )
+
+
+def run_layer_cell(
+    ctx: Context,
+    base: TappedNet,
+    method_name: str,
+    method_params: dict,
+    tap: str,
+    mode: str,
+    fraction: float,
+    identity: str,
+    checkpoint,
+    on_step=None,
+) -> FitResult:
+    """Fine-tune a copy of ``base`` after a masked tap and return the final held-out accuracy
+    and true-class score."""
+    cell = LayerCell(ctx, method_name, method_params, mode, fraction, identity, checkpoint, on_step)
+    return fit(**layer_fit_args(base, tap, cell))

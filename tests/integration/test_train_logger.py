@@ -113,11 +113,11 @@ def test_unknown_logger_is_refused_by_name(tmp_path):
 def test_the_logger_is_never_part_of_an_identity(tmp_path):
     from hydra import compose, initialize_config_dir
 
+    from roarkar.config import register_configs
     from roarkar.protocols.cell import cell_path
-    from roarkar.saliency.configs import register_method_configs
     from tests.conftest import CONF_DIR
 
-    register_method_configs()
+    register_configs()  # the schema and the method configs, as the entry points do
     identities = set()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for logger in ("csv", "tensorboard", "none"):

@@ -18,7 +18,7 @@ from roarkar.bench.table import COLUMNS, meets
 from roarkar.bench.timing import Samples, paired_quartiles, paired_ratio
 from roarkar.bench.workload import sizes_for
 
-TINY = ("saliency", "smoe", "captum", "training", "layer", "loader", "runtime", "imputation", "gpu")
+TINY = tuple(s for s in SECTIONS if s != "study")  # every section but the study, tiny
 
 
 @pytest.fixture(scope="module")
