@@ -58,10 +58,11 @@ def random_shards(
 
 
 def _jpeg_tree(root: Path, images: int, classes: int = 4) -> None:
-    """JPEGs of ImageNet's typical size (500 x 375, smooth content, about 60-100 KB each)."""
+    """JPEGs of ImageNet's typical size (500 x 375, smooth content, about 60-100 KB each); one in
+    eight of every class's images in val (every class in both splits, as conversion requires)."""
     rng = np.random.default_rng(1)
     for i in range(images):
-        folder = root / ("train" if i % 8 else "val") / f"n{i % classes:02d}"
+        folder = root / ("train" if (i // classes) % 8 else "val") / f"n{i % classes:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         small = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
         big = np.asarray(small.resize((500, 375), Image.Resampling.BICUBIC), dtype=np.int16)
