@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -27,13 +28,26 @@ from roarkar.targets import TargetError, absolute_target, load_target
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/my_method.py:smoothed_gradient"
 #: the worked example's study, as the README gives it (after `roarkar debug=smoke`)
-EXAMPLE_STUDY = [
-    "dataset=synth_objects",
-    "study.layer=null",
-    "study.input.methods=[random,ground_truth,smoe_scale,external]",
-    "study.input.percents=[25]",
-    f"+study.input.method_params.external.target={EXAMPLE}",
-]
+
+
+def _readme_example() -> list[str]:
+    """The overrides of the first command of the README's "Benchmark your own method" block, as
+    written (continuation lines joined)."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### 6. Benchmark your own method") :]
+    block = section[section.index("```bash\n") + len("```bash\n") : section.index("```\n", 10)]
+    command = ""
+    for line in block.replace("\\\n", " ").splitlines():
+        if line.startswith("roarkar "):
+            command = line.split("#")[0]
+            break
+    words = shlex.split(command)
+    assert words and words[0] == "roarkar", block
+    return words[1:]
+
+
+# the README's command at debug=smoke (compose_cfg adds it), at one percent instead of three
+EXAMPLE_STUDY = [*_readme_example(), "study.input.percents=[25]"]
 
 GOOD = """
 import torch
