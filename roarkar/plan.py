@@ -18,21 +18,20 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 def _check_not_empty(study: DictConfig) -> None:
     """An empty list in the study would plan no cell for a reason nobody asked for."""
+    from roarkar.protocols import PROTOCOLS
+
     if not study.get("seeds"):
         raise ValueError(
             f"study.seeds={study.get('seeds')} is empty: give at least one seed, e.g. "
             "study.seeds=[0]"
         )
-    for protocol, keys in (
-        ("layer", ("methods", "layers", "modes")),
-        ("input", ("methods", "percents", "modes")),
-    ):
-        part = study.get(protocol)
-        for key in keys if part else ():
+    for name, protocol in PROTOCOLS.items():
+        part = study.get(name)
+        for key in protocol.study_lists if part else ():
             if not part.get(key):
                 raise ValueError(
-                    f"study.{protocol}.{key}={part.get(key)} is empty: give at least one, or set "
-                    f"study.{protocol}=null to leave the {protocol} protocol out"
+                    f"study.{name}.{key}={part.get(key)} is empty: give at least one, or set "
+                    f"study.{name}=null to leave the {name} protocol out"
                 )
 
 
@@ -53,28 +52,6 @@ def model_taps(cfg: DictConfig) -> tuple[str, ...]:
     if key not in _TAPS:
         _TAPS[key] = build_model(name, 2, taps=taps, **params).taps
     return _TAPS[key]
-
-
-def _layers(cfg: DictConfig, wanted: list[str]) -> list[str]:
-    """The study's layers that the model has: a network with fewer scales (seed 002's CNN has
-    two taps) leaves the others out, and says so."""
-    if "model" not in cfg:
-        return list(wanted)
-    taps = model_taps(cfg)
-    kept = [t for t in wanted if t in taps]
-    if not kept:
-        raise ValueError(
-            f"study.layer.layers={list(wanted)}: model {cfg.model.name} has taps "
-            f"{', '.join(taps)} only"
-        )
-    if len(kept) < len(wanted):
-        log.warning(
-            "model %s has taps %s: the study's layers %s are left out",
-            cfg.model.name,
-            ", ".join(taps),
-            ", ".join(t for t in wanted if t not in taps),
-        )
-    return kept
 
 
 def _check_method_params(part: DictConfig, protocol: str) -> None:
@@ -122,41 +99,33 @@ def _method_params(part: DictConfig, method: str) -> dict[str, object]:
 def plan(cfg: DictConfig) -> list[tuple[list[str], dict[str, object]]]:
     """One entry per cell of ``cfg.study``: the config-group overrides (dataset, method, protocol)
     and the scalar settings (``protocol.layer``, ``protocol.mode``, ``protocol.percent``, ``seed``).
-    Layers the model lacks are left out (:func:`_layers`).
+    Each registered protocol with a ``study.<name>`` part expands it
+    (:meth:`roarkar.protocols.Protocol.study_cells`; layers the model lacks are left out).
 
     ``study.datasets`` (a list of dataset config names) repeats the plan on each dataset; when it is
     absent or null the run's own ``dataset`` is used.
     """
+    from roarkar.protocols import PROTOCOLS, StudyPart
+
     study = cfg.study
     datasets = study.get("datasets") or [None]
     _check_not_empty(study)
+    taps = (lambda: model_taps(cfg)) if "model" in cfg else None
+    model = str(cfg.model.name) if "model" in cfg else None
+    parts = []  # (protocol, its study part, its cells of one seed): expanded once
+    for name, protocol in PROTOCOLS.items():
+        if study.get(name):
+            _check_method_params(study[name], name)
+            part = StudyPart(OmegaConf.to_container(study[name], resolve=True), model, taps)
+            parts.append((name, study[name], protocol.study_cells(part)))
     cells = []
-    layers = _layers(cfg, list(study.layer.layers)) if study.get("layer") else []
-    for protocol in ("layer", "input"):
-        if study.get(protocol):
-            _check_method_params(study[protocol], protocol)
     for dataset in datasets:
         on = [f"dataset={dataset}"] if dataset else []
         for seed in study.seeds:
-            layer = study.get("layer")
-            for method in layer.methods if layer else []:
-                for tap in layers:
-                    for mode in layer.modes:
-                        scalars = {
-                            "protocol.layer": tap,
-                            "protocol.mode": mode,
-                            "protocol.percent": layer.percents[mode],
-                            "seed": seed,
-                        } | _method_params(layer, method)
-                        cells.append(([*on, f"method={method}", "protocol=layer"], scalars))
-            inputs = study.get("input")
-            for method in inputs.methods if inputs else []:
-                own = _method_params(inputs, method)
-                for percent in inputs.percents:
-                    for mode in inputs.modes:
-                        scalars = {"protocol.mode": mode, "protocol.percent": percent, "seed": seed}
-                        scalars |= own
-                        cells.append(([*on, f"method={method}", "protocol=input"], scalars))
+            for name, part, protocol_cells in parts:
+                for method, scalars in protocol_cells:
+                    scalars = scalars | {"seed": seed} | _method_params(part, method)
+                    cells.append(([*on, f"method={method}", f"protocol={name}"], scalars))
     return cells
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from roarkar.config.schema import DatasetKeys
+from roarkar.registry import Registry
 
 __all__ = [
     "DatasetConfig",
@@ -94,9 +95,8 @@ class ProtocolConfig:
 
     @classmethod
     def of(cls, node: dict) -> ProtocolConfig:
-        kind = {"layer": LayerProtocolConfig, "input": InputProtocolConfig}.get(
-            str(node.get("name")), ProtocolConfig
-        )
+        name = str(node.get("name"))
+        kind = PROTOCOL_VIEWS.get(name) if name in PROTOCOL_VIEWS else ProtocolConfig
         return kind(**_known(kind, node), node=node)
 
 
@@ -117,3 +117,10 @@ class InputProtocolConfig(ProtocolConfig):
 
     target: str | None = None  # predicted | label
     replacement: str | None = None  # mean | zero
+
+
+# Each protocol's typed view of ``protocol``, by ``protocol.name``; a registered protocol
+# (``roarkar.protocols``) names its view as ``config``, and the conformance test checks they agree.
+PROTOCOL_VIEWS: Registry[type[ProtocolConfig]] = Registry("protocol", "protocol.name")
+PROTOCOL_VIEWS.register("layer", LayerProtocolConfig)
+PROTOCOL_VIEWS.register("input", InputProtocolConfig)

@@ -13,17 +13,15 @@ import submitit
 import torch
 from omegaconf import DictConfig
 
-from roarkar.config import Config, LayerProtocolConfig, resolve
+from roarkar.config import Config, resolve
 from roarkar.identity import cell_identity
-from roarkar.models import check_tap
 from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model, recipe
 from roarkar.protocols.context import Context, make_context
-from roarkar.protocols.input import run_input_cell
-from roarkar.protocols.layer import run_layer_cell
-from roarkar.protocols.precompute import compute_parts, ensure_ranks, stored_maps
+from roarkar.protocols.precompute import compute_parts, stored_maps
+from roarkar.protocols.protocol import PROTOCOLS, get_protocol
 from roarkar.protocols.settings import ProtocolSettings
-from roarkar.removal import MODES, check_percent
-from roarkar.saliency import available, describe
+from roarkar.removal import MODES
+from roarkar.saliency import available
 from roarkar.saliency.conformance import check_before_training
 from roarkar.store import Artifact, Cell, Claim, git_commit
 from roarkar.training import DistInfo, setup
@@ -31,29 +29,13 @@ from roarkar.training.distributed import broadcast_object
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("layer", "input")
-
-
-def _layer_percent(config: Config, protocol: LayerProtocolConfig, mode: str) -> tuple[float, str]:
-    """A layer cell's percent and the key it came from: ``protocol.percent``, else the study's
-    percent for the mode (a multirun makes the study's cells), else ``protocol.<mode>_percent``.
-    The protocol node itself is unchanged, so cell identities do not depend on where it came from."""
-    if protocol.percent is not None:
-        return protocol.percent, "protocol.percent"
-    study = config.study.layer.percents.get(mode) if config.study.layer else None
-    if study is not None:
-        return study, f"study.layer.percents.{mode}"
-    return getattr(protocol, f"{mode}_percent"), f"protocol.{mode}_percent"
-
 
 def cell_from_config(cfg: DictConfig | Config) -> Cell:
     """The cell a config describes, validated: every bad value is named (an edge: a composed
     config is resolved here)."""
     config = resolve(cfg)
-    protocol = config.protocol
-    if protocol.name not in PROTOCOLS:
-        raise ValueError(f"protocol.name={protocol.name!r}: expected one of {', '.join(PROTOCOLS)}")
-    mode = str(protocol.mode)
+    protocol = get_protocol(config.protocol.name)
+    mode = str(config.protocol.mode)
     if mode not in MODES:
         raise ValueError(f"protocol.mode={mode!r}: expected one of {', '.join(MODES)}")
     method = config.method
@@ -61,31 +43,18 @@ def cell_from_config(cfg: DictConfig | Config) -> Cell:
         raise ValueError(
             f"method.name={method.name!r} is not a known saliency method; available: {', '.join(available())}"
         )
-    if protocol.name == "layer":
-        layer = str(protocol.layer)
-        check_tap(layer)
-        if not describe(method.name).supports_layer:
-            raise ValueError(
-                f"method {method.name!r} cannot run in the layer protocol (it needs the input image); "
-                "use protocol=input, or a per-tap statistic or control"
-            )
-        percent, key = _layer_percent(config, protocol, mode)
-        check_percent(percent, key)
-    else:
-        layer = ""
-        percent = protocol.percent
-        check_percent(percent, "protocol.percent")
+    layer, percent = protocol.cell_fields(config)
     spec = ProtocolSettings.from_config(config)  # checked here, before any data or model
     # an external or library method's conformance checks, before any data or training
     check_before_training(config.method.node, config.model.node, config.dataset.node, layer)
     return Cell(
         dataset=spec.dataset,
         model=spec.model,
-        protocol=str(protocol.name),
+        protocol=protocol.name,
         method=spec.method_id,
         layer=layer,
         mode=mode,
-        percent=float(percent),
+        percent=percent,
         seed=spec.seed,
     )
 
@@ -197,26 +166,9 @@ def _run_claimed(
     on_step = keep_claim if dist.is_main else None
     try:
         checkpoint = directory / "checkpoint.pt"
-        fraction = cell.percent / 100.0
-        method_params = ctx.method_params()
-        if cell.protocol == "layer":
-            result = run_layer_cell(
-                ctx,
-                base,
-                ctx.spec.method_name,
-                method_params,
-                cell.layer,
-                cell.mode,
-                fraction,
-                identity,
-                checkpoint,
-                on_step=on_step,
-            )
-        else:
-            ranks = ensure_ranks(ctx, base, base_id, base_dir(ctx, base_id) / MODEL_FILE)
-            result = run_input_cell(
-                ctx, ranks, cell.mode, fraction, identity, checkpoint, on_step=on_step
-            )
+        result = get_protocol(cell.protocol).train(
+            ctx, base, base_id, cell, identity, checkpoint, on_step=on_step
+        )
         if math.isnan(result.accuracy):
             raise RuntimeError("evaluation produced no accuracy (empty validation split?)")
         record.update(
@@ -267,8 +219,11 @@ def run_precompute(cfg: DictConfig | Config) -> dict:
     config is resolved here."""
     config = resolve(cfg)
     cell_from_config(config)  # validates method, protocol and percent
-    if config.protocol.name != "input":
-        raise ValueError("task=precompute is for the input protocol: add protocol=input")
+    if not get_protocol(config.protocol.name).precomputes:
+        takes = [n for n, p in PROTOCOLS.items() if p.precomputes]
+        raise ValueError(
+            f"task=precompute is for the {', '.join(takes)} protocol: add protocol={takes[0]}"
+        )
     ctx = make_context(config, setup(str(config.device)))
     stored_maps(ctx)  # method=precomputed: its files checked before any training
     part, parts = int(config.precompute.part), int(config.precompute.parts)

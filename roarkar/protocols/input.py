@@ -16,10 +16,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
-from roarkar.protocols.base import new_model
+from roarkar.config import Config, InputProtocolConfig
+from roarkar.models import TappedNet
+from roarkar.protocols.base import MODEL_FILE, base_dir, new_model
 from roarkar.protocols.context import Context
-from roarkar.removal import image_draws, keep_mask_from_ranks, replace
+from roarkar.protocols.precompute import ensure_ranks
+from roarkar.protocols.protocol import Protocol, StudyPart, register_protocol
+from roarkar.removal import check_percent, image_draws, keep_mask_from_ranks, replace
+from roarkar.store import Cell
 from roarkar.training import FitResult, fit
 
 log = logging.getLogger(__name__)
@@ -73,3 +80,42 @@ def run_input_cell(
         desc=f"input {mode} {fraction:.0%} {ctx.spec.method_id}",
         on_step=on_step,
     )
+
+
+@register_protocol
+class InputProtocol(Protocol):
+    """Precompute the maps once, train a fresh model on the masked images (Tables 2, 5)."""
+
+    name = "input"
+    config = InputProtocolConfig
+    study_lists = ("methods", "percents", "modes")
+    tables = ("table2", "table5")
+    precomputes = True
+
+    def cell_fields(self, config: Config) -> tuple[str, float]:
+        percent = config.protocol.percent
+        check_percent(percent, "protocol.percent")
+        return "", float(percent)
+
+    def study_cells(self, part: StudyPart) -> list[tuple[str, dict[str, object]]]:
+        return [
+            (str(method), {"protocol.mode": mode, "protocol.percent": percent})
+            for method in part.node["methods"]
+            for percent in part.node["percents"]
+            for mode in part.node["modes"]
+        ]
+
+    def train(
+        self,
+        ctx: Context,
+        base: TappedNet,
+        base_id: str,
+        cell: Cell,
+        identity: str,
+        checkpoint: Path,
+        on_step: Callable[[int], None] | None = None,
+    ) -> FitResult:
+        ranks = ensure_ranks(ctx, base, base_id, base_dir(ctx, base_id) / MODEL_FILE)
+        return run_input_cell(
+            ctx, ranks, cell.mode, cell.percent / 100.0, identity, checkpoint, on_step=on_step
+        )

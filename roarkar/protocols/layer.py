@@ -8,6 +8,7 @@ layers after the tap. The frozen prefix runs without autograd and keeps its Batc
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,17 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from roarkar.models import TapActivation, TappedNet
+from roarkar.config import Config, LayerProtocolConfig
+from roarkar.models import TapActivation, TappedNet, check_tap
 from roarkar.models.fused import inference_copy
 from roarkar.protocols.context import Context
-from roarkar.removal import keep_mask_from_ranks, saliency_ranks
-from roarkar.saliency import SaliencyMethod, create
+from roarkar.protocols.protocol import Protocol, StudyPart, register_protocol
+from roarkar.removal import check_percent, keep_mask_from_ranks, saliency_ranks
+from roarkar.saliency import SaliencyMethod, create, describe
+from roarkar.store import Cell
 from roarkar.training import FitResult, fit
+
+log = logging.getLogger(__name__)
 
 
 class TapMaskedNet(nn.Module):
@@ -149,19 +155,103 @@ def layer_fit_args(base: TappedNet, tap: str, cell: LayerCell) -> dict:
     )
 
 
-def run_layer_cell(
-    ctx: Context,
-    base: TappedNet,
-    method_name: str,
-    method_params: dict,
-    tap: str,
-    mode: str,
-    fraction: float,
-    identity: str,
-    checkpoint,
-    on_step=None,
-) -> FitResult:
-    """Fine-tune a copy of ``base`` after a masked tap and return the final held-out accuracy
-    and true-class score."""
-    cell = LayerCell(ctx, method_name, method_params, mode, fraction, identity, checkpoint, on_step)
+def run_layer_cell(base: TappedNet, tap: str, cell: LayerCell) -> FitResult:
+    """Fine-tune a copy of ``base`` after ``tap``, masked as ``cell`` says, and return the final
+    held-out accuracy and true-class score."""
     return fit(**layer_fit_args(base, tap, cell))
+
+
+def layer_percent(config: Config, protocol: LayerProtocolConfig, mode: str) -> tuple[float, str]:
+    """A layer cell's percent and the key it came from: ``protocol.percent``, else the study's
+    percent for the mode (a multirun makes the study's cells), else ``protocol.<mode>_percent``.
+    The protocol node itself is unchanged, so cell identities do not depend on where it came from."""
+    if protocol.percent is not None:
+        return protocol.percent, "protocol.percent"
+    study = config.study.layer.percents.get(mode) if config.study.layer else None
+    if study is not None:
+        return study, f"study.layer.percents.{mode}"
+    return getattr(protocol, f"{mode}_percent"), f"protocol.{mode}_percent"
+
+
+def study_layers(part: StudyPart) -> list[str]:
+    """The study's layers that the model has: a network with fewer scales (seed 002's CNN has
+    two taps) leaves the others out, and says so."""
+    wanted = [str(t) for t in part.node["layers"]]
+    if part.taps is None:
+        return wanted
+    taps = part.taps()
+    kept = [t for t in wanted if t in taps]
+    if not kept:
+        raise ValueError(
+            f"study.layer.layers={wanted}: model {part.model} has taps {', '.join(taps)} only"
+        )
+    if len(kept) < len(wanted):
+        log.warning(
+            "model %s has taps %s: the study's layers %s are left out",
+            part.model,
+            ", ".join(taps),
+            ", ".join(t for t in wanted if t not in taps),
+        )
+    return kept
+
+
+@register_protocol
+class LayerProtocol(Protocol):
+    """Mask a tap's activation by the method's map, fine-tune the layers after it (Tables 1, 4)."""
+
+    name = "layer"
+    config = LayerProtocolConfig
+    study_lists = ("methods", "layers", "modes")
+    tables = ("table1", "table4")
+
+    def cell_fields(self, config: Config) -> tuple[str, float]:
+        protocol = config.protocol
+        layer = str(protocol.layer)
+        check_tap(layer)
+        if not describe(config.method.name).supports_layer:
+            raise ValueError(
+                f"method {config.method.name!r} cannot run in the layer protocol (it needs the "
+                "input image); use protocol=input, or a per-tap statistic or control"
+            )
+        percent, key = layer_percent(config, protocol, str(protocol.mode))
+        check_percent(percent, key)
+        return layer, float(percent)
+
+    def study_cells(self, part: StudyPart) -> list[tuple[str, dict[str, object]]]:
+        layers = study_layers(part)
+        return [
+            (
+                str(method),
+                {
+                    "protocol.layer": tap,
+                    "protocol.mode": mode,
+                    "protocol.percent": part.node["percents"][mode],
+                },
+            )
+            for method in part.node["methods"]
+            for tap in layers
+            for mode in part.node["modes"]
+        ]
+
+    def train(
+        self,
+        ctx: Context,
+        base: TappedNet,
+        base_id: str,
+        cell: Cell,
+        identity: str,
+        checkpoint: Path,
+        on_step: Callable[[int], None] | None = None,
+    ) -> FitResult:
+        fraction = cell.percent / 100.0
+        job = LayerCell(
+            ctx,
+            ctx.spec.method_name,
+            ctx.method_params(),
+            cell.mode,
+            fraction,
+            identity,
+            checkpoint,
+            on_step,
+        )
+        return run_layer_cell(base, cell.layer, job)

@@ -66,7 +66,9 @@ def _group_cells(root: Path, on_step=None) -> list[LayerCell]:
 def _alone(root: Path, base) -> list:
     root.mkdir()
     return [
-        run_layer_cell(_ctx(root, m), base, m, {}, TAP, mode, 0.5, f"id{i}", root / f"cell{i}.pt")
+        run_layer_cell(
+            base, TAP, LayerCell(_ctx(root, m), m, {}, mode, 0.5, f"id{i}", root / f"cell{i}.pt")
+        )
         for i, (m, mode) in enumerate(CELLS)
     ]
 
