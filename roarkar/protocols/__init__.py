@@ -12,10 +12,11 @@ from roarkar.protocols import input  # noqa: F401
 # isort: on
 from roarkar.protocols.protocol import (
     PROTOCOLS,
+    CellRun,
     Protocol,
     StudyPart,
     get_protocol,
     register_protocol,
 )
 
-__all__ = ["PROTOCOLS", "Protocol", "StudyPart", "get_protocol", "register_protocol"]
+__all__ = ["PROTOCOLS", "CellRun", "Protocol", "StudyPart", "get_protocol", "register_protocol"]

@@ -18,7 +18,7 @@ from roarkar.identity import cell_identity
 from roarkar.protocols.base import MODEL_FILE, base_dir, ensure_base_model, recipe
 from roarkar.protocols.context import Context, make_context
 from roarkar.protocols.precompute import compute_parts, stored_maps
-from roarkar.protocols.protocol import PROTOCOLS, get_protocol
+from roarkar.protocols.protocol import PROTOCOLS, CellRun, get_protocol
 from roarkar.protocols.settings import ProtocolSettings
 from roarkar.removal import MODES
 from roarkar.saliency import available
@@ -166,9 +166,8 @@ def _run_claimed(
     on_step = keep_claim if dist.is_main else None
     try:
         checkpoint = directory / "checkpoint.pt"
-        result = get_protocol(cell.protocol).train(
-            ctx, base, base_id, cell, identity, checkpoint, on_step=on_step
-        )
+        run = CellRun(ctx, base, base_id, cell, identity, checkpoint, on_step)
+        result = get_protocol(cell.protocol).train(run)
         if math.isnan(result.accuracy):
             raise RuntimeError("evaluation produced no accuracy (empty validation split?)")
         record.update(

@@ -16,17 +16,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from pathlib import Path
 
 from roarkar.config import Config, InputProtocolConfig
-from roarkar.models import TappedNet
 from roarkar.protocols.base import MODEL_FILE, base_dir, new_model
 from roarkar.protocols.context import Context
 from roarkar.protocols.precompute import ensure_ranks
-from roarkar.protocols.protocol import Protocol, StudyPart, register_protocol
+from roarkar.protocols.protocol import CellRun, Protocol, StudyPart, register_protocol
 from roarkar.removal import check_percent, image_draws, keep_mask_from_ranks, replace
-from roarkar.store import Cell
 from roarkar.training import FitResult, fit
 
 log = logging.getLogger(__name__)
@@ -105,17 +101,10 @@ class InputProtocol(Protocol):
             for mode in part.node["modes"]
         ]
 
-    def train(
-        self,
-        ctx: Context,
-        base: TappedNet,
-        base_id: str,
-        cell: Cell,
-        identity: str,
-        checkpoint: Path,
-        on_step: Callable[[int], None] | None = None,
-    ) -> FitResult:
-        ranks = ensure_ranks(ctx, base, base_id, base_dir(ctx, base_id) / MODEL_FILE)
+    def train(self, run: CellRun) -> FitResult:
+        ctx = run.ctx
+        ranks = ensure_ranks(ctx, run.base, run.base_id, base_dir(ctx, run.base_id) / MODEL_FILE)
+        fraction = run.cell.percent / 100.0
         return run_input_cell(
-            ctx, ranks, cell.mode, cell.percent / 100.0, identity, checkpoint, on_step=on_step
+            ctx, ranks, run.cell.mode, fraction, run.identity, run.checkpoint, on_step=run.on_step
         )

@@ -20,10 +20,9 @@ from roarkar.config import Config, LayerProtocolConfig
 from roarkar.models import TapActivation, TappedNet, check_tap
 from roarkar.models.fused import inference_copy
 from roarkar.protocols.context import Context
-from roarkar.protocols.protocol import Protocol, StudyPart, register_protocol
+from roarkar.protocols.protocol import CellRun, Protocol, StudyPart, register_protocol
 from roarkar.removal import check_percent, keep_mask_from_ranks, saliency_ranks
 from roarkar.saliency import SaliencyMethod, create, describe
-from roarkar.store import Cell
 from roarkar.training import FitResult, fit
 
 log = logging.getLogger(__name__)
@@ -233,25 +232,16 @@ class LayerProtocol(Protocol):
             for mode in part.node["modes"]
         ]
 
-    def train(
-        self,
-        ctx: Context,
-        base: TappedNet,
-        base_id: str,
-        cell: Cell,
-        identity: str,
-        checkpoint: Path,
-        on_step: Callable[[int], None] | None = None,
-    ) -> FitResult:
-        fraction = cell.percent / 100.0
+    def train(self, run: CellRun) -> FitResult:
+        ctx, cell = run.ctx, run.cell
         job = LayerCell(
             ctx,
             ctx.spec.method_name,
             ctx.method_params(),
             cell.mode,
-            fraction,
-            identity,
-            checkpoint,
-            on_step,
+            cell.percent / 100.0,
+            run.identity,
+            run.checkpoint,
+            run.on_step,
         )
-        return run_layer_cell(base, cell.layer, job)
+        return run_layer_cell(run.base, cell.layer, job)

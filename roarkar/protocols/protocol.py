@@ -36,6 +36,21 @@ class StudyPart:
     taps: Callable[[], tuple[str, ...]] | None = None
 
 
+@dataclass(frozen=True)
+class CellRun:
+    """What a protocol trains one cell from: its context (method, data, recipe), the base model
+    and its identity, the cell, the cell's identity and checkpoint, and a per-step callback
+    (the claim's heartbeat)."""
+
+    ctx: Context
+    base: TappedNet
+    base_id: str
+    cell: Cell
+    identity: str
+    checkpoint: Path
+    on_step: Callable[[int], None] | None = None
+
+
 class Protocol:
     """One protocol. Subclasses set the class attributes and implement the three methods.
 
@@ -61,18 +76,8 @@ class Protocol:
         seed, the dataset and the study's method parameters."""
         raise NotImplementedError
 
-    def train(
-        self,
-        ctx: Context,
-        base: TappedNet,
-        base_id: str,
-        cell: Cell,
-        identity: str,
-        checkpoint: Path,
-        on_step: Callable[[int], None] | None = None,
-    ) -> FitResult:
-        """Train the cell from its context and the base model; its held-out accuracy and
-        true-class score in the result."""
+    def train(self, run: CellRun) -> FitResult:
+        """Train the cell; its held-out accuracy and true-class score in the result."""
         raise NotImplementedError
 
 
