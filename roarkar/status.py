@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from roarkar.config import Config, resolve
 from roarkar.plan import cell_configs
 from roarkar.protocols.cell import cell_path
+from roarkar.report.progress import estimate_left, progress_line
 from roarkar.store import cell_state
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def run_status(cfg: DictConfig, overrides: list[str]) -> dict:
             }
         )
     summary = pd.DataFrame(groups)
+    done_rows = table[table.status == "done"]
     lines = [
         summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
         "",
@@ -133,6 +135,15 @@ def run_status(cfg: DictConfig, overrides: list[str]) -> dict:
         f"of cell wall time; estimated to finish: {remaining_gpu:.3f} GPU-hours, "
         f"{remaining_wall / 3600:.3f} cell-hours (from finished cells of the same dataset and "
         "protocol; groups with none finished are not estimated)",
+        progress_line(
+            int((table.status == "done").sum()),
+            len(table),
+            estimate_left(
+                (((r.dataset, r.protocol), r.wall_time_s or 0.0) for r in done_rows.itertuples()),
+                [(r.dataset, r.protocol) for r in table[table.status != "done"].itertuples()],
+            ),
+            int((table.status == "failed").sum()),
+        ),
     ]
     failed = table[table.status == "failed"]
     for row in failed.itertuples():

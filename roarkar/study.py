@@ -21,6 +21,7 @@ from roarkar.report.aggregate import collect_results
 from roarkar.report.health import check as check_health
 from roarkar.report.health import describe as describe_health
 from roarkar.report.long import LONG_COLUMNS, OPTIONAL_METRICS
+from roarkar.report.progress import estimate_left, progress_line
 from roarkar.report.write import clear_outputs, format_for_console, write_tables
 from roarkar.store import is_finished, is_finished_record
 from roarkar.training import setup
@@ -72,12 +73,15 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     An edge: the plan composes the cells from ``cfg``, each is resolved here."""
     config = resolve(cfg)
     configs = [resolve(c) for c in cell_configs(cfg, overrides)]
-    todo = sum(not is_finished(cell_path(c)[2]) for c in configs)
+    places = [cell_path(c) for c in configs]
+    todo = sum(not is_finished(directory) for _, _, directory in places)
+    groups = [(cell.dataset, cell.protocol) for cell, _, _ in places]
     log.info("study: %d cells, %d to run", len(configs), todo)
     dist = setup(str(config.device))
     records = []
     if not configs:
         raise ValueError("the study plan is empty: set study.layer and/or study.input")
+    spent: list[tuple[tuple[str, str], float]] = []  # (dataset, protocol), wall s of a done cell
     for index, cell_cfg in enumerate(configs, 1):
         record = run_cell(cell_cfg, dist)
         cell = record["cell"]
@@ -95,6 +99,13 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
             flush=True,
         )
         records.append(record)
+        if record["status"] == "ok" and record.get("wall_time_s") is not None:
+            spent.append((groups[index - 1], record["wall_time_s"]))
+        if index < len(configs) and not record.get("skipped"):  # a line per cell that ran
+            done = sum(r["status"] == "ok" for r in records)
+            failed_so_far = sum(r["status"] == "failed" for r in records)
+            estimate = estimate_left(spent, groups[index:])
+            print(progress_line(done, len(configs), estimate, failed_so_far), flush=True)
     failed = [r for r in records if r["status"] == "failed"]
     running = [r for r in records if r["status"] == "running"]
     text = ""

@@ -4,6 +4,7 @@ bad input is named; a NaN cell is recorded as failed while every other result is
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pandas as pd
@@ -21,9 +22,12 @@ SMALL_STUDY = [
 ]
 
 
-def test_smoke_study_end_to_end_then_rerun_skips(compose_cfg, tmp_path):
+def test_smoke_study_end_to_end_then_rerun_skips(compose_cfg, tmp_path, capsys):
     cfg = compose_cfg(SMALL_STUDY)
     out = run(cfg, compose_cfg.overrides)
+    console = capsys.readouterr().out  # a progress line after each cell that ran, the last but one
+    assert "study: 0/36 cells done" not in console
+    assert re.search(r"^study: 35/36 cells done; about \d+ s left$", console, re.M), console[-2000:]
     assert out["cells"] == 3 * 2 * 2 + 4 * 3 * 2 and out["failed"] == 0
     results = list((tmp_path / "results" / "cells").rglob("result.json"))
     assert len(results) == out["cells"]

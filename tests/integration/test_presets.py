@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from roarkar.cli import run
 from roarkar.plan import cell_configs, plan
 from roarkar.protocols.cell import run_cell
+from roarkar.report.progress import format_duration
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 STUDIES = sorted(p.stem for p in (CONF / "study").glob("*.yaml"))
@@ -84,6 +85,9 @@ def test_status_counts_cells_and_estimates_what_is_left(compose_cfg):
     )
     assert group["gpu_hours_spent"] == 0.0  # CPU: no GPU-hours
     assert "4 cells: 1 done, 0 running, 0 failed, 3 todo" in out["text"]
+    # the progress line: 1 of 4 done, the 3 left at the one finished cell's wall time
+    left = format_duration(3 * group["wall_hours_spent"] * 3600)
+    assert f"study: 1/4 cells done; about {left} left" in out["text"]
 
 
 def test_a_study_asks_a_model_only_for_the_taps_it_has(compose_cfg, caplog):
