@@ -13,9 +13,49 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "file_lock", "git_commit", "write_text_atomic"]
+__all__ = [
+    "atomic_write",
+    "child_path",
+    "file_lock",
+    "git_commit",
+    "path_component",
+    "write_text_atomic",
+]
 
 log = logging.getLogger(__name__)
+
+
+def path_component(value: object, key: str) -> str:
+    """``value`` as one folder or file name, else a ValueError naming ``key``: a name that becomes
+    a path (a dataset, model, method id or label, a layer, a preset) must not climb out of the tree
+    it is joined to (``..``), reach into another (a separator), replace it (an absolute path) or
+    vanish (empty, ``.``)."""
+    name = str(value)
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or name != name.strip()
+    ):
+        raise ValueError(
+            f"{key}={name!r}: expected one path component (a name without '/', '\\', "
+            "surrounding spaces, and not '', '.' or '..'), because it names a folder"
+        )
+    return name
+
+
+def child_path(root: Path | str, *names: tuple[object, str] | str) -> Path:
+    """``root / name / ...``, each name checked by :func:`path_component`: the one way an
+    artifact's folder is built from names (cells, base models, saliency, maps, metric runs,
+    shards), so none lands outside ``paths.results`` or ``paths.data``. A name is ``(value, key)``
+    or a literal of roarkar's own (``"cells"``)."""
+    path = Path(root)
+    for name in names:
+        value, key = name if isinstance(name, tuple) else (name, "path")
+        path = path / path_component(value, key)
+    return path
 
 
 @contextlib.contextmanager

@@ -17,9 +17,24 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from roarkar.files import file_lock, git_commit, write_text_atomic  # noqa: F401 - re-exported: the store owns a cell's files
+from roarkar.files import (  # noqa: F401 - re-exported: the store owns a cell's files
+    child_path,
+    file_lock,
+    git_commit,
+    path_component,
+    write_text_atomic,
+)
 
 RESULT_FILE = "result.json"
+#: a cell's fields that name folders, and the config key each comes from
+FOLDER_KEYS = {
+    "dataset": "dataset.name",
+    "model": "model.name",
+    "protocol": "protocol.name",
+    "method": "method.id",
+    "layer": "protocol.layer",
+    "mode": "protocol.mode",
+}
 
 
 @dataclass(frozen=True)
@@ -35,17 +50,24 @@ class Cell:
     percent: float
     seed: int
 
+    def __post_init__(self) -> None:
+        """Each name becomes a folder (``relative_dir``): one path component each, else a
+        ValueError naming the config key it came from."""
+        for field, key in FOLDER_KEYS.items():
+            if field != "layer" or self.layer:
+                path_component(getattr(self, field), key)
+
     def as_dict(self) -> dict:
         return asdict(self)
 
     def relative_dir(self, cell_id: str) -> Path:
         place = self.layer if self.protocol == "layer" else "input"
-        return Path(
+        return child_path(
             "cells",
-            self.dataset,
-            self.model,
-            self.protocol,
-            self.method,
+            *(
+                (getattr(self, f), FOLDER_KEYS[f])
+                for f in ("dataset", "model", "protocol", "method")
+            ),
             f"{place}-{self.mode}-p{self.percent:g}-s{self.seed}-{cell_id[:8]}",
         )
 

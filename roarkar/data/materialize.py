@@ -33,7 +33,7 @@ from roarkar.data.shards import (
     write_info,
     write_shard,
 )
-from roarkar.files import file_lock
+from roarkar.files import file_lock, path_component
 from roarkar.identity import dataset_content_hash, to_plain
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,7 @@ def dataset_dir(cfg: Mapping[str, Any], data_root: str | Path) -> Path:
     plain = to_plain(cfg)
     if plain.get("kind") == "shards":
         return resolve_root(plain, "shards")
-    name = plain.get("name")
-    if not name or "/" in str(name):
-        raise ValueError(f"dataset.name={name!r} must be a non-empty name without '/'")
+    name = path_component(plain.get("name") or "", "dataset.name")
     return Path(data_root) / f"{name}-{content_hash(plain)}"
 
 

@@ -42,7 +42,7 @@ from roarkar.metrics.plots import plot_means, plot_road_curves, plot_wilcoxon, p
 from roarkar.metrics.run_settings import RunSettings, drop_ground_truth
 from roarkar.metrics.settings import BASE_METRICS, ROAD_METRICS
 from roarkar.metrics.stats import all_statistics, summary
-from roarkar.store import Artifact, git_commit
+from roarkar.store import Artifact, child_path, git_commit
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def run_perturbation(cfg: DictConfig | Config) -> dict:
     pairs = partners(n, run.K, torch.Generator().manual_seed(seed)) if run.K else torch.empty(0)
 
     dataset = str(config.dataset.name)
-    out_dir = Path(config.paths.results) / "perturbation" / dataset
+    out_dir = child_path(config.paths.results, "perturbation", (dataset, "dataset.name"))
     identity = identity_hash(
         {"base": base_id, "settings": run.identity(), "images": keys, "seed": seed}
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from roarkar.files import atomic_write
+from roarkar.files import atomic_write, child_path, path_component
 from roarkar.identity import base_identity, file_sha256
 from roarkar.models import TappedNet, build_model
 from roarkar.models.weights import (
@@ -47,7 +47,8 @@ def base_dir(ctx: Context, base_id: str) -> Path:
     """``models/<dataset>/<model>-s<seed>-<id>``; from a weights file ``<model>-weights-<id>``
     (the seed plays no part in a model nobody trained)."""
     made = "weights" if ctx.spec.weights else f"s{ctx.spec.seed}"
-    return ctx.results / "models" / ctx.spec.dataset / f"{ctx.spec.model}-{made}-{base_id[:8]}"
+    name = f"{path_component(ctx.spec.model, 'model.name')}-{made}-{base_id[:8]}"
+    return child_path(ctx.results, "models", (ctx.spec.dataset, "dataset.name"), name)
 
 
 def plain_prepare(ctx: Context):

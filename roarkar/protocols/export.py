@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from roarkar.config import Config, resolve
+from roarkar.files import child_path, path_component
 from roarkar.protocols.base import ensure_base_model
 from roarkar.protocols.context import Context, make_context
 from roarkar.protocols.maps_file import SPLITS, dataset_meta, write_maps, write_meta
@@ -32,7 +33,8 @@ def export_directory(ctx: Context, base_id: str) -> Path:
     if chosen:
         return Path(str(chosen))
     identity = precompute_artifact(ctx, base_id).identity
-    return ctx.results / "maps" / f"{ctx.spec.method_id}-{identity[:8]}"
+    name = f"{path_component(ctx.spec.method_id, 'method.id')}-{identity[:8]}"
+    return child_path(ctx.results, "maps", name)
 
 
 def run_export_maps(cfg: DictConfig | Config) -> dict:

@@ -36,7 +36,7 @@ from roarkar.protocols.maps_file import StoredMaps, read_maps
 from roarkar.removal import saliency_ranks
 from roarkar.saliency import create
 from roarkar.saliency.methods.precomputed import PRECOMPUTED
-from roarkar.store import Artifact, file_lock, write_json_atomic
+from roarkar.store import Artifact, child_path, file_lock, path_component, write_json_atomic
 from roarkar.training.batches import epoch_generator
 from roarkar.training.distributed import barrier
 
@@ -72,7 +72,8 @@ def precompute_artifact(ctx: Context, base_id: str) -> Artifact:
     """The maps in the store: ``saliency/<dataset>/<method id>-<id8>``, finished when their
     ``manifest.json`` records a full verification."""
     pid = precompute_identity(base_id, ctx.spec.method, str(ctx.spec.target), ctx.spec.dataset)
-    directory = ctx.results / "saliency" / ctx.spec.dataset / f"{ctx.spec.method_id}-{pid[:8]}"
+    name = f"{path_component(ctx.spec.method_id, 'method.id')}-{pid[:8]}"
+    directory = child_path(ctx.results, "saliency", (ctx.spec.dataset, "dataset.name"), name)
     return Artifact("precompute", pid, directory, record=MANIFEST)
 
 

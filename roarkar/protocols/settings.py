@@ -8,6 +8,7 @@ import copy
 from dataclasses import dataclass
 
 from roarkar.config import Config
+from roarkar.files import path_component
 from roarkar.removal import REPLACEMENTS  # input protocol: what removed pixels become
 from roarkar.saliency.configs import result_id
 
@@ -45,14 +46,14 @@ class ProtocolSettings:
         replacement = getattr(protocol, "replacement", None)
         if replacement is not None:  # every replacement the metrics have, and zero (black)
             REPLACEMENTS.get(str(replacement), key="protocol.replacement")
-        return cls(
-            dataset=str(config.dataset.name),
-            model=config.model.name,
+        return cls(  # the names that become folders, checked here at the edge
+            dataset=path_component(config.dataset.name, "dataset.name"),
+            model=path_component(config.model.name, "model.name"),
             model_params=copy.deepcopy(config.model.params),
             model_taps=config.model.taps,
             weights=config.model.weights,
             seed=int(config.seed),
-            method_id=result_id(config.method.node),
+            method_id=path_component(result_id(config.method.node), "method.id"),
             method_name=config.method.name,
             method=copy.deepcopy(config.method.node),
             target=None if target is None else str(target),

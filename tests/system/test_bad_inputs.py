@@ -247,6 +247,17 @@ CASES: list[tuple[str, Callable[[Path, object], object], str]] = [
         c, "task=cell", "protocol=input", "protocol.replacement=blurred"),
      r"protocol.replacement='blurred' is not a known replacement \(did you mean 'blur'\?\); "
      r"registered: mean, zero, blur, linear"),
+    # --- names that become folders (one path component each) ---
+    ("path: dataset name climbs out", lambda t, c: _run(c, "task=cell", "dataset.name=.."),
+     r"dataset.name='..': expected one path component"),
+    ("path: dataset name with a separator", lambda t, c: _run(c, "task=cell", "dataset.name=a/b"),
+     r"dataset.name='a/b': expected one path component"),
+    ("path: absolute method id", lambda t, c: _run(c, "task=cell", "method.id=/tmp/x"),
+     r"method.id='/tmp/x': expected one path component"),
+    ("path: method id '.'", lambda t, c: _run(c, "task=cell", "method.id=."),
+     r"method.id='.': expected one path component"),
+    ("path: empty dataset name", lambda t, c: _run(c, "task=cell", "dataset.name=''"),
+     r"dataset.name='': expected one path component"),
 ]  # fmt: skip
 
 

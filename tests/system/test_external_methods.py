@@ -30,19 +30,23 @@ EXAMPLE = "examples/my_method.py:smoothed_gradient"
 #: the worked example's study, as the README gives it (after `roarkar debug=smoke`)
 
 
-def _readme_example() -> list[str]:
-    """The overrides of the first command of the README's "Benchmark your own method" block, as
-    written (continuation lines joined)."""
+def _readme_commands() -> list[list[str]]:
+    """The commands of the README's "Benchmark your own method" block, as written (continuation
+    lines joined, comments dropped), each as its words."""
     text = (REPO / "README.md").read_text()
     section = text[text.index("### 6. Benchmark your own method") :]
     block = section[section.index("```bash\n") + len("```bash\n") : section.index("```\n", 10)]
-    command = ""
-    for line in block.replace("\\\n", " ").splitlines():
-        if line.startswith("roarkar "):
-            command = line.split("#")[0]
-            break
-    words = shlex.split(command)
-    assert words and words[0] == "roarkar", block
+    return [
+        shlex.split(line.split("  #")[0])
+        for line in block.replace("\\\n", " ").splitlines()
+        if line and not line.startswith("#")
+    ]
+
+
+def _readme_example() -> list[str]:
+    """The overrides of the block's first command (the study on synth_objects)."""
+    words = _readme_commands()[0]
+    assert words[0] == "roarkar" and "dataset=mnist" not in words, words
     return words[1:]
 
 
@@ -211,6 +215,40 @@ def test_worked_example_study(compose_cfg, tmp_path, monkeypatch):
     target = json.loads(record.read_text())["config"]["method"]["params"]["target"]
     assert target == f"{REPO / 'examples' / 'my_method.py'}:smoothed_gradient"
     assert all(r.get("skipped") for r in run(cfg, compose_cfg.overrides)["records"])
+
+
+def test_worked_example_on_mnist_and_on_imagenet_as_the_readme_writes_them(
+    compose_cfg, monkeypatch
+):
+    """The README's other two studies of the example: the MNIST digits (no ground truth there, the
+    plain gradient beside its smoothed self) and the ImageNet cells file for SLURM (Table 5's
+    percents, 30 lines, each carrying the example's absolute path)."""
+    from roarkar.cluster.cells import cell_override_lines
+    from roarkar.plan import plan
+
+    monkeypatch.chdir(REPO)
+    mnist = next(w for w in _readme_commands() if "dataset=mnist" in w)
+    cfg = compose_cfg(mnist[1:])
+    cells = plan(cfg)
+    assert cfg.dataset.name == "mnist" and len(cells) == 4 * 3 * 2
+    methods = {g[0] for g, _ in cells}
+    assert methods == {f"method={m}" for m in ("random", "smoe_scale", "gradient", "external")}
+    assert {s.get("method.params.target") for g, s in cells if g[0] == "method=external"} == {
+        EXAMPLE
+    }
+    slurm = next(
+        w for w in _readme_commands() if w[:3] == ["python", "-m", "roarkar.cluster.cells"]
+    )
+    overrides = slurm[4:]
+    lines = cell_override_lines(compose_cfg(overrides), compose_cfg.overrides)
+    sbatch = next(w for w in _readme_commands() if w[0] == "sbatch")
+    assert sbatch[1] == f"--array=0-{len(lines) - 1}%16" and len(lines) == 3 * 5 * 2
+    absolute = f"{REPO / 'examples' / 'my_method.py'}:smoothed_gradient"
+    external = [line for line in lines if "method=external" in line]
+    assert len(external) == 10 and all(
+        f"++method.params.target={absolute}" in ln for ln in external
+    )
+    assert all("dataset=imagenet" in line for line in lines)
 
 
 def test_submitit_local_multirun_imports_a_relative_target(tmp_path):
