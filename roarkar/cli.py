@@ -12,8 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-# conf/ at the repository top level, reached through the roarkar/conf link (also packaged)
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+from roarkar.config.schema import CONF_DIR as CONF_PATH
+
+CONF_DIR = str(CONF_PATH)  # Hydra takes the config directory as a string
 
 TASKS = (
     "auto",

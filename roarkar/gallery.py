@@ -28,12 +28,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
+from roarkar.config.schema import CONF_DIR
 from roarkar.gallery_grid import blend, norm, rgb, save_grid
 from roarkar.removal import fill_removed, topk_mask
 
 log = logging.getLogger(__name__)
 
-CONF = Path(__file__).resolve().parent / "conf"
+CONF = CONF_DIR
 FIGURES = ("taps.png", "lovi.png", "masks.png", "fastcam.png", "methods.png")
 PERCENTS = (10.0, 30.0, 50.0, 70.0, 90.0)
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger(__name__)
+from roarkar.config.schema import CONF_DIR
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+log = logging.getLogger(__name__)
 
 
 def _check_not_empty(study: DictConfig) -> None:

@@ -72,7 +72,7 @@ def main() -> None:
     dist = setup("cpu")
     torch.manual_seed(0)
     model = build_model("small_resnet", 4, width=4)
-    settings = TrainerSettings(
+    settings = TrainerSettings.preset(
         batch_size=args.batch,
         lr=0.05,
         lr_reference_batch=args.batch * dist.world_size,

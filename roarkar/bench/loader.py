@@ -13,6 +13,7 @@ from PIL import Image
 from roarkar.bench.table import config_str, per_second, row
 from roarkar.bench.timing import Samples, Task, interleave, paired_ratio
 from roarkar.bench.workload import Sizes
+from roarkar.config.schema import CONF_DIR
 from roarkar.data import load_split, prepare
 from roarkar.data.shards import (
     ChannelStats,
@@ -23,7 +24,7 @@ from roarkar.data.shards import (
 )
 from roarkar.training.streaming import ShardBatches
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset" / "synth_objects.yaml"
+CONF = CONF_DIR / "dataset" / "synth_objects.yaml"
 STREAM_WORKERS = (0, 1, 2)
 
 

@@ -19,11 +19,13 @@ Bottom layer: no roarkar imports.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf 2.3 reads typing's forms
 
 from omegaconf import MISSING
 
 __all__ = [
+    "CONF_DIR",
     "NOT_IDENTITY",
     "DatasetKeys",
     "InputStudy",
@@ -39,6 +41,10 @@ __all__ = [
     "TrainerConfig",
     "not_in_identity",
 ]
+
+#: the packaged presets (``roarkar/conf``, a link to the checkout's ``conf/``): Hydra's config
+#: directory, and where code outside a Hydra run reads a preset
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 #: field metadata of a setting that says where or how fast, not what: never part of an identity
 NOT_IDENTITY = {"identity": False}

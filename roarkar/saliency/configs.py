@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from roarkar.config.schema import CONF_DIR
 from roarkar.saliency.registry import available, describe
 from roarkar.targets import absolute_target
 
@@ -33,7 +34,7 @@ __all__ = [
     "result_id",
 ]
 
-CONF_METHODS = Path(__file__).resolve().parents[1] / "conf" / "method"
+CONF_METHODS = CONF_DIR / "method"
 
 #: The parameters a method's config shows, with the registry's defaults: those the papers set.
 #: The others (batch sizes, fused kernels, normalisation, a wrapper's inner method) stay out of the

@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -16,25 +17,43 @@ __all__ = ["TrainerSettings", "amp_dtype", "autocast", "grad_scaler", "use_chann
 
 @dataclass
 class TrainerSettings:
-    """The optimisation recipe (conf/trainer/*.yaml)."""
+    """The optimisation recipe of ``conf/trainer/<preset>.yaml``, whose values (and the schema's,
+    ``roarkar.config.schema.TrainerConfig``) are the only defaults: a Hydra run reads it from the
+    typed config (:meth:`from_config`), code outside one from a preset (:meth:`preset`)."""
 
-    batch_size: int = 256
-    lr: float = 0.1
-    lr_reference_batch: int = 256
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    schedule: str = "step"
-    milestones: tuple[float, ...] = (1 / 3, 2 / 3)
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    amp: str = "auto"
-    channels_last: str = "auto"
-    eval_batch_size: int = 256
-    progress: bool = True
-    log_every: int = 50  # steps between reads of the loss from the device (and NaN checks)
-    logger: str = "csv"  # training curves: csv | tensorboard | none (roarkar.training.curves)
+    batch_size: int  # global: split over the processes of a DDP run
+    lr: float  # at lr_reference_batch; scaled linearly with the global batch
+    lr_reference_batch: int
+    momentum: float
+    weight_decay: float
+    nesterov: bool
+    schedule: str  # step | cosine | constant
+    milestones: tuple[float, ...]  # fractions of the run's epochs (schedule=step)
+    gamma: float
+    warmup_epochs: float
+    label_smoothing: float
+    amp: str  # auto | off | bf16 | fp16
+    channels_last: str  # auto | true | false
+    eval_batch_size: int
+    progress: bool
+    log_every: int  # steps between reads of the loss from the device (and NaN checks)
+    logger: str  # training curves: csv | tensorboard | none (roarkar.training.curves)
+
+    @classmethod
+    def preset(cls, name: str = "he2016", **changes: Any) -> TrainerSettings:
+        """``conf/trainer/<name>.yaml`` (He et al.'s recipe by default) with ``changes``, typed
+        by the schema (its defaults for what the preset leaves out): for tests, benches and
+        notebooks, which run no Hydra."""
+        from omegaconf import OmegaConf
+
+        from roarkar.config.schema import CONF_DIR, TrainerConfig
+
+        path = CONF_DIR / "trainer" / f"{name}.yaml"
+        if not path.is_file():
+            names = sorted(p.stem for p in path.parent.glob("*.yaml"))
+            raise ValueError(f"trainer preset {name!r} not found in {path.parent}: one of {names}")
+        node = OmegaConf.merge(OmegaConf.structured(TrainerConfig), OmegaConf.load(path))
+        return cls.from_config(OmegaConf.to_object(node).recipe() | changes)
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> TrainerSettings:

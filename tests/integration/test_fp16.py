@@ -20,7 +20,7 @@ class _Stop(Exception):
 def _fit(checkpoint, epochs=3, on_step=None, amp="fp16"):
     torch.manual_seed(0)
     model = build_model("small_resnet", 4, width=4)
-    settings = TrainerSettings(
+    settings = TrainerSettings.preset(
         batch_size=16, lr=0.05, lr_reference_batch=16, schedule="cosine", amp=amp, progress=False
     )
     result = fit_in_process(
@@ -38,15 +38,17 @@ def _fit(checkpoint, epochs=3, on_step=None, amp="fp16"):
 
 def test_amp_dtypes_and_scaler_only_for_fp16():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert amp_dtype(TrainerSettings(), cuda) is torch.bfloat16  # the CUDA default stays bf16
-    assert amp_dtype(TrainerSettings(), cpu) is None
-    assert amp_dtype(TrainerSettings(amp="fp16"), cuda) is torch.float16
-    assert grad_scaler(TrainerSettings(), cpu) is None
-    assert grad_scaler(TrainerSettings(amp="bf16"), cpu) is None
-    scaler = grad_scaler(TrainerSettings(amp="fp16"), cpu)
+    assert (
+        amp_dtype(TrainerSettings.preset(), cuda) is torch.bfloat16
+    )  # the CUDA default stays bf16
+    assert amp_dtype(TrainerSettings.preset(), cpu) is None
+    assert amp_dtype(TrainerSettings.preset(amp="fp16"), cuda) is torch.float16
+    assert grad_scaler(TrainerSettings.preset(), cpu) is None
+    assert grad_scaler(TrainerSettings.preset(amp="bf16"), cpu) is None
+    scaler = grad_scaler(TrainerSettings.preset(amp="fp16"), cpu)
     assert isinstance(scaler, torch.amp.GradScaler) and scaler.is_enabled()
     with pytest.raises(ValueError, match="trainer.amp"):
-        amp_dtype(TrainerSettings(amp="fp8"), cpu)
+        amp_dtype(TrainerSettings.preset(amp="fp8"), cpu)
 
 
 def test_fp16_stopped_mid_epoch_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
@@ -93,7 +95,7 @@ def test_fp16_skips_the_step_of_an_overflowing_gradient(tmp_path):
         seen.append(weight.detach().clone())
         plant["on"] = step == 2  # step 2's gradient overflows
 
-    settings = TrainerSettings(
+    settings = TrainerSettings.preset(
         batch_size=16, lr=0.05, lr_reference_batch=16, amp="fp16", progress=False
     )
     fit_in_process(

@@ -39,7 +39,7 @@ def _ctx(root: Path, method: str, epochs: int = 3) -> Context:
         loader=SimpleNamespace(),
     )
     info = SimpleNamespace(root=root, has_relevance=False, mean=(0.5,) * 3, std=(0.25,) * 3)
-    settings = TrainerSettings(
+    settings = TrainerSettings.preset(
         batch_size=8, lr=0.05, lr_reference_batch=8, weight_decay=1e-4, progress=False
     )
     spec = SimpleNamespace(seed=3, method_id=method)

@@ -194,7 +194,7 @@ def test_training_reads_the_device_once_per_log_interval(monkeypatch):
             return _original(self, *a, **k)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    settings = TrainerSettings(batch_size=8, progress=False, log_every=4)
+    settings = TrainerSettings.preset(batch_size=8, progress=False, log_every=4)
     result = fit(
         net,
         list(net.parameters()),

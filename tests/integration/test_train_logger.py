@@ -24,7 +24,7 @@ class _Stop(Exception):
 def _fit(directory, logger="csv", epochs=3, dist=None, on_step=None):
     torch.manual_seed(0)
     model = build_model("small_resnet", 4, width=4)
-    settings = TrainerSettings(
+    settings = TrainerSettings.preset(
         batch_size=16, lr=0.05, lr_reference_batch=16, logger=logger, progress=False
     )
     checkpoint = directory / "checkpoint.pt"
@@ -53,7 +53,7 @@ def _die_after_logging_epoch(monkeypatch, epoch: int) -> None:
 
 
 def test_csv_is_the_default_one_row_per_epoch(tmp_path):
-    assert TrainerSettings().logger == "csv"
+    assert TrainerSettings.preset().logger == "csv"
     result = _fit(tmp_path)
     rows = _rows(tmp_path)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]

@@ -118,7 +118,7 @@ def _tiny_fit(tmp_path, lr=0.05, identity="x", epochs=1, model=None):
     from tests.tiny_training import fit_in_process
 
     model = model or build_model("small_resnet", 4, width=4)
-    settings = TrainerSettings(batch_size=16, lr=lr, lr_reference_batch=16, progress=False)
+    settings = TrainerSettings.preset(batch_size=16, lr=lr, lr_reference_batch=16, progress=False)
     return fit_in_process(model, settings, tmp_path / "ckpt.pt", identity=identity, epochs=epochs)
 
 
@@ -147,7 +147,7 @@ def test_evaluate_reports_the_mean_true_class_probability():
         batches,
         lambda b, t, g: (b["index"], b["labels"], {}),
         DistInfo(),
-        TrainerSettings(progress=False),
+        TrainerSettings.preset(progress=False),
     )
     # argmax: 0, 2, 0 (first of a tie), 1 -> two of four right
     assert got.accuracy == 0.5
@@ -155,7 +155,7 @@ def test_evaluate_reports_the_mean_true_class_probability():
     empty = ArrayBatches({"index": torch.arange(0), "labels": labels[:0]}, batch_size=3)
     nothing = evaluate(
         _FixedLogits(logits), empty, lambda b, t, g: (b["index"], b["labels"], {}), DistInfo(),
-        TrainerSettings(progress=False),
+        TrainerSettings.preset(progress=False),
     )  # fmt: skip
     assert math.isnan(nothing.accuracy) and math.isnan(nothing.true_class_score)
 
@@ -192,10 +192,12 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
 
 
 def test_learning_rate_schedules():
-    step = TrainerSettings(lr=0.1, lr_reference_batch=256, schedule="step", milestones=(0.5,))
+    step = TrainerSettings.preset(
+        lr=0.1, lr_reference_batch=256, schedule="step", milestones=(0.5,)
+    )
     assert step.lr_at(0, 10, 512) == pytest.approx(0.2)  # linear scaling with the global batch
     assert step.lr_at(5, 10, 256) == pytest.approx(0.01)
-    cosine = TrainerSettings(lr=0.1, lr_reference_batch=256, schedule="cosine")
+    cosine = TrainerSettings.preset(lr=0.1, lr_reference_batch=256, schedule="cosine")
     assert cosine.lr_at(10, 10, 256) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="unknown trainer settings"):
         TrainerSettings.from_config({"lr": 0.1, "learning_rate": 0.2})
