@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from roarkar.config import Config, resolve
 from roarkar.plan import cell_configs
@@ -23,6 +23,7 @@ from roarkar.report.health import describe as describe_health
 from roarkar.report.long import LONG_COLUMNS, OPTIONAL_METRICS
 from roarkar.report.progress import estimate_left, progress_line
 from roarkar.report.write import clear_outputs, format_for_console, write_tables
+from roarkar.report_page import read_records, study_page
 from roarkar.store import is_finished, is_finished_record
 from roarkar.training import setup
 
@@ -45,6 +46,14 @@ def records_to_long(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*LONG_COLUMNS, *OPTIONAL_METRICS, "base_warning"])
 
 
+def health_text(long: pd.DataFrame) -> str:
+    """The health checks as printed after the tables (empty when there is nothing to say)."""
+    try:
+        return describe_health(check_health(long))
+    except (ValueError, KeyError) as exc:  # the checks never cost the tables
+        return f"discrimination checks not run: {exc}"
+
+
 def report(long: pd.DataFrame, out_dir: Path, log_base: float = math.e) -> str:
     """Write Tables 1, 2, 4, 5 under ``out_dir`` and return them as console text.
 
@@ -60,10 +69,7 @@ def report(long: pd.DataFrame, out_dir: Path, log_base: float = math.e) -> str:
         clear_outputs(out)
         long.to_csv(out / "long.csv", index=False)
         return f"tables not written: {exc}\nthe finished cells are in {out / 'long.csv'}"
-    try:
-        health = describe_health(check_health(long))
-    except (ValueError, KeyError) as exc:  # the checks never cost the tables
-        health = f"discrimination checks not run: {exc}"
+    health = health_text(long)
     text = f"{text}\n\n{health}" if health else text
     return f"{text}\n\ntables: {out} (long.csv, table*.csv/.md/.tex)"
 
@@ -110,8 +116,20 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     running = [r for r in records if r["status"] == "running"]
     text = ""
     if dist.is_main:
-        text = report(records_to_long(records), Path(config.paths.results) / "tables")
+        long = records_to_long(records)
+        text = report(long, Path(config.paths.results) / "tables")
         print(text, flush=True)
+        done = sum(r["status"] == "ok" for r in records)
+        page = study_page(
+            Path(config.paths.results),
+            long,
+            health_text(long) if len(long) else "",
+            _one_per_method(configs, places),
+            dist,
+            progress_line(done, len(configs), None, len(failed)),
+            left=len(configs) - done,
+        )
+        print(page, flush=True)
         for r in failed:
             print(f"FAILED {r['cell']}: {r['error']}", flush=True)
         if running:
@@ -127,6 +145,15 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
         "records": records,
         "tables": text,
     }
+
+
+def _one_per_method(configs: list[Config], places: list) -> list[Config]:
+    """The first input cell's config of each method (its example grid on the report page)."""
+    seen: dict[str, Config] = {}
+    for config, (cell, _, _) in zip(configs, places, strict=True):
+        if cell.protocol == "input":
+            seen.setdefault(cell.method, config)
+    return list(seen.values())
 
 
 def run_tables(cfg: DictConfig | Config) -> dict:
@@ -150,4 +177,27 @@ def run_tables(cfg: DictConfig | Config) -> dict:
         raise ValueError(f"{cells}: no finished cell to tabulate")
     text = report(long, results / "tables")
     print(text, flush=True)
+    config = resolve(cfg)
+    page = study_page(
+        results, long, health_text(long), _recorded_inputs(results), setup(str(config.device))
+    )
+    print(page, flush=True)
     return {"rows": len(long), "tables": text}
+
+
+def _recorded_inputs(results: Path) -> list[Config]:
+    """One input cell's recorded config per method (its example grid), read back through the
+    schema, with the tree's paths where the tree has moved since."""
+    seen: dict[str, Config] = {}
+    for record in read_records(results / "cells"):
+        cell, plain = record.get("cell") or {}, record.get("config")
+        if cell.get("protocol") != "input" or not plain or cell.get("method") in seen:
+            continue
+        paths = plain.get("paths") or {}
+        old = str(paths.get("results", ""))
+        data = str(paths.get("data", ""))
+        if old and data.startswith(old):
+            paths["data"] = str(results) + data[len(old) :]
+        paths["results"] = str(results)
+        seen[cell["method"]] = resolve(OmegaConf.create(plain))
+    return list(seen.values())

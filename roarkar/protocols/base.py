@@ -207,12 +207,15 @@ def _from_weights_file(ctx: Context, artifact: Artifact) -> None:
     log.info("base model from %s: held-out accuracy %.4f", source, accuracy)
 
 
+def base_model_id(ctx: Context) -> str:
+    """The identity of the context's base model (nothing built, loaded or trained)."""
+    config = ctx.config
+    return base_identity(config.dataset.node, config.model.node, recipe(ctx, "base"), ctx.spec.seed)
+
+
 def ensure_base_model(ctx: Context) -> tuple[TappedNet, str, dict]:
     """Return the trained base model, training it first if no finished copy exists."""
-    config = ctx.config
-    base_id = base_identity(
-        config.dataset.node, config.model.node, recipe(ctx, "base"), ctx.spec.seed
-    )
+    base_id = base_model_id(ctx)
     artifact = base_artifact(ctx, base_id)
     directory = artifact.directory
     lock = file_lock(directory / ".lock") if ctx.dist.is_main else None

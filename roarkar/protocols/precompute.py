@@ -99,7 +99,8 @@ def shard_images(ctx: Context, split: str, index: int, first: int, count: int) -
     )
 
 
-def _part_path(directory: Path, split: str, index: int) -> Path:
+def part_path(directory: Path, split: str, index: int) -> Path:
+    """The ranks of image shard ``index`` of ``split`` in the maps' folder ``directory``."""
     return directory / f"{split}-{index:06d}.tar"
 
 
@@ -192,14 +193,14 @@ def compute_parts(
         for index, first, count in image_parts(ctx, split)
         if index % parts == part
     ]
-    todo = [job for job in jobs if not _part_path(directory, job[0], job[1]).exists()]
+    todo = [job for job in jobs if not part_path(directory, job[0], job[1]).exists()]
     stored = stored_maps(ctx) if todo else None
     for split, index, first, count in tqdm(
         todo, desc=f"saliency {ctx.spec.method_id}", leave=False, disable=not ctx.settings.progress
     ):
         images = shard_images(ctx, split, index, first, count)
         write_part(
-            _part_path(directory, split, index),
+            part_path(directory, split, index),
             images.keys,
             _compute_part(ctx, base, images, first, stored and stored[split]),
         )
@@ -259,7 +260,7 @@ def ensure_ranks(ctx: Context, base: TappedNet, base_id: str, weights: Path) -> 
     size = ctx.info.image_size
 
     def part(split: str, index: int, verify: bool = True) -> np.ndarray:
-        path = _part_path(artifact.directory, split, index)
+        path = part_path(artifact.directory, split, index)
         return read_part(path, ctx.info.shard_keys(split, index), size, verify=verify)
 
     counts = {split: len(ctx.info.shard_counts(split)) for split in ("train", "val")}
