@@ -14,7 +14,7 @@ from dataclasses import fields
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from roarkar.config.schema import DatasetKeys
@@ -26,7 +26,7 @@ __all__ = ["DATASET_SCHEMA_KEYS", "check_override_keys", "config_keys", "schema_
 DATASET_SCHEMA_KEYS = tuple(
     f.name
     for f in fields(DatasetKeys)
-    if f.default is not NO_DEFAULT or f.default_factory is not NO_DEFAULT
+    if f.default not in (NO_DEFAULT, MISSING) or f.default_factory is not NO_DEFAULT
 )
 _DATASET_OVERRIDE = re.compile(r"^\+{0,2}dataset\.([A-Za-z_]\w*)=(.*)$", re.DOTALL)
 
