@@ -148,10 +148,11 @@ def register_resolvers() -> None:
 def main() -> None:
     """Console script entry point."""
     from roarkar.config import register_configs
-    from roarkar.config.overrides import check_override_keys
+    from roarkar.config.overrides import check_override_keys, schema_key_overrides
 
     register_resolvers()
     register_configs()  # the schema, and method=<name> without a YAML (a submitit job inherits them)
+    sys.argv[1:] = schema_key_overrides(sys.argv[1:])  # dataset.workers=16 on every preset
     check_override_keys(CONF_DIR, sys.argv[1:])  # a key the config lacks: one line, nearest keys
     _hydra_main()
 

@@ -95,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     from hydra import compose, initialize_config_dir
 
     from roarkar.config import register_configs
+    from roarkar.config.overrides import schema_key_overrides
 
     register_configs()
+    overrides = schema_key_overrides(args.overrides)  # dataset.workers=16 as roarkar takes it
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=args.overrides)
-        lines = write_cells_file(cfg, args.overrides, args.outfile, todo=args.todo)
+        cfg = compose(config_name="config", overrides=overrides)
+        lines = write_cells_file(cfg, overrides, args.outfile, todo=args.todo)
     if args.outfile != "-":
         n = len(lines)
         submit = (

@@ -215,7 +215,10 @@ class PathsConfig:
 @dataclass
 class DatasetKeys:
     """The keys every dataset kind shares (``dataset`` itself is an open node: each kind has its
-    own keys, and the whole node enters identities as written)."""
+    own keys, and the whole node enters identities as written). A field with a default can be set
+    on every preset as ``dataset.<key>=<value>``, whether or not the preset writes it
+    (:func:`roarkar.config.overrides.schema_key_overrides`): a preset leaves out the keys it does
+    not change, so its identities stay as they were."""
 
     name: str = MISSING
     kind: str = MISSING
@@ -237,6 +240,15 @@ class DatasetKeys:
     verify: str = field(default="stat", metadata=NOT_IDENTITY)  # stat | content
     allow_outside_root: bool = field(default=True, metadata=NOT_IDENTITY)
     allow_class_mismatch: bool = field(default=False, metadata=NOT_IDENTITY)
+    # how real images are converted (roarkar.data.materialize): processes (null: one), and an
+    # unreadable image left out (listed in skipped.json) instead of an error; they enter a cell's
+    # identity when set (identity.NAMING_KEYS), not the shard directory's name
+    workers: Optional[int] = None  # noqa: UP045
+    skip_corrupt: bool = False
+    # normalisation fixed by the config (one value or one per channel; null: the train split's)
+    mean: Any = None
+    std: Any = None
+    rebuild: Any = None  # a new value converts a changed source tree into new shards
 
 
 @dataclass

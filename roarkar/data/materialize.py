@@ -34,7 +34,7 @@ from roarkar.data.shards import (
     write_shard,
 )
 from roarkar.files import file_lock, path_component
-from roarkar.identity import dataset_content_hash, to_plain
+from roarkar.identity import NOT_RESULT_RELEVANT, dataset_content_hash, to_plain
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ SYNTHETIC_KEYS = frozenset(
         "root",
         "workers",
         "skip_corrupt",
+        "augment",  # training's, not the generator's
+        "mean",  # every kind's (sources.fixed_stats)
+        "std",
+        "rebuild",
     }
 )
 DEFAULT_SHARD_SIZE = 1000
@@ -196,7 +200,12 @@ def _checked(
 
 
 def _generator_params(plain: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in plain.items() if k not in SYNTHETIC_KEYS}
+    """The generator's keyword arguments: the node but the keys every dataset has and the keys
+    that never change a result (``dataset.verify=content``, set on any preset, checks no tree
+    here)."""
+    return {
+        k: v for k, v in plain.items() if k not in SYNTHETIC_KEYS and k not in NOT_RESULT_RELEVANT
+    }
 
 
 def _require(plain: Mapping[str, Any], key: str) -> Any:
