@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def _check_not_empty(study: DictConfig) -> None:
-    """An empty list in the study would plan no cell for a reason nobody asked for."""
+    """An empty list in the study would plan no cell for a reason nobody asked for, and an entry
+    given twice would plan the same cells twice (the second a skip that looks like a result)."""
     from roarkar.protocols import PROTOCOLS
 
     if not study.get("seeds"):
@@ -24,6 +25,7 @@ def _check_not_empty(study: DictConfig) -> None:
             f"study.seeds={study.get('seeds')} is empty: give at least one seed, e.g. "
             "study.seeds=[0]"
         )
+    lists = [("study.seeds", study.get("seeds"))]
     for name, protocol in PROTOCOLS.items():
         part = study.get(name)
         for key in protocol.study_lists if part else ():
@@ -32,6 +34,16 @@ def _check_not_empty(study: DictConfig) -> None:
                     f"study.{name}.{key}={part.get(key)} is empty: give at least one, or set "
                     f"study.{name}=null to leave the {name} protocol out"
                 )
+            lists.append((f"study.{name}.{key}", part.get(key)))
+    for key, values in lists:
+        if not OmegaConf.is_list(values):
+            continue  # a mapping (study.layer.percents: one per mode) has unique keys
+        seen = [str(v) for v in values]
+        twice = sorted({v for v in seen if seen.count(v) > 1})
+        if twice:
+            raise ValueError(
+                f"{key}={list(values)} lists {', '.join(twice)} more than once: give each once"
+            )
 
 
 _TAPS: dict[tuple[str, str, str], tuple[str, ...]] = {}

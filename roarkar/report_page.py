@@ -15,7 +15,10 @@ from PIL import Image
 
 from roarkar.config import Config
 from roarkar.protocols.examples import MaskedExamples, masked_examples
+from roarkar.report.curves import FILE as CURVES
+from roarkar.report.curves import figure_seed002
 from roarkar.report.figures import write_figures
+from roarkar.report.metric import DEFAULT_METRIC
 from roarkar.report.page import PAGE, PageInputs, write_page
 from roarkar.store import RESULT_FILE
 from roarkar.training import DistInfo
@@ -75,6 +78,10 @@ def study_page(
     try:
         out.mkdir(parents=True, exist_ok=True)
         figures = {p.name: p for p in write_figures(long, out).values()} if len(long) else {}
+        roar = long[(long.protocol == "input") & (long["mode"] == "roar")] if len(long) else long
+        if len(roar) and roar.percent.nunique() >= 3:  # seed 002's curve: score against t
+            curve = figure_seed002(long, out / CURVES.format(metric=DEFAULT_METRIC))
+            figures[curve.name] = curve
         grids, shown, missing = [], [], []
         percents = sorted({float(p) for p in long[long.protocol == "input"].percent.unique()})
         for config in sorted(input_configs, key=lambda c: str(c.method.id)):

@@ -126,6 +126,11 @@ class TrainerConfig:
                 f"trainer.epochs has no entry {name!r}: expected keys {', '.join(STAGES)}"
             )
         epochs, scale = int(getattr(self.epochs, name)), float(getattr(self.lr_scale, name))
+        # a cell trained for no epoch is its untrained start, recorded as if it meant something;
+        # an untrained base model (0) is allowed, and every table then says so loudly
+        if epochs < (0 if name == "base" else 1):
+            least = "0 (an untrained base model, flagged in every table)" if name == "base" else "1"
+            raise ValueError(f"trainer.epochs.{name}={epochs}: expected at least {least}")
         relevant = {k: v for k, v in self.recipe().items() if k not in _TRAINER_NOT_IDENTITY}
         return Stage(name, epochs, scale, relevant | {"epochs": epochs, "lr_scale": scale})
 

@@ -22,7 +22,7 @@ from roarkar.protocols.base import MODEL_FILE, base_dir, new_model
 from roarkar.protocols.context import Context
 from roarkar.protocols.precompute import ensure_ranks
 from roarkar.protocols.protocol import CellRun, Protocol, StudyPart, register_protocol
-from roarkar.removal import check_percent, image_draws, keep_mask_from_ranks, replace
+from roarkar.removal import check_percent, check_selects, image_draws, keep_mask_from_ranks, replace
 from roarkar.training import FitResult, fit
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,9 @@ class InputProtocol(Protocol):
 
     def cell_fields(self, config: Config) -> tuple[str, float]:
         percent = config.protocol.percent
-        check_percent(percent, "protocol.percent")
+        fraction = check_percent(percent, "protocol.percent")
+        size = int(config.dataset.image_size)
+        check_selects(fraction, size * size, f"protocol.percent={percent:g} at {size}x{size} px")
         return "", float(percent)
 
     def study_cells(self, part: StudyPart) -> list[tuple[str, dict[str, object]]]:

@@ -8,6 +8,7 @@ layers after the tap. The frozen prefix runs without autograd and keeps its Batc
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from roarkar.models import TapActivation, TappedNet, check_tap
 from roarkar.models.fused import inference_copy
 from roarkar.protocols.context import Context
 from roarkar.protocols.protocol import CellRun, Protocol, StudyPart, register_protocol
-from roarkar.removal import check_percent, keep_mask_from_ranks, saliency_ranks
+from roarkar.removal import check_percent, check_selects, keep_mask_from_ranks, saliency_ranks
 from roarkar.saliency import SaliencyMethod, create, describe
 from roarkar.training import FitResult, fit
 
@@ -194,6 +195,38 @@ def study_layers(part: StudyPart) -> list[str]:
     return kept
 
 
+_LOCATIONS: dict[str, int | None] = {}  # (model node, image size, tap) -> h * w, per process
+
+
+def tap_locations(config: Config, tap: str) -> int | None:
+    """The spatial locations (h * w) of ``tap`` at the dataset's image size, from one forward pass
+    of the configured model on the meta device (nothing allocated, no weights); None where that
+    pass cannot run there (a model tapped by hooks that touch values), the check then left to
+    the mask itself."""
+    from roarkar.models import build_model
+
+    key = json.dumps(
+        [config.model.node, config.dataset.image_size, config.dataset.num_classes, tap],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _LOCATIONS:
+        size = int(config.dataset.image_size)
+        try:
+            with torch.device("meta"):
+                model = build_model(
+                    config.model.name,
+                    int(config.dataset.num_classes or 1000),
+                    taps=config.model.taps,
+                    **config.model.params,
+                )
+                shape = model.forward_to(torch.empty(1, 3, size, size), tap).post.shape
+            _LOCATIONS[key] = int(shape[-1] * shape[-2])
+        except Exception:  # noqa: BLE001 - any failure on meta: no early check, not a wrong one
+            _LOCATIONS[key] = None
+    return _LOCATIONS[key]
+
+
 @register_protocol
 class LayerProtocol(Protocol):
     """Mask a tap's activation by the method's map, fine-tune the layers after it (Tables 1, 4)."""
@@ -213,7 +246,12 @@ class LayerProtocol(Protocol):
                 "input image); use protocol=input, or a per-tap statistic or control"
             )
         percent, key = layer_percent(config, protocol, str(protocol.mode))
-        check_percent(percent, key)
+        fraction = check_percent(percent, key)
+        locations = tap_locations(config, layer)
+        if locations is not None:  # before any data or training: the model's shapes, on meta
+            check_selects(
+                fraction, locations, f"{key}={percent:g} at tap {layer} ({locations} locations)"
+            )
         return layer, float(percent)
 
     def study_cells(self, part: StudyPart) -> list[tuple[str, dict[str, object]]]:

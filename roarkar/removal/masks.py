@@ -22,6 +22,7 @@ __all__ = [
     "MODE_ORDER",
     "ORDERS",
     "check_percent",
+    "check_selects",
     "count_for",
     "keep_mask_from_ranks",
     "order_mask",
@@ -46,6 +47,20 @@ def count_for(fraction: float, locations: int) -> int:
     if not 0.0 <= fraction <= 1.0 or math.isnan(fraction):
         raise ValueError(f"fraction must be in [0, 1]; got {fraction!r}")
     return int(math.floor(fraction * locations + 0.5))
+
+
+def check_selects(fraction: float, locations: int, what: str) -> int:
+    """``count_for(fraction, locations)``, refused (a ValueError naming ``what``) when it selects
+    no location or every one: KAR would keep nothing or everything, ROAR remove nothing or
+    everything, and the cell's accuracy would say nothing about the map."""
+    k = count_for(fraction, locations)
+    if k in (0, locations):
+        raise ValueError(
+            f"{what}: {fraction * 100:g} % of its {locations} locations rounds to {k}, so a cell "
+            f"would keep or remove {'no' if k == 0 else 'every'} location; choose a percent that "
+            f"selects between 1 and {locations - 1} of them"
+        )
+    return k
 
 
 def removed_count(fraction: float, hw: int, order: str, rule: str = "round") -> int:

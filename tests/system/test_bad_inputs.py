@@ -258,6 +258,23 @@ CASES: list[tuple[str, Callable[[Path, object], object], str]] = [
      r"method.id='.': expected one path component"),
     ("path: empty dataset name", lambda t, c: _run(c, "task=cell", "dataset.name=''"),
      r"dataset.name='': expected one path component"),
+    # --- settings whose result would be meaningless, refused before any training ---
+    ("epochs: an input cell of no epoch", lambda t, c: _run(
+        c, "task=cell", "protocol=input", "trainer.epochs.input=0"),
+     r"trainer.epochs.input=0: expected at least 1"),
+    ("epochs: negative base epochs", lambda t, c: _run(c, "task=cell", "trainer.epochs.base=-1"),
+     r"trainer.epochs.base=-1: expected at least 0 \(an untrained base model"),
+    ("study: a percent twice", lambda t, c: _plan(c, "study.input.percents=[10,10]"),
+     r"study.input.percents=\[10, 10\] lists 10 more than once"),
+    ("study: a method twice", lambda t, c: _plan(c, "study.layer.methods=[random,random]"),
+     r"study.layer.methods=\['random', 'random'\] lists random more than once"),
+    ("layer: a percent that keeps no location", lambda t, c: _run(
+        c, "task=cell", "protocol.layer=L5", "protocol.percent=2.5"),
+     r"protocol.percent=2.5 at tap L5 \(16 locations\): 2.5 % of its 16 locations rounds to 0"),
+    ("input: a percent that removes every pixel", lambda t, c: _run(
+        c, "task=cell", "protocol=input", "protocol.mode=roar", "protocol.percent=99.99"),
+     r"protocol.percent=99.99 at 32x32 px: .* rounds to 1024, so a cell would keep or remove "
+     r"every location"),
 ]  # fmt: skip
 
 
