@@ -34,6 +34,15 @@ class DatasetConfig(DatasetKeys):
 
     @classmethod
     def of(cls, node: dict) -> DatasetConfig:
+        for split in ("train", "val"):  # an empty split trains or scores nothing
+            size = node.get(f"{split}_size")
+            if size is not None and (
+                isinstance(size, bool) or not isinstance(size, int) or size < 1
+            ):
+                raise ValueError(
+                    f"dataset.{split}_size={size!r}: expected null (every image) or a whole "
+                    "number of images >= 1"
+                )
         return cls(**_known(cls, node), node=node)
 
     def split_size(self, split: str) -> int | None:

@@ -271,6 +271,8 @@ CASES: list[tuple[str, Callable[[Path, object], object], str]] = [
     ("layer: a percent that keeps no location", lambda t, c: _run(
         c, "task=cell", "protocol.layer=L5", "protocol.percent=2.5"),
      r"protocol.percent=2.5 at tap L5 \(16 locations\): 2.5 % of its 16 locations rounds to 0"),
+    ("dataset: an empty train split", lambda t, c: _run(c, "task=cell", "dataset.train_size=0"),
+     r"dataset.train_size=0: expected null \(every image\) or a whole number of images >= 1"),
     ("input: a percent that removes every pixel", lambda t, c: _run(
         c, "task=cell", "protocol=input", "protocol.mode=roar", "protocol.percent=99.99"),
      r"protocol.percent=99.99 at 32x32 px: .* rounds to 1024, so a cell would keep or remove "
