@@ -144,9 +144,9 @@ def fingerprint(
 
 def write_entries(fp: Fingerprint, directory: Path) -> None:
     """Write every file's entry (``path<TAB>size value``) to ``directory / ENTRIES_FILE``."""
-    with gzip.open(directory / ENTRIES_FILE, "wt", encoding="utf-8") as out:
-        for rel, value in fp.entries:
-            out.write(f"{rel}\t{value}\n")
+    text = "".join(f"{rel}\t{value}\n" for rel, value in fp.entries)
+    # mtime=0: the same tree gives the same bytes (gzip's header would stamp the time of writing)
+    (directory / ENTRIES_FILE).write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
 
 
 def _read_entries(directory: Path) -> list[tuple[str, str]] | None:

@@ -123,7 +123,7 @@ def prepare(cfg: Mapping[str, Any], data_root: str | Path) -> DatasetInfo:
         return load_info(root)
     if source == "generated":
         generator = plain.get("generator")
-        synthetic.class_names(str(generator), **_generator_params(plain))  # validate before locking
+        synthetic.class_names(str(generator), **generator_params(plain))  # validate before locking
     out = dataset_dir(plain, data_root)
     # image files: listed (and fingerprinted) on every prepare; arrays: read only to convert
     found = _find(out)
@@ -199,7 +199,7 @@ def _checked(
     return found
 
 
-def _generator_params(plain: Mapping[str, Any]) -> dict[str, Any]:
+def generator_params(plain: Mapping[str, Any]) -> dict[str, Any]:
     """The generator's keyword arguments: the node but the keys every dataset has and the keys
     that never change a result (``dataset.verify=content``, set on any preset, checks no tree
     here)."""
@@ -236,7 +236,7 @@ def _build(
     counts: dict[str, int] = {}
     skipped: list[dict[str, str]] = []
     if source == "generated":
-        names = synthetic.class_names(str(plain["generator"]), **_generator_params(plain))
+        names = synthetic.class_names(str(plain["generator"]), **generator_params(plain))
         for split in ("train", "val"):
             shards[split] = _write_synthetic(plain, split, image_size, shard_size, directory, stats)
         has_relevance = True
@@ -303,7 +303,7 @@ def _write_synthetic(
         n,
         image_size,
         int(plain.get("seed") or 0),
-        **_generator_params(plain),
+        **generator_params(plain),
     )
     shards: list[dict[str, Any]] = []
     held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []

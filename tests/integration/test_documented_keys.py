@@ -28,7 +28,7 @@ from roarkar.config.overrides import (
     schema_key_overrides,
 )
 from roarkar.data import synthetic
-from roarkar.data.materialize import _generator_params
+from roarkar.data.materialize import generator_params
 from tests.conftest import CONF_DIR
 
 REPO = CONF_DIR.parent
@@ -154,7 +154,7 @@ def test_every_documented_dataset_key_is_set_as_shown(compose_cfg, preset):
             if _key(override) in DATASET_SCHEMA_KEYS:  # the typed config reads it too
                 assert getattr(config.dataset, _key(override)) == expected, override
         if config.dataset.kind == "synthetic":  # the generator takes what it is given
-            synthetic.class_names(config.dataset.node["generator"], **_generator_params(plain))
+            synthetic.class_names(config.dataset.node["generator"], **generator_params(plain))
     assert not failed, f"dataset={preset}: " + "; ".join(failed)
 
 
@@ -211,16 +211,25 @@ def test_the_command_line_says_it_in_one_line(monkeypatch, capsys, tmp_path):
     assert "dataset.workers" in last and "not in struct" not in last
 
 
-def test_dataset_workers_reaches_the_run_as_given(monkeypatch, tmp_path):
-    """``dataset.workers=16`` passes the entry point's check and reaches Hydra as set-or-add."""
-    from roarkar import cli
+def test_dataset_workers_reaches_the_run_as_given(monkeypatch, tmp_path, capsys):
+    """``dataset.workers=16`` on a preset that does not write it passes the entry point and
+    plans the run (no data touched)."""
+    from roarkar import entry
 
-    seen = {}
-    monkeypatch.setattr(cli, "_hydra_main", lambda: seen.setdefault("argv", sys.argv[1:]))
-    argv = ["roarkar", f"paths.results={tmp_path}", "dataset=imagenet", "dataset.workers=16"]
+    argv = [
+        "roarkar",
+        f"paths.results={tmp_path}",
+        "dataset=imagenet",
+        "dataset.workers=16",
+        "task=plan",
+        "study.layer=null",
+        "study.input.methods=[random]",
+        "study.input.percents=[10]",
+    ]
     monkeypatch.setattr(sys, "argv", argv)
-    cli.main()
-    assert seen["argv"][-1] == "++dataset.workers=16"
+    entry.roarkar()
+    out = capsys.readouterr().out
+    assert "imagenet" in out and "2 cells: 0 done, 0 running, 0 failed, 2 todo" in out, out
 
 
 # ---- the other groups' keys the docs show (trainer, protocol, model, study, ...) ----------------
