@@ -33,7 +33,10 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was asked for but torch sees no CUDA device")
+            raise ValueError(  # bad input: one line at the entry point, no traceback
+                "device=cuda: torch sees no CUDA device on this machine; use device=cpu, or "
+                "device=auto (a GPU where there is one)"
+            )
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if name == "cpu":
         return torch.device("cpu")

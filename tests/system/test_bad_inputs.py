@@ -271,6 +271,9 @@ CASES: list[tuple[str, Callable[[Path, object], object], str]] = [
     ("layer: a percent that keeps no location", lambda t, c: _run(
         c, "task=cell", "protocol.layer=L5", "protocol.percent=2.5"),
      r"protocol.percent=2.5 at tap L5 \(16 locations\): 2.5 % of its 16 locations rounds to 0"),
+    ("device: cuda without a GPU", lambda t, c: _run(c, "task=cell", "device=cuda")
+     if not torch.cuda.is_available() else pytest.skip("this machine has a GPU"),
+     r"device=cuda: torch sees no CUDA device on this machine; use device=cpu"),
     ("dataset: an empty train split", lambda t, c: _run(c, "task=cell", "dataset.train_size=0"),
      r"dataset.train_size=0: expected null \(every image\) or a whole number of images >= 1"),
     ("input: a percent that removes every pixel", lambda t, c: _run(
