@@ -20,11 +20,11 @@ from roarkar.protocols.cell import cell_path, run_cell
 from roarkar.report.aggregate import collect_results
 from roarkar.report.health import check as check_health
 from roarkar.report.health import describe as describe_health
-from roarkar.report.long import LONG_COLUMNS, OPTIONAL_METRICS
+from roarkar.report.long import LONG_COLUMNS, OPTIONAL_METRICS, normalize_long
 from roarkar.report.progress import estimate_left, progress_line
 from roarkar.report.write import clear_outputs, format_for_console, write_tables
 from roarkar.report_page import read_records, study_page
-from roarkar.store import is_finished, is_finished_record
+from roarkar.store import RESULT_FILE, is_finished, is_finished_record
 from roarkar.training import setup
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,35 @@ def records_to_long(records: list[dict]) -> pd.DataFrame:
         if is_finished_record(r)
     ]
     return pd.DataFrame(rows, columns=[*LONG_COLUMNS, *OPTIONAL_METRICS, "base_warning"])
+
+
+def tree_long(results: Path, ours: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """What a study tabulates into ``<results>/tables``: the tables of a tree are the whole tree,
+    so when the tree holds finished cells beside this study's (another study's protocol, methods
+    or datasets), every finished cell, and a line saying so; when those cells conflict with these
+    (the same cell and seed twice, e.g. under another recipe), this study's cells only, and a line
+    saying why. A tree of only this study's cells gives exactly its own long table."""
+    cells = results / "cells"
+    if not cells.is_dir():
+        return ours, ""
+    finished = sum(1 for _ in cells.rglob(RESULT_FILE))  # an upper bound: failed ones included
+    if finished <= len(ours):
+        return ours, ""
+    try:
+        tree = collect_results(cells)  # checks the tree: one row per cell and seed
+        tree = tree[list(ours.columns)].reset_index(drop=True)
+        normalize_long(tree)
+    except ValueError as exc:
+        return ours, (
+            f"tables of this study's {len(ours)} cells only, not of every finished cell under "
+            f"{cells}: {exc}"
+        )
+    if len(tree) <= len(ours):
+        return ours, ""
+    return tree, (
+        f"tables of every finished cell under {cells}: {len(tree)} cells, {len(ours)} of them "
+        "this study's"
+    )
 
 
 def health_text(long: pd.DataFrame) -> str:
@@ -116,8 +145,10 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     running = [r for r in records if r["status"] == "running"]
     text = ""
     if dist.is_main:
-        long = records_to_long(records)
+        long, scope = tree_long(Path(config.paths.results), records_to_long(records))
         text = report(long, Path(config.paths.results) / "tables")
+        if scope:
+            text = f"{scope}\n\n{text}"
         print(text, flush=True)
         done = sum(r["status"] == "ok" for r in records)
         page = study_page(

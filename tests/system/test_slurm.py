@@ -232,6 +232,7 @@ def test_requeued_cell_resumes_to_the_uninterrupted_history(slurm, tmp_path, com
     assert "Bypassing signal SIGTERM" in _logs(sweep_dir)
 
 
+@pytest.mark.slow  # about 2 min of one-minute allocations; requeue itself: the test above
 def test_time_limit_checkpoints_on_usr2_and_requeues(slurm, tmp_path, compose_cfg):
     """One-minute allocations with ``signal_delay_s=20``: USR2 comes at slurmctld's first
     time-limit check (every 30 s) that finds the job within 20 + 30 s of its limit, so 10 to 40 s
