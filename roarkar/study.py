@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,9 @@ from roarkar.report.aggregate import collect_results
 from roarkar.report.health import check as check_health
 from roarkar.report.health import describe as describe_health
 from roarkar.report.long import LONG_COLUMNS, OPTIONAL_METRICS, normalize_long
+from roarkar.report.paper import compare_with_paper
+from roarkar.report.paper_gate import why_not_compared
+from roarkar.report.paper_text import format_comparison, write_comparison
 from roarkar.report.progress import estimate_left, progress_line
 from roarkar.report.write import clear_outputs, format_for_console, write_tables
 from roarkar.report_page import read_records, study_page
@@ -83,7 +87,23 @@ def health_text(long: pd.DataFrame) -> str:
         return f"discrimination checks not run: {exc}"
 
 
-def report(long: pd.DataFrame, out_dir: Path, log_base: float = math.e) -> str:
+def paper_text(long: pd.DataFrame, out_dir: Path, records: list[dict]) -> str:
+    """The comparison with the paper's tables (written beside ours), or the one line saying why
+    there is none (:func:`roarkar.report.paper_gate.why_not_compared`)."""
+    try:
+        reason = why_not_compared(long, records)
+        if reason:
+            return f"not compared with the paper: {reason}"
+        comparisons = compare_with_paper(long, same_settings=True)
+        write_comparison(comparisons, out_dir)
+    except (ValueError, OSError) as exc:  # the comparison never costs the tables
+        return f"not compared with the paper: {exc}"
+    return format_comparison(comparisons)
+
+
+def report(
+    long: pd.DataFrame, out_dir: Path, log_base: float = math.e, records: Sequence[dict] = ()
+) -> str:
     """Write Tables 1, 2, 4, 5 under ``out_dir`` and return them as console text.
 
     A study without its random baseline still keeps every result: ``long.csv`` is written alone
@@ -100,6 +120,7 @@ def report(long: pd.DataFrame, out_dir: Path, log_base: float = math.e) -> str:
         return f"tables not written: {exc}\nthe finished cells are in {out / 'long.csv'}"
     health = health_text(long)
     text = f"{text}\n\n{health}" if health else text
+    text = f"{text}\n\n{paper_text(long, out, list(records))}"
     return f"{text}\n\ntables: {out} (long.csv, table*.csv/.md/.tex)"
 
 
@@ -145,8 +166,12 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     running = [r for r in records if r["status"] == "running"]
     text = ""
     if dist.is_main:
-        long, scope = tree_long(Path(config.paths.results), records_to_long(records))
-        text = report(long, Path(config.paths.results) / "tables")
+        results = Path(config.paths.results)
+        long, scope = tree_long(results, records_to_long(records))
+        tabulated = (
+            read_records(results / "cells") if scope.startswith("tables of every") else records
+        )
+        text = report(long, results / "tables", records=tabulated)
         if scope:
             text = f"{scope}\n\n{text}"
         print(text, flush=True)
@@ -206,7 +231,7 @@ def run_tables(cfg: DictConfig | Config) -> dict:
         )
     if long.empty:
         raise ValueError(f"{cells}: no finished cell to tabulate")
-    text = report(long, results / "tables")
+    text = report(long, results / "tables", records=read_records(cells))
     print(text, flush=True)
     config = resolve(cfg)
     page = study_page(
@@ -230,5 +255,8 @@ def _recorded_inputs(results: Path) -> list[Config]:
         if old and data.startswith(old):
             paths["data"] = str(results) + data[len(old) :]
         paths["results"] = str(results)
-        seen[cell["method"]] = resolve(OmegaConf.create(plain))
+        try:
+            seen[cell["method"]] = resolve(OmegaConf.create(plain))
+        except Exception as exc:  # noqa: BLE001 - a record of another version: no example grid
+            log.info("no example grid for %s: its recorded config does not resolve (%s)", cell, exc)
     return list(seen.values())

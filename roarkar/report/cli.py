@@ -28,6 +28,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from roarkar.report.aggregate import collect_results
 from roarkar.report.long import read_long
@@ -137,6 +138,16 @@ def _dataset_map(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _record(path: str) -> dict | None:
+    """A cell's result.json (its recipe and data for the paper gate), None when unreadable."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _compare(df, args, log_base, percent, dmap) -> list:
     from roarkar.report import paper as pp
     from roarkar.report.paper_text import format_comparison, write_comparison
@@ -174,6 +185,14 @@ def _compare(df, args, log_base, percent, dmap) -> list:
                 "not its model, layers or percents (--compare-paper on compares them anyway)"
             )
         return []
+    if auto:  # the paper's cells, but also its recipe, full data and a fit base model
+        from roarkar.report.paper_gate import why_not_compared
+
+        records = [_record(p) for p in df["source"].dropna().unique()] if "source" in df else []
+        reason = why_not_compared(df, [r for r in records if r], paper)
+        if reason:
+            print(f"not compared with the paper: {reason} (--compare-paper on compares anyway)")
+            return []
     if not auto:
         ours = pp.paper_overlap(df, paper, dmap, same_settings=True)
         if not any(ours.values()):
