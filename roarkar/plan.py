@@ -107,19 +107,40 @@ def _method_params(part: DictConfig, method: str) -> dict[str, object]:
     return flat
 
 
-def plan(cfg: DictConfig) -> list[tuple[list[str], dict[str, object]]]:
+def study_datasets(cfg: DictConfig, overrides: list[str] = ()) -> list[str | None]:
+    """The datasets a study covers: ``study.datasets`` (a paper preset names three), restricted to
+    the one a ``dataset=<name>`` override on the command line asks for (``experiment=table4
+    dataset=imagenet`` plans ImageNet only); [None] (the run's own dataset) without a list."""
+    listed = list(cfg.study.get("datasets") or [])
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("dataset=")]
+    if not listed:
+        return [None]
+    if not chosen:
+        return listed
+    wanted = [d for d in chosen[-1].split(",") if d]
+    missing = [d for d in wanted if d not in listed]
+    if missing:
+        raise ValueError(
+            f"dataset={chosen[-1]}: the study covers study.datasets={listed}; {', '.join(missing)} "
+            "is not among them (set study.datasets to study another)"
+        )
+    return wanted
+
+
+def plan(cfg: DictConfig, overrides: list[str] = ()) -> list[tuple[list[str], dict[str, object]]]:
     """One entry per cell of ``cfg.study``: the config-group overrides (dataset, method, protocol)
     and the scalar settings (``protocol.layer``, ``protocol.mode``, ``protocol.percent``, ``seed``).
     Each registered protocol with a ``study.<name>`` part expands it
     (:meth:`roarkar.protocols.Protocol.study_cells`; layers the model lacks are left out).
 
-    ``study.datasets`` (a list of dataset config names) repeats the plan on each dataset; when it is
-    absent or null the run's own ``dataset`` is used.
+    ``study.datasets`` (a list of dataset config names) repeats the plan on each dataset, or on the
+    one ``overrides`` name (:func:`study_datasets`); when it is absent or null the run's own
+    ``dataset`` is used.
     """
     from roarkar.protocols import PROTOCOLS, StudyPart
 
     study = cfg.study
-    datasets = study.get("datasets") or [None]
+    datasets = study_datasets(cfg, overrides)
     _check_not_empty(study)
     taps = (lambda: model_taps(cfg)) if "model" in cfg else None
     model = str(cfg.model.name) if "model" in cfg else None
@@ -188,7 +209,7 @@ def cell_configs(cfg: DictConfig, overrides: list[str]) -> list[DictConfig]:
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs = []
     left_out: set[str] = set()
-    for groups, scalars in plan(cfg):
+    for groups, scalars in plan(cfg, overrides):
         key = tuple(groups)
         if key not in composed:
             base = kept_overrides(overrides, groups, scalars)

@@ -84,6 +84,7 @@ def run_plan(cfg: DictConfig, overrides: list[str]) -> dict:
             index=False
         ),
         "",
+        f"datasets: {', '.join(sorted(table.dataset.unique()))}",
         _counts(table),
         f"to run: {todo.image_epochs.sum():,.0f} image-epochs, {todo.train_flops.sum() / 1e15:,.1f} PFLOP "
         "(3x forward FLOPs per trained image; base models and saliency precompute not included)",

@@ -132,7 +132,8 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     places = [cell_path(c) for c in configs]
     todo = sum(not is_finished(directory) for _, _, directory in places)
     groups = [(cell.dataset, cell.protocol) for cell, _, _ in places]
-    log.info("study: %d cells, %d to run", len(configs), todo)
+    names = sorted({cell.dataset for cell, _, _ in places})
+    print(f"study: {len(configs)} cells on {', '.join(names)}, {todo} to run", flush=True)
     dist = setup(str(config.device))
     records = []
     if not configs:

@@ -38,7 +38,7 @@ def cell_override_lines(cfg: DictConfig, overrides: list[str]) -> list[list[str]
     overrides = pin_targets(cfg, overrides)
     user = [o for o in overrides if not is_hydra_override(o)]
     lines = []
-    for groups, scalars in plan(cfg):
+    for groups, scalars in plan(cfg, overrides):
         lines.append(kept_overrides(user, groups, scalars) + as_overrides(groups, scalars))
     return lines
 

@@ -48,6 +48,19 @@ def test_table4_dry_run_lists_300_cells_without_data(compose_cfg, tmp_path):
     assert "300 cells: 0 done" in out["text"]
 
 
+def test_a_dataset_override_restricts_a_paper_preset_to_that_dataset(compose_cfg):
+    """``experiment=table4 dataset=imagenet`` (the README's command) plans ImageNet only and says
+    so; a dataset the preset does not cover is an error naming the preset's list."""
+    cfg = compose_cfg(["experiment=table4", "dataset=imagenet", "task=plan"])
+    out = run(cfg, compose_cfg.overrides)
+    assert {c["dataset"] for c in out["cells"]} == {"imagenet"} and len(out["cells"]) == 100
+    assert "datasets: imagenet\n100 cells: 0 done" in out["text"]
+    with pytest.raises(
+        ValueError, match=r"dataset=synth_objects: the study covers study\.datasets"
+    ):
+        plan(compose_cfg(["experiment=table4", "dataset=synth_objects"]), ["dataset=synth_objects"])
+
+
 def test_synthetic_presets_compose(compose_cfg):
     for name, expected in (("table4_synth", 11 * 5 * 2 * 3), ("table5_synth", 13 * 5 * 2 * 3)):
         cfg = compose_cfg([f"experiment={name}"])
