@@ -51,9 +51,10 @@ NOT_RESULT_RELEVANT = not_in_identity(DatasetKeys, TrainerConfig)
 # A dataset's shards are stored data, not a result: which files are listed and how they are cut
 # into shards decide what is stored, so these enter the dataset's content hash after all.
 STORAGE_KEYS = frozenset({"shard_size", "train_list", "val_list"})
-# What a dataset is called and how it is converted (processes, corrupt files skipped or an error):
-# they do enter a cell's identity, but not the name of its shard directory.
-NAMING_KEYS = frozenset({"name", "workers", "skip_corrupt"})
+# What a dataset is called and whether corrupt files are skipped or an error: they do enter a
+# cell's identity, but not the name of its shard directory. (Conversion workers enter neither: the
+# shards are byte-identical for any number of them.)
+NAMING_KEYS = frozenset({"name", "skip_corrupt"})
 # Top-level keys of a dataset config left out of its content hash.
 DATASET_NOT_CONTENT = (NOT_RESULT_RELEVANT - STORAGE_KEYS) | NAMING_KEYS
 # Saliency methods that run a library's class by name -> the library's distribution, whose

@@ -62,6 +62,19 @@ def _example_rows(examples: MaskedExamples, percents: list[float], out: Path) ->
     return rows
 
 
+def _figures(long: pd.DataFrame, out: Path) -> tuple[dict[str, Path], str]:
+    """Figures 4 and 5 (and seed 002's curves) drawn into ``out``, or why not (the page stays)."""
+    try:
+        figures = {p.name: p for p in write_figures(long, out).values()} if len(long) else {}
+        roar = long[(long.protocol == "input") & (long["mode"] == "roar")] if len(long) else long
+        if len(roar) and roar.percent.nunique() >= 3:  # seed 002's curve: score against t
+            curve = figure_seed002(long, out / CURVES.format(metric=DEFAULT_METRIC))
+            figures[curve.name] = curve
+    except ValueError as exc:
+        return {}, f"figures not drawn: {exc}"
+    return figures, ""
+
+
 def study_page(
     results: Path,
     long: pd.DataFrame,
@@ -77,11 +90,7 @@ def study_page(
     out = (results / PAGE).parent
     try:
         out.mkdir(parents=True, exist_ok=True)
-        figures = {p.name: p for p in write_figures(long, out).values()} if len(long) else {}
-        roar = long[(long.protocol == "input") & (long["mode"] == "roar")] if len(long) else long
-        if len(roar) and roar.percent.nunique() >= 3:  # seed 002's curve: score against t
-            curve = figure_seed002(long, out / CURVES.format(metric=DEFAULT_METRIC))
-            figures[curve.name] = curve
+        figures, why = _figures(long, out)
         grids, shown, missing = [], [], []
         percents = sorted({float(p) for p in long[long.protocol == "input"].percent.unique()})
         for config in sorted(input_configs, key=lambda c: str(c.method.id)):
@@ -99,7 +108,7 @@ def study_page(
             note = "no input-protocol cells: the layer protocol masks activations, not images"
         records = read_records(results / "cells")
         inputs = PageInputs(
-            long, records, health, results / "tables", figures, grids, note, progress, left
+            long, records, health, results / "tables", figures, grids, note, progress, left, why
         )
         page = write_page(results, inputs)
     except Exception as exc:  # noqa: BLE001 - the page never costs the tables

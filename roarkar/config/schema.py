@@ -245,10 +245,11 @@ class DatasetKeys:
     verify: str = field(default="stat", metadata=NOT_IDENTITY)  # stat | content
     allow_outside_root: bool = field(default=True, metadata=NOT_IDENTITY)
     allow_class_mismatch: bool = field(default=False, metadata=NOT_IDENTITY)
-    # how real images are converted (roarkar.data.materialize): processes (null: one), and an
-    # unreadable image left out (listed in skipped.json) instead of an error; they enter a cell's
-    # identity when set (identity.NAMING_KEYS), not the shard directory's name
-    workers: Optional[int] = None  # noqa: UP045
+    # how real images are converted (roarkar.data.materialize): processes (null: one; the shards
+    # are byte-identical for any number, so no identity), and an unreadable image left out (listed
+    # in skipped.json) instead of an error, which changes the data: it enters a cell's identity
+    # when set (identity.NAMING_KEYS), not the shard directory's name
+    workers: Optional[int] = field(default=None, metadata=NOT_IDENTITY)  # noqa: UP045
     skip_corrupt: bool = False
     # normalisation fixed by the config (one value or one per channel; null: the train split's)
     mean: Any = None

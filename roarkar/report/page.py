@@ -71,6 +71,7 @@ class PageInputs:
     examples_note: str = ""
     progress: str = ""
     left: int | None = None
+    figures_note: str = ""  # why there are no figures, when drawing them failed
 
 
 def _esc(value: object) -> str:
@@ -225,7 +226,7 @@ def write_page(results: Path, inputs: PageInputs) -> Path:
             for name, p in inputs.figures.items()
         ]
     else:
-        parts.append('<p class="muted">none for these cells</p>')
+        parts.append(f'<p class="muted">{_esc(inputs.figures_note or "none for these cells")}</p>')
     parts.append("<h2>What the input cells trained on</h2>")
     if inputs.examples_note:
         parts.append(f"<p>{_esc(inputs.examples_note)}</p>")
