@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -61,6 +62,29 @@ def compose_cfg(tmp_path):
     yield _compose
     for ctx in contexts:
         ctx.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def composing():
+    """Hydra initialised on conf/ with the schema registered: yields ``compose(overrides) -> cfg``
+    for fixtures wider than one test (``compose_cfg`` is per test)."""
+    from hydra import compose, initialize_config_dir
+
+    from roarkar.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda overrides: compose(config_name="config", overrides=list(overrides))
+
+
+def run_in_tree(results: Path, *overrides: str) -> dict:
+    """``roarkar`` with ``overrides`` at ``debug=smoke`` into the tree ``results``, in-process (what
+    a module's fixture runs once for its tests)."""
+    from roarkar.cli import run
+
+    given = [f"paths.results={results}", "debug=smoke", *overrides]
+    with composing() as compose:
+        return run(compose(given), given)
 
 
 def cell_record(

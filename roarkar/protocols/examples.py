@@ -13,6 +13,7 @@ from roarkar.config import Config
 from roarkar.data import denormalize
 from roarkar.protocols.base import base_artifact, base_model_id
 from roarkar.protocols.context import make_context
+from roarkar.protocols.input import masked_inputs
 from roarkar.protocols.precompute import (
     image_parts,
     part_path,
@@ -20,7 +21,6 @@ from roarkar.protocols.precompute import (
     read_part,
     shard_images,
 )
-from roarkar.removal import keep_mask_from_ranks, replace
 from roarkar.training import DistInfo
 
 __all__ = ["MaskedExamples", "masked_examples"]
@@ -57,19 +57,10 @@ def masked_examples(
     n = min(count, len(keys))
     ranks = torch.from_numpy(read_part(path, keys, ctx.info.image_size)[:n].astype("int64"))
     x = ctx.inputs(held.images[:n])
-    kind = ctx.spec.replacement or "mean"
     images = {}
     for mode in ("kar", "roar"):
         for percent in percents:
-            keep = keep_mask_from_ranks(ranks.to(x.device), mode, percent / 100.0)
-            shown = replace(
-                x,
-                ~keep,
-                kind,
-                key="protocol.replacement",
-                pixel_mean=ctx.info.mean,
-                pixel_std=ctx.info.std,
-                generator=torch.Generator(device=x.device).manual_seed(0),
-            )
+            noise = torch.Generator(device=x.device).manual_seed(0)  # linear's, for display
+            shown = masked_inputs(ctx, x, ranks.to(x.device), mode, percent / 100.0, None, noise)
             images[(mode, float(percent))] = denormalize(shown, ctx.info).cpu()
     return MaskedExamples(ctx.spec.method_id, list(keys[:n]), held.images[:n].clone(), images)

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import logging
 
+import torch
+from torch import Tensor
+
 from roarkar.config import Config, InputProtocolConfig
 from roarkar.protocols.base import MODEL_FILE, base_dir, new_model
 from roarkar.protocols.context import Context
@@ -26,6 +29,31 @@ from roarkar.removal import check_percent, check_selects, image_draws, keep_mask
 from roarkar.training import FitResult, fit
 
 log = logging.getLogger(__name__)
+
+
+def masked_inputs(
+    ctx: Context,
+    x: Tensor,
+    ranks: Tensor,
+    mode: str,
+    fraction: float,
+    draw: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Normalised images ``x`` as an input cell trains on them: KAR keeps / ROAR removes the
+    ``fraction`` most salient pixels by ``ranks``, removed ones replaced by
+    ``protocol.replacement`` (noise from ``draw`` or ``generator`` where it draws any)."""
+    keep = keep_mask_from_ranks(ranks, mode, fraction)
+    return replace(
+        x,
+        ~keep,
+        ctx.spec.replacement or "mean",  # checked in ProtocolSettings
+        key="protocol.replacement",
+        pixel_mean=ctx.info.mean,
+        pixel_std=ctx.info.std,
+        draw=draw,
+        generator=generator,
+    )
 
 
 def run_input_cell(
@@ -44,19 +72,11 @@ def run_input_cell(
 
     def prepare(batch, train, generator):
         x = ctx.inputs(batch["images"])
-        keep = keep_mask_from_ranks(batch["ranks"].to(x.device, non_blocking=True), mode, fraction)
         draw = None
         if kind == "linear":  # seeded by the epoch's seed, not drawn from the generator's stream
             draw = image_draws(x.shape, batch["index"], generator.initial_seed())
-        x = replace(
-            x,
-            ~keep,
-            kind,
-            key="protocol.replacement",
-            pixel_mean=ctx.info.mean,
-            pixel_std=ctx.info.std,
-            draw=draw,
-        )
+        ranks = batch["ranks"].to(x.device, non_blocking=True)
+        x = masked_inputs(ctx, x, ranks, mode, fraction, draw=draw)
         if train:
             x = ctx.augment(x, generator)
         return x, batch["labels"].to(ctx.dist.device, non_blocking=True), {}

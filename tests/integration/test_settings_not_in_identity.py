@@ -13,6 +13,7 @@ from roarkar.config.schema import LoaderConfig, PrecomputeConfig, not_in_identit
 from roarkar.config.schema import TrainerConfig as Trainer
 from roarkar.identity import NOT_RESULT_RELEVANT
 from roarkar.protocols.cell import cell_path
+from tests.conftest import run_in_tree
 
 STUDY = [
     "study.layer.methods=[random,smoe_scale]",
@@ -68,16 +69,8 @@ def test_every_setting_that_cannot_change_a_result_is_listed_here():
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
     """The tiny study, run once: its tree, and which shard and model folders it made."""
-    from hydra import compose, initialize_config_dir
-
-    from roarkar.config import register_configs
-    from tests.conftest import CONF_DIR
-
     results = tmp_path_factory.mktemp("identity") / "results"
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        overrides = [f"paths.results={results}", "debug=smoke", *STUDY]
-        out = run(compose(config_name="config", overrides=overrides), overrides)
+    out = run_in_tree(results, *STUDY)
     assert out["failed"] == 0 and out["cells"] == 3
     made = {p.relative_to(results) for p in (results / "data").iterdir()}
     models = {p.relative_to(results) for p in (results / "models").rglob("*") if p.is_dir()}

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from roarkar.cli import run
+from tests.conftest import run_in_tree
 
 STUDY = [
     "study.layer.methods=[random,smoe_scale]",
@@ -65,20 +65,10 @@ class _Page(HTMLParser):
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A small study at debug=smoke, its page written by the study, then by task=tables."""
-    from hydra import compose, initialize_config_dir
-
-    from roarkar.config import register_configs
-    from tests.conftest import CONF_DIR
-
     results = tmp_path_factory.mktemp("report") / "results"
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        overrides = [f"paths.results={results}", "debug=smoke", *STUDY]
-        out = run(compose(config_name="config", overrides=overrides), overrides)
-        page = results / "report" / "index.html"
-        first = page.read_text()
-        tables = [*overrides, "task=tables"]
-        run(compose(config_name="config", overrides=tables), tables)
+    out = run_in_tree(results, *STUDY)
+    first = (results / "report" / "index.html").read_text()
+    run_in_tree(results, *STUDY, "task=tables")
     return results, out, first
 
 
