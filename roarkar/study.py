@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from roarkar.config import Config, resolve
@@ -28,8 +31,9 @@ from roarkar.report.paper_text import format_comparison, write_comparison
 from roarkar.report.progress import estimate_left, progress_line
 from roarkar.report.write import clear_outputs, format_for_console, write_tables
 from roarkar.report_page import read_records, study_page
+from roarkar.runtime import tune_process
 from roarkar.store import RESULT_FILE, is_finished, is_finished_record
-from roarkar.training import setup
+from roarkar.training import DistInfo, setup
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,34 @@ def tree_long(results: Path, ours: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         f"tables of every finished cell under {cells}: {len(tree)} cells, {len(ours)} of them "
         "this study's"
     )
+
+
+def run_cells(configs: list[Config], dist: DistInfo, workers: int = 1) -> Iterator[dict]:
+    """Each cell's record, in plan order: run here one after another, or ``workers`` at a time in
+    processes that split this one's torch threads (a cell's batches and draws depend on its seed
+    and config only, so its result is that of a serial run with as many threads). Cells sharing a
+    base model or maps wait on their lock; a killed study resumes like a serial one."""
+    if workers < 1:
+        raise ValueError(f"study.workers={workers}: expected at least 1")
+    if workers == 1 or len(configs) == 1:
+        for config in configs:
+            yield run_cell(config, dist)
+        return
+    if dist.enabled:
+        raise ValueError(f"study.workers={workers}: a distributed run takes study.workers=1")
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    with ProcessPoolExecutor(workers, context, _start_worker, (threads,)) as pool:
+        yield from pool.map(_run_in_worker, configs)
+
+
+def _start_worker(threads: int) -> None:
+    tune_process()
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(config: Config) -> dict:
+    return run_cell(config)
 
 
 def health_text(long: pd.DataFrame) -> str:
@@ -139,8 +171,7 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     if not configs:
         raise ValueError("the study plan is empty: set study.layer and/or study.input")
     spent: list[tuple[tuple[str, str], float]] = []  # (dataset, protocol), wall s of a done cell
-    for index, cell_cfg in enumerate(configs, 1):
-        record = run_cell(cell_cfg, dist)
+    for index, record in enumerate(run_cells(configs, dist, int(config.study.workers)), 1):
         cell = record["cell"]
         state = (
             record["status"]

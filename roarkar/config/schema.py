@@ -174,6 +174,9 @@ class StudyConfig:
 
     seeds: List[int] = MISSING  # noqa: UP006
     datasets: Optional[List[str]] = None  # noqa: UP006, UP045 - null: the run's own dataset
+    # cells run at once, each in its own process with cores / workers torch threads (1: in this
+    # process, one after another); a cell's result does not depend on it
+    workers: int = field(default=1, metadata=NOT_IDENTITY)
     layer: Optional[LayerStudy] = None  # noqa: UP045
     input: Optional[InputStudy] = None  # noqa: UP045
 
