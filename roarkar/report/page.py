@@ -143,6 +143,12 @@ def _cost(records: list[dict], left: int | None, progress: str) -> str:
     return "<pre>" + _esc("\n".join(lines)) + "</pre>"
 
 
+#: what the cells table shows of a record's cell: names, then numbers
+_CELL_NAMES = ("dataset", "protocol", "method", "layer", "mode")
+_CELL_NUMBERS = ("percent", "seed")
+_CELL_HEAD = (*_CELL_NAMES, *_CELL_NUMBERS, "accuracy", "status", "wall s", "train loss", "record")
+
+
 def _cells(records: list[dict], page_dir: Path) -> str:
     rows = []
     for r in sorted(records, key=lambda r: json.dumps(r.get("cell", {}), sort_keys=True)):
@@ -155,35 +161,15 @@ def _cells(records: list[dict], page_dir: Path) -> str:
         acc = r.get("accuracy")
         rows.append(
             "<tr>"
-            + "".join(
-                f"<td>{_esc(cell.get(k, ''))}</td>"
-                for k in ("dataset", "protocol", "method", "layer", "mode")
-            )
-            + f'<td class="num">{_esc(cell.get("percent", ""))}</td>'
-            + f'<td class="num">{_esc(cell.get("seed", ""))}</td>'
+            + "".join(f"<td>{_esc(cell.get(k, ''))}</td>" for k in _CELL_NAMES)
+            + "".join(f'<td class="num">{_esc(cell.get(k, ""))}</td>' for k in _CELL_NUMBERS)
             + f'<td class="num">{"" if acc is None else f"{acc:.3f}"}</td>'
             + f"<td>{_esc(r.get('status', ''))}</td>"
             + f'<td class="num">{float(r.get("wall_time_s") or 0):.1f}</td>'
             + f"<td>{curve_svg(r.get('history') or [])}</td>"
             + f'<td><a href="{_esc(href.as_posix())}">result.json</a></td></tr>'
         )
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "dataset",
-            "protocol",
-            "method",
-            "layer",
-            "mode",
-            "percent",
-            "seed",
-            "accuracy",
-            "status",
-            "wall s",
-            "train loss",
-            "record",
-        )
-    )
+    head = "".join(f"<th>{h}</th>" for h in _CELL_HEAD)
     return (
         f'<table class="sortable" id="cells"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"

@@ -245,6 +245,7 @@ GROUP_PLACEHOLDER = {
     "precompute.part": "0",
     "precompute.parts": "2",
     "export.path": "/tmp/roarkar-export",
+    "study.workers": "2",
 }
 _PLACEHOLDER_VALUE = re.compile(r"^$|<|\.\.\.|^[A-Z]+$")
 
