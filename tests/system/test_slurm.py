@@ -155,6 +155,9 @@ def _restarts(job: str) -> int:
     return int(match.group(1))
 
 
+BASE_EPOCHS = "trainer.epochs.base=40"
+
+
 def test_sweep_is_one_job_array_and_status_follows_it(slurm, tmp_path, compose_cfg):
     """Three cells, one array (two tasks at a time on two cores); ``task=status`` sees them
     running while the sweep runs and done after it."""
@@ -169,9 +172,14 @@ def test_sweep_is_one_job_array_and_status_follows_it(slurm, tmp_path, compose_c
         "protocol.layer=L5",
         "protocol.mode=kar",
         "protocol.percent=12.5",  # the study's KAR percent: the sweep's cells are the study's
+        # a base model of some seconds: the task training it and the one waiting on its lock are
+        # both claimed (running) long enough for status polls (~1 s apart) to see them; with one
+        # epoch (well under a second) status sometimes saw only one running
+        BASE_EPOCHS,
         cwd=tmp_path,
     )
     study = [
+        BASE_EPOCHS,
         f"study.layer.methods=[{','.join(methods)}]",
         "study.layer.layers=[L5]",
         "study.layer.modes=[kar]",
