@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from roarkar.config import Config, resolve
 from roarkar.plan import cell_configs
@@ -30,7 +30,12 @@ from roarkar.report.paper_gate import why_not_compared
 from roarkar.report.paper_text import format_comparison, write_comparison
 from roarkar.report.progress import estimate_left, progress_line
 from roarkar.report.write import clear_outputs, format_for_console, write_tables
-from roarkar.report_page import read_records, study_page
+from roarkar.report_page import (
+    first_input_per_method,
+    read_records,
+    recorded_inputs,
+    study_page,
+)
 from roarkar.runtime import tune_process
 from roarkar.store import RESULT_FILE, is_finished, is_finished_record
 from roarkar.training import DistInfo, setup
@@ -134,7 +139,11 @@ def paper_text(long: pd.DataFrame, out_dir: Path, records: list[dict]) -> str:
 
 
 def report(
-    long: pd.DataFrame, out_dir: Path, log_base: float = math.e, records: Sequence[dict] = ()
+    long: pd.DataFrame,
+    out_dir: Path,
+    log_base: float = math.e,
+    records: Sequence[dict] = (),
+    health: str | None = None,
 ) -> str:
     """Write Tables 1, 2, 4, 5 under ``out_dir`` and return them as console text.
 
@@ -150,7 +159,7 @@ def report(
         clear_outputs(out)
         long.to_csv(out / "long.csv", index=False)
         return f"tables not written: {exc}\nthe finished cells are in {out / 'long.csv'}"
-    health = health_text(long)
+    health = health_text(long) if health is None else health
     text = f"{text}\n\n{health}" if health else text
     text = f"{text}\n\n{paper_text(long, out, list(records))}"
     return f"{text}\n\ntables: {out} (long.csv, table*.csv/.md/.tex)"
@@ -200,20 +209,21 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     if dist.is_main:
         results = Path(config.paths.results)
         long, scope = tree_long(results, records_to_long(records))
-        tabulated = (
-            read_records(results / "cells") if scope.startswith("tables of every") else records
-        )
-        text = report(long, results / "tables", records=tabulated)
+        tree = read_records(results / "cells")  # once: the paper gate and the page read them
+        health = health_text(long) if len(long) else ""
+        tabulated = tree if scope.startswith("tables of every") else records
+        text = report(long, results / "tables", records=tabulated, health=health)
         if scope:
             text = f"{scope}\n\n{text}"
         print(text, flush=True)
         done = sum(r["status"] == "ok" for r in records)
         page = study_page(
-            Path(config.paths.results),
+            results,
             long,
-            health_text(long) if len(long) else "",
-            _one_per_method(configs, places),
+            health,
+            first_input_per_method(configs, [cell for cell, _, _ in places]),
             dist,
+            tree,
             progress_line(done, len(configs), None, len(failed)),
             left=len(configs) - done,
         )
@@ -235,15 +245,6 @@ def run_study(cfg: DictConfig, overrides: list[str]) -> dict:
     }
 
 
-def _one_per_method(configs: list[Config], places: list) -> list[Config]:
-    """The first input cell's config of each method (its example grid on the report page)."""
-    seen: dict[str, Config] = {}
-    for config, (cell, _, _) in zip(configs, places, strict=True):
-        if cell.protocol == "input":
-            seen.setdefault(cell.method, config)
-    return list(seen.values())
-
-
 def run_tables(cfg: DictConfig | Config) -> dict:
     """Aggregate every finished cell under ``paths.results`` into the tables.
 
@@ -263,32 +264,11 @@ def run_tables(cfg: DictConfig | Config) -> dict:
         )
     if long.empty:
         raise ValueError(f"{cells}: no finished cell to tabulate")
-    text = report(long, results / "tables", records=read_records(cells))
+    records, health = read_records(cells), health_text(long)
+    text = report(long, results / "tables", records=records, health=health)
     print(text, flush=True)
     config = resolve(cfg)
-    page = study_page(
-        results, long, health_text(long), _recorded_inputs(results), setup(str(config.device))
-    )
+    inputs = recorded_inputs(records, results)
+    page = study_page(results, long, health, inputs, setup(str(config.device)), records)
     print(page, flush=True)
     return {"rows": len(long), "tables": text}
-
-
-def _recorded_inputs(results: Path) -> list[Config]:
-    """One input cell's recorded config per method (its example grid), read back through the
-    schema, with the tree's paths where the tree has moved since."""
-    seen: dict[str, Config] = {}
-    for record in read_records(results / "cells"):
-        cell, plain = record.get("cell") or {}, record.get("config")
-        if cell.get("protocol") != "input" or not plain or cell.get("method") in seen:
-            continue
-        paths = plain.get("paths") or {}
-        old = str(paths.get("results", ""))
-        data = str(paths.get("data", ""))
-        if old and data.startswith(old):
-            paths["data"] = str(results) + data[len(old) :]
-        paths["results"] = str(results)
-        try:
-            seen[cell["method"]] = resolve(OmegaConf.create(plain))
-        except Exception as exc:  # noqa: BLE001 - a record of another version: no example grid
-            log.info("no example grid for %s: its recorded config does not resolve (%s)", cell, exc)
-    return list(seen.values())
